@@ -1,1 +1,30 @@
+//! The encryption stage of sealgate.
+//!
+//! By the time a message reaches this crate, the policy stage has decided, for
+//! one group of recipients, which method to use (PGP/MIME or S/MIME) and which
+//! keys or certificates to encrypt to; after it, the relay stage hands the
+//! result to the upstream MTA. This crate does exactly one thing in between:
+//! it turns the original RFC 5322 message into an encrypted one. The original
+//! outer headers (everything but `Content-*` and `MIME-Version`) stay as they
+//! are; the original body and its `Content-*` headers become, byte for byte,
+//! the encrypted inner entity (design invariant 6, "byte faithfulness"), and
+//! new `MIME-Version`/`Content-*` headers describe the encrypted wrapper.
+//!
+//! - [`mime`] splits a raw message into headers and body without copying and
+//!   tells whether it is already encrypted (such mail passes unchanged).
+//! - [`pgp`] selects a certificate's usable encryption subkeys and writes
+//!   PGP/MIME (RFC 3156) with sequoia-openpgp.
+//! - [`smime`] writes S/MIME enveloped-data / authEnveloped-data (RFC 8551)
+//!   with OpenSSL's CMS.
+//!
+//! Every function here fails closed: an error means no output at all, never a
+//! partially encrypted or plaintext message.
 
+mod boundary;
+mod compose;
+mod error;
+pub mod mime;
+pub mod pgp;
+pub mod smime;
+
+pub use error::CryptoError;

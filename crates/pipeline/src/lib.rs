@@ -1,1 +1,151 @@
+//! The pipeline: what happens to a message between the SMTP listener and the relay.
+//!
+//! It implements the listener's [`Handler`]: at RCPT it asks the key resolver and
+//! the policy for that recipient's decision (and refuses the recipient when
+//! policy says so); at the end of DATA it groups the recipients by decision
+//! ([`group`]), builds one output message per group ([`build`]: encrypted, or the
+//! original bytes), hands each to the relay, folds the upstream's answers into
+//! the one reply the client gets ([`outcome`]), and writes the audit row.
 
+pub mod build;
+pub mod group;
+pub mod outcome;
+mod queue_id;
+mod recipient;
+
+pub use recipient::RecipientDecision;
+
+use sealgate_crypto::mime::{header_value_unfolded, Message};
+use sealgate_keys::Resolver;
+use sealgate_policy::Policy;
+use sealgate_relay::{Outbound, Relay};
+use sealgate_smtp_server::{ClientInfo, Envelope, Handler, Reply};
+use sealgate_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Knobs of the pipeline that come from the config.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Longest time a recipient's key lookup may take before the recipient is
+    /// deferred (4.4.3).
+    pub lookup_timeout: Duration,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            lookup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a message passes through after the listener.
+pub struct Pipeline {
+    policy: Policy,
+    resolver: Arc<Resolver>,
+    relay: Arc<dyn Relay>,
+    store: Store,
+    options: PipelineOptions,
+}
+
+impl Pipeline {
+    pub fn new(
+        policy: Policy,
+        resolver: Arc<Resolver>,
+        relay: Arc<dyn Relay>,
+        store: Store,
+        options: PipelineOptions,
+    ) -> Pipeline {
+        Pipeline {
+            policy,
+            resolver,
+            relay,
+            store,
+            options,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Pipeline {
+    type Token = RecipientDecision;
+
+    async fn recipient(
+        &self,
+        client: &ClientInfo,
+        sender: &str,
+        address: &str,
+    ) -> Result<RecipientDecision, Reply> {
+        let decision = recipient::decide(
+            &self.policy,
+            &self.resolver,
+            self.options.lookup_timeout,
+            address,
+        )
+        .await;
+        match &decision {
+            Ok(d) => {
+                tracing::debug!(peer = %client.peer, sender, recipient = address, decision = %d.summary(), "recipient accepted")
+            }
+            Err(r) => {
+                tracing::info!(peer = %client.peer, sender, recipient = address, reply = %r, "recipient refused")
+            }
+        }
+        decision
+    }
+
+    async fn message(&self, envelope: Envelope<RecipientDecision>, data: Vec<u8>) -> Reply {
+        let queue_id = queue_id::next();
+        let received_at = sealgate_store::now_unix();
+        let parsed = Message::parse(&data);
+        let message_id = parsed.header("Message-ID").map(header_value_unfolded);
+        let groups = group::plan(&envelope, &data, &parsed);
+        let mut results = Vec::with_capacity(groups.len());
+        for g in &groups {
+            let built = build::build(g, &data).await;
+            let deliveries = match &built {
+                Ok(bytes) => {
+                    let recipients: Vec<String> = g
+                        .members
+                        .iter()
+                        .map(|&i| envelope.recipients[i].address.clone())
+                        .collect();
+                    self.relay
+                        .send(Outbound {
+                            sender: &envelope.sender,
+                            recipients: &recipients,
+                            body_8bitmime: envelope.body_8bitmime,
+                            smtputf8: envelope.smtputf8,
+                            data: bytes,
+                        })
+                        .await
+                }
+                Err(e) => {
+                    vec![
+                        sealgate_relay::Delivery::Transient(format!("encryption failed: {e}"));
+                        g.members.len()
+                    ]
+                }
+            };
+            results.push((g, deliveries));
+        }
+        let out = outcome::fold(&queue_id, &envelope, &results);
+        tracing::info!(
+            queue_id = %queue_id,
+            message_id = message_id.as_deref().unwrap_or("-"),
+            peer = %envelope.client.peer,
+            sender = %envelope.sender,
+            size = data.len(),
+            recipients = %out.log_summary(),
+            outcome = %out.outcome,
+            reply = %out.reply,
+            "message handled"
+        );
+        let record = out.audit_record(&queue_id, message_id, received_at, &envelope);
+        if let Err(e) = self.store.record_audit(&record).await {
+            tracing::error!(queue_id = %queue_id, "cannot write the audit row: {e}");
+        }
+        out.reply
+    }
+}

@@ -1,1 +1,48 @@
+//! Relay: hands finished messages to the upstream MTA.
+//!
+//! The last stage of the flow. The pipeline gives it one message per recipient
+//! group (sender, recipients, bytes, and whether the original transaction used
+//! 8BITMIME/SMTPUTF8) and gets back a verdict per recipient: accepted, failed
+//! for now (4xx, timeout, network, TLS), or failed for good (5xx). Delivery is
+//! synchronous in this version: the client's DATA is answered only after the
+//! upstream answered. The [`Relay`] trait is the seam where the durable queue
+//! will sit.
 
+mod config;
+mod smtp;
+
+pub use config::{RelayConfig, TlsMode};
+pub use smtp::SmtpRelay;
+
+/// One message to relay.
+#[derive(Debug, Clone, Copy)]
+pub struct Outbound<'a> {
+    /// Envelope sender; empty for the null sender `<>`.
+    pub sender: &'a str,
+    pub recipients: &'a [String],
+    pub body_8bitmime: bool,
+    pub smtputf8: bool,
+    pub data: &'a [u8],
+}
+
+/// What the upstream said about one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Accepted,
+    /// Try again later: a 4xx reply, a timeout or a connection/TLS failure.
+    Transient(String),
+    /// A 5xx reply.
+    Permanent(String),
+}
+
+impl Delivery {
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Delivery::Accepted)
+    }
+}
+
+/// Sends messages somewhere; returns one [`Delivery`] per recipient, in order.
+#[async_trait::async_trait]
+pub trait Relay: Send + Sync {
+    async fn send(&self, message: Outbound<'_>) -> Vec<Delivery>;
+}

@@ -1,1 +1,253 @@
+//! A throw-away GnuPG home for tests: the independent OpenPGP peer.
+//!
+//! Tests make keys with the real `gpg`, hand the public keys to sealgate, and
+//! let `gpg --decrypt` judge what sealgate produced. Every [`GnupgHome`] is
+//! its own temporary directory (mode 700); dropping it stops the gpg-agent
+//! (and any other daemon) that gpg started for it, by `gpgconf --kill all`.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{run_ok, run_with_timeout};
+
+/// Time limit for one gpg call (RSA key generation included).
+const GPG_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A temporary `GNUPGHOME` with helpers that run `gpg --homedir` on it.
+pub struct GnupgHome {
+    dir: tempfile::TempDir,
+}
+
+impl GnupgHome {
+    /// Creates an empty GnuPG home (a fresh temporary directory, mode 700).
+    ///
+    /// # Panics
+    /// If the directory cannot be created.
+    pub fn new() -> GnupgHome {
+        let dir = tempfile::Builder::new()
+            .prefix("sg-gpg-")
+            .tempdir()
+            .expect("create GnuPG home");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod 700 GnuPG home");
+        GnupgHome { dir }
+    }
+
+    /// The home directory (pass it as `--homedir` or `GNUPGHOME`).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `gpg --homedir H --batch` command with the loopback pinentry and an
+    /// empty passphrase.
+    pub fn gpg(&self) -> Command {
+        let mut cmd = Command::new("gpg");
+        cmd.arg("--homedir").arg(self.path()).args([
+            "--batch",
+            "--no-tty",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        cmd
+    }
+
+    /// Generates a key without passphrase and expiry for `uid` (e.g.
+    /// `Alice <alice@example.org>`) and returns the primary key's fingerprint
+    /// (40 or 64 uppercase hex digits).
+    ///
+    /// `algo` is `future-default` (ed25519 primary + cv25519 encryption
+    /// subkey) or `default` (rsa3072 + rsa3072), made by one
+    /// `--quick-gen-key`; any other algorithm (`rsa3072`, `rsa2048`,
+    /// `ed25519`, `nistp256`, ...) makes a signing primary key of that
+    /// algorithm plus an encryption subkey by `--quick-add-key` (cv25519 for
+    /// ed25519, the same algorithm otherwise).
+    ///
+    /// # Panics
+    /// If gpg fails.
+    pub fn gen_key(&self, uid: &str, algo: &str) -> String {
+        let combined = matches!(algo, "default" | "future-default");
+        let mut cmd = self.gpg();
+        cmd.args(["--status-fd", "1", "--quick-gen-key", uid, algo])
+            .arg(if combined { "default" } else { "sign" })
+            .arg("never");
+        let status =
+            run_ok(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpg --quick-gen-key: {e}"));
+        let fpr = status
+            .lines()
+            .find_map(|l| {
+                let rest = l.strip_prefix("[GNUPG:] KEY_CREATED ")?;
+                rest.split_whitespace().nth(1).map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("gpg --quick-gen-key printed no KEY_CREATED:\n{status}"));
+        if !combined {
+            let sub = match algo {
+                a if a.starts_with("ed25519") => "cv25519",
+                a if a.starts_with("ed448") => "cv448",
+                a => a,
+            };
+            let mut cmd = self.gpg();
+            cmd.args(["--quick-add-key", &fpr, sub, "encr", "never"]);
+            run_ok(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpg --quick-add-key: {e}"));
+        }
+        fpr.to_ascii_uppercase()
+    }
+
+    /// `gpg --armor --export WHO` (fingerprint, key id or address).
+    ///
+    /// # Panics
+    /// If gpg fails or exports nothing.
+    pub fn export_armored(&self, who: &str) -> Vec<u8> {
+        let mut cmd = self.gpg();
+        cmd.args(["--armor", "--export", who]);
+        let out =
+            run_with_timeout(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpg --export: {e}"));
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "gpg --export {who} gave nothing: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Imports keys (armored or binary) into this home.
+    ///
+    /// # Panics
+    /// If gpg fails.
+    pub fn import(&self, data: &[u8]) {
+        let file = self.temp_file("import", data);
+        let mut cmd = self.gpg();
+        cmd.arg("--import").arg(file.path());
+        run_ok(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpg --import: {e}"));
+    }
+
+    /// The key ids (16 uppercase hex digits) of the encryption-capable
+    /// subkeys of `who`, from `--list-keys --with-colons` (`sub` records with
+    /// `e` in their capabilities, not revoked or expired).
+    ///
+    /// # Panics
+    /// If gpg fails.
+    pub fn encryption_keyids(&self, who: &str) -> Vec<String> {
+        let mut cmd = self.gpg();
+        cmd.args(["--with-colons", "--list-keys", who]);
+        let out = run_ok(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpg --list-keys: {e}"));
+        out.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                let usable = f.len() > 11
+                    && (f[0] == "sub" || f[0] == "pub")
+                    && f[11].contains('e')
+                    && !matches!(f[1], "r" | "e");
+                usable.then(|| f[4].to_ascii_uppercase())
+            })
+            .collect()
+    }
+
+    /// Decrypts `data` with `gpg --decrypt` and returns the plaintext. The
+    /// data may be a binary or armored OpenPGP message, or a whole mail that
+    /// contains one armored `PGP MESSAGE` block (e.g. PGP/MIME), which is
+    /// then cut out first.
+    ///
+    /// Ok only if gpg exits 0 and reports `[GNUPG:] DECRYPTION_OKAY` on its
+    /// status fd; Err carries gpg's status and error output.
+    pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+        let input = self.temp_file("in", armored_block(data).unwrap_or(data));
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out_path = dir.path().join("plain");
+        let mut cmd = self.gpg();
+        cmd.args(["--status-fd", "2", "--output"])
+            .arg(&out_path)
+            .arg("--decrypt")
+            .arg(input.path());
+        let out = run_with_timeout(cmd, GPG_TIMEOUT)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success()
+            || !stderr
+                .lines()
+                .any(|l| l.starts_with("[GNUPG:] DECRYPTION_OKAY"))
+        {
+            return Err(format!("gpg --decrypt failed ({}):\n{stderr}", out.status));
+        }
+        std::fs::read(&out_path).map_err(|e| format!("read gpg output: {e}"))
+    }
+
+    /// The key ids (16 uppercase hex digits, in packet order) the OpenPGP
+    /// message in `data` is encrypted to, from its public-key encrypted
+    /// session key packets as `gpg --list-packets` shows them. Works without
+    /// the secret keys. `data` may be a whole mail, as for
+    /// [`GnupgHome::decrypt`].
+    ///
+    /// # Panics
+    /// If gpg cannot be run.
+    pub fn recipient_keyids(&self, data: &[u8]) -> Vec<String> {
+        let input = self.temp_file("in", armored_block(data).unwrap_or(data));
+        let mut cmd = self.gpg();
+        cmd.args(["--status-fd", "2", "--list-packets"])
+            .arg(input.path());
+        // Exit status is non-zero without the secret key; the packets are
+        // listed all the same.
+        let out = run_with_timeout(cmd, GPG_TIMEOUT)
+            .unwrap_or_else(|e| panic!("gpg --list-packets: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut ids: Vec<String> = stdout
+            .lines()
+            .filter(|l| l.starts_with(":pubkey enc packet:"))
+            .filter_map(|l| l.split("keyid ").nth(1))
+            .map(|id| id.trim().trim_end_matches(',').to_ascii_uppercase())
+            .collect();
+        if ids.is_empty() {
+            // Fall back to the status lines.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ids = stderr
+                .lines()
+                .filter_map(|l| l.strip_prefix("[GNUPG:] ENC_TO "))
+                .filter_map(|r| r.split_whitespace().next())
+                .map(str::to_ascii_uppercase)
+                .collect();
+        }
+        ids
+    }
+
+    fn temp_file(&self, prefix: &str, data: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile()
+            .expect("create temporary file");
+        std::io::Write::write_all(&mut f, data).expect("write temporary file");
+        f
+    }
+}
+
+impl Default for GnupgHome {
+    fn default() -> Self {
+        GnupgHome::new()
+    }
+}
+
+impl Drop for GnupgHome {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("gpgconf");
+        cmd.arg("--homedir")
+            .arg(self.path())
+            .args(["--kill", "all"]);
+        let _ = run_with_timeout(cmd, Duration::from_secs(10));
+    }
+}
+
+/// The first `-----BEGIN PGP MESSAGE-----` ... `-----END PGP MESSAGE-----`
+/// block in `data` (inclusive), if any.
+fn armored_block(data: &[u8]) -> Option<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+    const END: &[u8] = b"-----END PGP MESSAGE-----";
+    let start = find(data, BEGIN)?;
+    let end = start + find(&data[start..], END)? + END.len();
+    Some(&data[start..end])
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,1 +1,572 @@
+//! A throw-away X.509 PKI for tests: the independent S/MIME peer.
+//!
+//! [`TestCa`] is a certificate authority made with the real `openssl` CLI in
+//! its own temporary directory (`openssl ca` with an index, so that it can
+//! issue expired or not-yet-valid certificates, revoke and publish CRLs). It
+//! issues end-entity certificates ([`IssuedCert`]) with the key type,
+//! addresses and extensions a test asks for ([`CertOptions`]). The free
+//! functions let `openssl cms` judge what sealgate produced: decrypt it
+//! ([`cms_decrypt`], CBC EnvelopedData and GCM AuthEnvelopedData alike) and
+//! list whom it is encrypted to ([`cms_recipients`]).
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::process::{run_ok, run_with_timeout};
+
+/// Time limit for one openssl call.
+const OPENSSL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to put into an end-entity certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertOptions {
+    /// subjectAltName `email:` entry (none if `None`).
+    pub email: Option<String>,
+    /// `emailAddress` attribute in the subject DN (none if `None`).
+    pub subject_email: Option<String>,
+    /// Subject common name; defaults to the email address, else `Test User N`.
+    pub common_name: Option<String>,
+    /// keyUsage (critical), e.g. `digitalSignature,keyEncipherment`
+    /// (RSA) or `digitalSignature,keyAgreement` (EC); none if `None`.
+    pub key_usage: Option<String>,
+    /// extendedKeyUsage, e.g. `emailProtection`; none if `None`.
+    pub ext_key_usage: Option<String>,
+    /// notAfter, in days from now. Zero or negative: already expired
+    /// (notAfter = now + days days, minus one minute).
+    pub days: i64,
+    /// notBefore, in days from now (default -1). Positive: not yet valid.
+    /// Moved to 30 days before notAfter if it would not precede it.
+    pub not_before_days: i64,
+    /// Key type: `rsa2048`, `rsa3072`, `rsa4096`, `ec-p256`, `ec-p384`.
+    pub key: String,
+}
+
+impl Default for CertOptions {
+    /// `alice@example.org` in subjectAltName, keyUsage
+    /// `digitalSignature,keyEncipherment`, extendedKeyUsage
+    /// `emailProtection`, valid from yesterday for 365 days, RSA 2048.
+    fn default() -> Self {
+        CertOptions {
+            email: Some("alice@example.org".to_string()),
+            subject_email: None,
+            common_name: None,
+            key_usage: Some("digitalSignature,keyEncipherment".to_string()),
+            ext_key_usage: Some("emailProtection".to_string()),
+            days: 365,
+            not_before_days: -1,
+            key: "rsa2048".to_string(),
+        }
+    }
+}
+
+/// A certificate issued by a [`TestCa`], with its private key on disk.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    /// The certificate, PEM, on disk (inside the CA's directory).
+    pub cert_pem_path: PathBuf,
+    /// The unencrypted private key, PEM (PKCS#8), on disk.
+    pub key_path: PathBuf,
+    /// The certificate, PEM.
+    pub cert_pem: Vec<u8>,
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// Serial number, uppercase hex without leading zeros.
+    pub serial: String,
+    /// Issuer DN as `openssl` prints it one-line, e.g. `CN=Test CA`.
+    pub issuer: String,
+}
+
+impl IssuedCert {
+    /// This certificate's issuer and serial in the form [`cms_recipients`]
+    /// reports them: `issuer=CN=Test CA;serial=1000`.
+    pub fn recipient_id(&self) -> String {
+        format!("issuer={};serial={}", self.issuer, self.serial)
+    }
+}
+
+/// A test certificate authority in a temporary directory.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+    name: String,
+    /// The CA certificate, PEM, on disk.
+    pub cert_pem_path: PathBuf,
+    /// The CA's private key, PEM, on disk.
+    pub key_path: PathBuf,
+    /// The CA certificate, PEM.
+    pub cert_pem: Vec<u8>,
+    /// The CA certificate, DER.
+    pub cert_der: Vec<u8>,
+    issued: AtomicU32,
+}
+
+impl TestCa {
+    /// Creates a CA with subject `CN=<name>` (no `/` in `name`), an RSA 2048
+    /// key, basicConstraints CA:TRUE, keyUsage keyCertSign+cRLSign, valid from
+    /// ten years ago to ten years from now (so that expired end-entity
+    /// certificates still lie inside its validity).
+    ///
+    /// # Panics
+    /// If openssl fails.
+    pub fn new(name: &str) -> TestCa {
+        assert!(!name.contains('/'), "CA name must not contain '/'");
+        let dir = tempfile::Builder::new()
+            .prefix("sg-ca-")
+            .tempdir()
+            .expect("create CA dir");
+        let d = dir.path();
+        std::fs::create_dir(d.join("newcerts")).expect("mkdir newcerts");
+        std::fs::write(d.join("index.txt"), b"").expect("write index.txt");
+        std::fs::write(d.join("serial"), b"1000\n").expect("write serial");
+        std::fs::write(d.join("crlnumber"), b"1000\n").expect("write crlnumber");
+        std::fs::write(d.join("index.txt.attr"), b"unique_subject = no\n")
+            .expect("write index attr");
+        std::fs::write(d.join("ca.cnf"), ca_config(d)).expect("write ca.cnf");
+
+        let key_path = d.join("ca.key");
+        gen_key(&key_path, "rsa2048");
+        let csr = d.join("ca.csr");
+        openssl(|c| {
+            c.args(["req", "-new", "-key"])
+                .arg(&key_path)
+                .args(["-subj", &format!("/CN={name}"), "-out"])
+                .arg(&csr);
+        });
+        let cert_pem_path = d.join("ca.crt");
+        let now = now_secs();
+        openssl(|c| {
+            c.args(["ca", "-batch", "-notext", "-selfsign", "-config"])
+                .arg(d.join("ca.cnf"))
+                .args(["-keyfile"])
+                .arg(&key_path)
+                .args([
+                    "-extensions",
+                    "v3_ca",
+                    "-startdate",
+                    &asn1_time(now - 3650 * 86400),
+                ])
+                .args(["-enddate", &asn1_time(now + 3650 * 86400), "-in"])
+                .arg(&csr)
+                .arg("-out")
+                .arg(&cert_pem_path);
+        });
+        let cert_pem = std::fs::read(&cert_pem_path).expect("read CA cert");
+        let cert_der = pem_to_der(&cert_pem_path);
+        TestCa {
+            dir,
+            name: name.to_string(),
+            cert_pem_path,
+            key_path,
+            cert_pem,
+            cert_der,
+            issued: AtomicU32::new(0),
+        }
+    }
+
+    /// The CA's name (its subject CN).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The CA's directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Issues an end-entity certificate (basicConstraints CA:FALSE, subject
+    /// and authority key identifiers, plus what `opts` asks for) with a new
+    /// key, via `openssl ca` with explicit `-startdate`/`-enddate`.
+    ///
+    /// # Panics
+    /// If openssl fails or `opts.key` is unknown.
+    pub fn issue(&self, opts: CertOptions) -> IssuedCert {
+        let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let d = self.dir.path();
+        let key_path = d.join(format!("ee{n}.key"));
+        gen_key(&key_path, &opts.key);
+
+        let cn = opts
+            .common_name
+            .clone()
+            .or_else(|| opts.email.clone())
+            .or_else(|| opts.subject_email.clone())
+            .unwrap_or_else(|| format!("Test User {n}"));
+        let mut subj = format!("/CN={}", cn.replace('/', "\\/"));
+        if let Some(e) = &opts.subject_email {
+            subj.push_str(&format!("/emailAddress={e}"));
+        }
+        let csr = d.join(format!("ee{n}.csr"));
+        openssl(|c| {
+            c.args(["req", "-new", "-key"])
+                .arg(&key_path)
+                .args(["-subj", &subj, "-out"])
+                .arg(&csr);
+        });
+
+        let mut ext = String::from(
+            "[ext]\nbasicConstraints = critical,CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid,issuer\n",
+        );
+        if let Some(ku) = &opts.key_usage {
+            ext.push_str(&format!("keyUsage = critical,{ku}\n"));
+        }
+        if let Some(eku) = &opts.ext_key_usage {
+            ext.push_str(&format!("extendedKeyUsage = {eku}\n"));
+        }
+        if let Some(email) = &opts.email {
+            ext.push_str(&format!("subjectAltName = email:{email}\n"));
+        }
+        let ext_path = d.join(format!("ee{n}.ext"));
+        std::fs::write(&ext_path, ext).expect("write extension file");
+
+        let now = now_secs();
+        let not_after = now + opts.days * 86400 - if opts.days <= 0 { 60 } else { 0 };
+        let mut not_before = now + opts.not_before_days * 86400;
+        if not_before >= not_after {
+            not_before = not_after - 30 * 86400;
+        }
+        let cert_pem_path = d.join(format!("ee{n}.crt"));
+        openssl(|c| {
+            c.args(["ca", "-batch", "-notext", "-preserveDN", "-config"])
+                .arg(d.join("ca.cnf"))
+                .args([
+                    "-startdate",
+                    &asn1_time(not_before),
+                    "-enddate",
+                    &asn1_time(not_after),
+                ])
+                .arg("-extfile")
+                .arg(&ext_path)
+                .args(["-extensions", "ext", "-in"])
+                .arg(&csr)
+                .arg("-out")
+                .arg(&cert_pem_path);
+        });
+        let cert_pem = std::fs::read(&cert_pem_path).expect("read issued cert");
+        let cert_der = pem_to_der(&cert_pem_path);
+        let info = openssl(|c| {
+            c.args([
+                "x509", "-noout", "-serial", "-issuer", "-nameopt", "oneline", "-in",
+            ])
+            .arg(&cert_pem_path);
+        });
+        let field = |prefix: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("openssl x509 printed no {prefix}: {info}"))
+                .trim()
+                .to_string()
+        };
+        IssuedCert {
+            cert_pem_path,
+            key_path,
+            cert_pem,
+            cert_der,
+            serial: normalize_serial(&field("serial=")),
+            issuer: normalize_name(&field("issuer=")),
+        }
+    }
+
+    /// Revokes `cert` in the CA's index (it shows up in the next [`TestCa::crl_der`]).
+    ///
+    /// # Panics
+    /// If openssl fails.
+    pub fn revoke(&self, cert: &IssuedCert) {
+        openssl(|c| {
+            c.args(["ca", "-batch", "-config"])
+                .arg(self.dir.path().join("ca.cnf"))
+                .arg("-revoke")
+                .arg(&cert.cert_pem_path);
+        });
+    }
+
+    /// A fresh CRL (DER) listing every certificate revoked so far, valid
+    /// for 30 days.
+    ///
+    /// # Panics
+    /// If openssl fails.
+    pub fn crl_der(&self) -> Vec<u8> {
+        let d = self.dir.path();
+        let pem = d.join("crl.pem");
+        let der = d.join("crl.der");
+        openssl(|c| {
+            c.args(["ca", "-batch", "-gencrl", "-config"])
+                .arg(d.join("ca.cnf"))
+                .arg("-out")
+                .arg(&pem);
+        });
+        openssl(|c| {
+            c.args(["crl", "-in"])
+                .arg(&pem)
+                .args(["-outform", "DER", "-out"])
+                .arg(&der);
+        });
+        std::fs::read(&der).expect("read CRL")
+    }
+
+    /// A DER PKCS#7 certificate bundle (`.p7b`) of `certs`, as
+    /// `openssl crl2pkcs7 -nocrl` makes it.
+    ///
+    /// # Panics
+    /// If openssl fails.
+    pub fn p7b(certs: &[&IssuedCert]) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("bundle.p7b");
+        openssl(|c| {
+            c.args(["crl2pkcs7", "-nocrl"]);
+            for cert in certs {
+                c.arg("-certfile").arg(&cert.cert_pem_path);
+            }
+            c.args(["-outform", "DER", "-out"]).arg(&out);
+        });
+        std::fs::read(&out).expect("read p7b")
+    }
+}
+
+/// Decrypts an S/MIME message (a whole mail, as sealgate relays it; or a
+/// bare DER CMS structure) with `openssl cms -decrypt -binary -recip CERT
+/// -inkey KEY` and returns the decrypted content, byte for byte. Handles
+/// EnvelopedData (CBC) and AuthEnvelopedData (GCM), RSA and EC recipients.
+/// Err carries openssl's error output.
+pub fn cms_decrypt(message: &[u8], cert: &IssuedCert) -> Result<Vec<u8>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    std::fs::write(&input, message).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "cms",
+        "-decrypt",
+        "-binary",
+        "-inform",
+        input_form(message),
+        "-in",
+    ])
+    .arg(&input)
+    .arg("-recip")
+    .arg(&cert.cert_pem_path)
+    .arg("-inkey")
+    .arg(&cert.key_path)
+    .arg("-out")
+    .arg(&output);
+    run_ok(cmd, OPENSSL_TIMEOUT)?;
+    std::fs::read(&output).map_err(|e| format!("read openssl output: {e}"))
+}
+
+/// The recipients an S/MIME message (whole mail or DER CMS) is encrypted
+/// to, one entry per RecipientInfo (per recipient encrypted key for key
+/// agreement), in order, from `openssl cms -cmsout -print`: issuer and
+/// serial as `issuer=CN=Test CA;serial=1000` (see
+/// [`IssuedCert::recipient_id`]), or `skid=<hex>` for a subject key
+/// identifier.
+///
+/// # Panics
+/// If openssl cannot parse the message.
+pub fn cms_recipients(message: &[u8]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    std::fs::write(&input, message).expect("write message");
+    let printed = openssl(|c| {
+        c.args([
+            "cms",
+            "-cmsout",
+            "-print",
+            "-noout",
+            "-inform",
+            input_form(message),
+            "-in",
+        ])
+        .arg(&input);
+    });
+    let mut out = Vec::new();
+    let mut lines = printed.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line.starts_with("d.issuerAndSerialNumber:") {
+            let mut issuer = None;
+            let mut serial = None;
+            for l in lines.by_ref() {
+                if let Some(v) = l.strip_prefix("issuer:") {
+                    issuer = Some(normalize_name(v));
+                } else if let Some(v) = l.strip_prefix("serialNumber:") {
+                    serial = Some(normalize_serial(v));
+                }
+                if issuer.is_some() && serial.is_some() {
+                    break;
+                }
+            }
+            out.push(format!(
+                "issuer={};serial={}",
+                issuer.unwrap_or_default(),
+                serial.unwrap_or_default()
+            ));
+        } else if line.starts_with("d.subjectKeyIdentifier:") || line.starts_with("d.rKeyId:") {
+            // The identifier's hex dump follows; keep it whole.
+            let mut hex = String::new();
+            for l in lines.by_ref() {
+                let Some((_, rest)) = l.split_once(" - ") else {
+                    break;
+                };
+                let bytes: String = rest
+                    .chars()
+                    .take(48)
+                    .filter(|c| c.is_ascii_hexdigit())
+                    .collect();
+                hex.push_str(&bytes);
+            }
+            out.push(format!("skid={}", hex.to_ascii_uppercase()));
+        }
+    }
+    out
+}
+
+/// `DER` if `message` looks like a bare DER SEQUENCE, else `SMIME`.
+fn input_form(message: &[u8]) -> &'static str {
+    if message.first() == Some(&0x30) {
+        "DER"
+    } else {
+        "SMIME"
+    }
+}
+
+/// Runs `openssl` with the arguments `f` adds; returns stdout.
+fn openssl(f: impl FnOnce(&mut Command)) -> String {
+    let mut cmd = Command::new("openssl");
+    f(&mut cmd);
+    run_ok(cmd, OPENSSL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Generates a private key of `kind` into `path` (PEM, unencrypted).
+fn gen_key(path: &Path, kind: &str) {
+    let opts: &[&str] = match kind {
+        "rsa2048" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        "rsa3072" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+        "rsa4096" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"],
+        "ec-p256" => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "ec-p384" => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+        other => panic!("unknown key type {other:?}"),
+    };
+    openssl(|c| {
+        c.arg("genpkey").args(opts).arg("-out").arg(path);
+    });
+}
+
+fn pem_to_der(pem: &Path) -> Vec<u8> {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["x509", "-outform", "DER", "-in"]).arg(pem);
+    let out = run_with_timeout(cmd, OPENSSL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "openssl x509 -outform DER failed");
+    out.stdout
+}
+
+/// `CN = Test CA, O = x` -> `CN=Test CA, O=x`.
+fn normalize_name(s: &str) -> String {
+    s.trim().replace(" = ", "=")
+}
+
+/// `0x01A0` / `416` / `01A0` -> `1A0` (uppercase hex, no leading zeros).
+fn normalize_serial(s: &str) -> String {
+    let s = s.trim();
+    let hex = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        h.to_ascii_uppercase()
+    } else if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
+        // openssl prints small serials in decimal, x509 -serial in hex: the
+        // caller tells which by the prefix; bare digits from `cms -print`
+        // are decimal, from `x509 -serial` they come with `serial=` and are
+        // handled by `normalize_hex_serial`.
+        match s.parse::<u128>() {
+            Ok(v) => format!("{v:X}"),
+            Err(_) => s.to_string(),
+        }
+    } else {
+        s.to_ascii_uppercase()
+    };
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `YYYYMMDDHHMMSSZ` (GeneralizedTime, as `openssl ca -startdate` takes it).
+fn asn1_time(secs: i64) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The `openssl ca` configuration for the CA in `dir`.
+fn ca_config(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "[ca]\n\
+         default_ca = test_ca\n\
+         [test_ca]\n\
+         database = {d}/index.txt\n\
+         new_certs_dir = {d}/newcerts\n\
+         serial = {d}/serial\n\
+         crlnumber = {d}/crlnumber\n\
+         certificate = {d}/ca.crt\n\
+         private_key = {d}/ca.key\n\
+         default_md = sha256\n\
+         default_days = 365\n\
+         default_crl_days = 30\n\
+         policy = policy_any\n\
+         unique_subject = no\n\
+         copy_extensions = none\n\
+         email_in_dn = yes\n\
+         [policy_any]\n\
+         commonName = supplied\n\
+         emailAddress = optional\n\
+         organizationName = optional\n\
+         organizationalUnitName = optional\n\
+         countryName = optional\n\
+         [v3_ca]\n\
+         basicConstraints = critical,CA:TRUE\n\
+         keyUsage = critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier = hash\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_serials() {
+        assert_eq!(asn1_time(0), "19700101000000Z");
+        assert_eq!(asn1_time(951_782_400), "20000229000000Z");
+        assert_eq!(asn1_time(-86400), "19691231000000Z");
+        assert_eq!(normalize_serial("0x01A0"), "1A0");
+        assert_eq!(normalize_serial("4096"), "1000");
+        assert_eq!(normalize_name("CN = Test CA"), "CN=Test CA");
+    }
+}

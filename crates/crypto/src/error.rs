@@ -1,0 +1,32 @@
+//! The one error type of the encryption stage.
+//!
+//! Callers (the pipeline) only need to know that encryption failed and why, in
+//! words fit for a log line and an SMTP reply; they must then refuse or defer
+//! the message (fail closed). The texts never contain message content or key
+//! material, only fingerprints and library error descriptions.
+
+/// Why a message could not be encrypted.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// No certificate (S/MIME) or no OpenPGP certificate was given.
+    #[error("no recipients to encrypt to")]
+    NoRecipients,
+    /// An OpenPGP certificate has no encryption subkey that is valid now.
+    #[error("OpenPGP certificate {fingerprint} has no usable encryption subkey")]
+    NoEncryptionSubkey {
+        /// Fingerprint of the certificate's primary key (hex).
+        fingerprint: String,
+    },
+    /// sequoia-openpgp failed.
+    #[error("OpenPGP error: {0}")]
+    OpenPgp(String),
+    /// OpenSSL failed (CMS encryption, random numbers).
+    #[error("OpenSSL error: {0}")]
+    OpenSsl(String),
+}
+
+impl From<openssl::error::ErrorStack> for CryptoError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        CryptoError::OpenSsl(e.to_string())
+    }
+}

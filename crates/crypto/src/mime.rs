@@ -1,0 +1,140 @@
+//! A raw RFC 5322 message, split into header fields and body without copying.
+//!
+//! The encryptors need three things from the original message, all as the
+//! original bytes: the outer header fields that stay visible, the inner entity
+//! (the `Content-*` fields and the body) that gets encrypted, and whether the
+//! message is already encrypted. [`Message`] gives exactly those and nothing
+//! more: it does not decode, re-encode or re-fold anything, and it accepts any
+//! bytes (8-bit, invalid UTF-8, bare LF, garbage) without panicking.
+
+mod content_type;
+mod encrypted;
+mod header;
+
+pub use content_type::ContentType;
+pub use header::{header_value_unfolded, Header};
+
+/// A message split at the first empty line, borrowing the raw bytes.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    raw: &'a [u8],
+    headers: Vec<Header<'a>>,
+    separator: &'a [u8],
+    body: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    /// Splits `raw`. The header section ends at the first empty line (`CRLF`
+    /// or `LF`). Without an empty line, everything is headers and the body is
+    /// empty. If the first line is not a header field (nor empty), there are
+    /// no headers and everything is body. A non-field line later in the
+    /// header section ends it (the body starts at that line).
+    pub fn parse(raw: &'a [u8]) -> Message<'a> {
+        let s = header::split(raw);
+        Message {
+            raw,
+            headers: s.headers,
+            separator: s.separator,
+            body: s.body,
+        }
+    }
+
+    /// The whole message as given.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// All header fields in order.
+    pub fn headers(&self) -> &[Header<'a>] {
+        &self.headers
+    }
+
+    /// The first header field named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&Header<'a>> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The body: everything after the empty line that ends the headers.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The parsed `Content-Type`; `text/plain; charset=us-ascii` when absent
+    /// or unreadable (RFC 2045).
+    pub fn content_type(&self) -> ContentType {
+        match self.header("Content-Type") {
+            Some(h) => ContentType::parse(&header_value_unfolded(h)),
+            None => ContentType::default_text_plain(),
+        }
+    }
+
+    /// The entity to encrypt: every `Content-*` header field's raw bytes in
+    /// original order, then the original separator line (its line ending),
+    /// then the body, byte for byte. This is what the recipient gets back
+    /// after decryption.
+    ///
+    /// Only where the original has no separator (no headers at all, a header
+    /// section ended by a non-field line, or a message that ends in its
+    /// headers) is one line ending added, in the message's own style (LF if
+    /// its first line ends in a bare LF, else CRLF), so that the entity
+    /// still parses as headers + body; likewise for a last field the message
+    /// ends inside of.
+    pub fn inner_entity(&self) -> Vec<u8> {
+        let eol = self.line_ending();
+        let mut out = Vec::with_capacity(self.raw.len() + 2);
+        for h in self.headers.iter().filter(|h| is_content_field(h.name)) {
+            out.extend_from_slice(h.raw);
+            if !h.raw.ends_with(b"\n") {
+                out.extend_from_slice(eol);
+            }
+        }
+        if self.separator.is_empty() {
+            out.extend_from_slice(eol);
+        } else {
+            out.extend_from_slice(self.separator);
+            if self.separator == b"\r" {
+                // A lone CR at the very end of the input: complete it.
+                out.push(b'\n');
+            }
+        }
+        out.extend_from_slice(self.body);
+        out
+    }
+
+    /// The raw bytes of every header field that is neither `Content-*` nor
+    /// `MIME-Version`, in order. These stay visible on the encrypted message.
+    /// A field the message ends inside of gets a line ending.
+    pub fn outer_headers(&self) -> Vec<u8> {
+        let eol = self.line_ending();
+        let mut out = Vec::new();
+        for h in self
+            .headers
+            .iter()
+            .filter(|h| !is_content_field(h.name) && !h.name.eq_ignore_ascii_case("MIME-Version"))
+        {
+            out.extend_from_slice(h.raw);
+            if !h.raw.ends_with(b"\n") {
+                out.extend_from_slice(eol);
+            }
+        }
+        out
+    }
+
+    /// `\n` if the first line of the message ends in a bare LF, else `\r\n`.
+    fn line_ending(&self) -> &'static [u8] {
+        let end = header::line_end(self.raw, 0);
+        let first = &self.raw[..end];
+        if first.ends_with(b"\n") && !first.ends_with(b"\r\n") {
+            b"\n"
+        } else {
+            b"\r\n"
+        }
+    }
+}
+
+/// `Content-*` fields (any case) belong to the entity, not the envelope.
+fn is_content_field(name: &str) -> bool {
+    name.len() >= 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"content-")
+}

@@ -1,0 +1,173 @@
+//! PGP/MIME (RFC 3156) encryption with sequoia-openpgp.
+//!
+//! Two ideas live here because they must agree: which keys of a certificate
+//! may be encrypted to ([`encryption_subkeys`], also used by the key stage to
+//! decide whether a certificate is usable at all), and the encryption itself
+//! ([`encrypt_pgp_mime`]), which encrypts to exactly those keys. The inner
+//! entity goes into a binary literal data packet unchanged; no compression.
+//! sequoia picks SEIPDv2 (AEAD) only when every recipient certificate
+//! advertises support for it, else SEIPDv1, so GnuPG 2.2 keys stay readable.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::cert::amalgamation::key::ValidErasedKeyAmalgamation;
+use openpgp::packet::key::PublicParts;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::stream::{
+    Armorer, Encryptor, LiteralWriter, Message as PgpMessage, Recipient,
+};
+use openpgp::types::{DataFormat, KeyFlags, RevocationStatus};
+use openpgp::Cert;
+
+use crate::boundary::new_boundary;
+use crate::compose::assemble;
+use crate::mime::Message;
+use crate::CryptoError;
+
+/// The policy every OpenPGP decision of this crate is taken under.
+static POLICY: StandardPolicy<'static> = StandardPolicy::new();
+
+/// A key of a certificate that may be encrypted to now, bound to its (valid)
+/// certificate. `.key()` is the public key, `.fingerprint()`/`.keyid()` its
+/// identity; it converts into a sequoia encryption `Recipient`.
+pub type EncryptionSubkey<'a> = ValidErasedKeyAmalgamation<'a, PublicParts>;
+
+/// The encryption-capable keys of `cert` that are valid at `now` under
+/// sequoia's `StandardPolicy`: the certificate has a valid self-signature,
+/// is not expired and not revoked; each key is alive, not revoked, flagged
+/// for transport or storage encryption, and of a supported algorithm.
+///
+/// Normally these are subkeys; a primary key that itself carries an
+/// encryption flag is included too. An empty result means the certificate
+/// cannot be encrypted to.
+pub fn encryption_subkeys(cert: &Cert, now: SystemTime) -> Vec<EncryptionSubkey<'_>> {
+    let Ok(vc) = cert.with_policy(&POLICY, now) else {
+        return Vec::new();
+    };
+    if vc.alive().is_err() || matches!(vc.revocation_status(), RevocationStatus::Revoked(_)) {
+        return Vec::new();
+    }
+    vc.keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .key_flags(
+            KeyFlags::empty()
+                .set_transport_encryption()
+                .set_storage_encryption(),
+        )
+        .collect()
+}
+
+/// Encrypts `message` (a whole RFC 5322 message) as PGP/MIME to every
+/// encryption subkey ([`encryption_subkeys`], valid now) of every cert.
+///
+/// The output keeps the original outer header fields byte for byte and
+/// replaces the `Content-*` fields with a `multipart/encrypted` wrapper; the
+/// encrypted payload is exactly [`Message::inner_entity`].
+///
+/// # Errors
+/// [`CryptoError::NoRecipients`] for an empty `certs`;
+/// [`CryptoError::NoEncryptionSubkey`] if any cert has no usable encryption
+/// key (fail closed: never encrypt for fewer recipients than asked);
+/// [`CryptoError::OpenPgp`] / [`CryptoError::OpenSsl`] from the libraries.
+pub fn encrypt_pgp_mime(message: &[u8], certs: &[&Cert]) -> Result<Vec<u8>, CryptoError> {
+    if certs.is_empty() {
+        return Err(CryptoError::NoRecipients);
+    }
+    let now = SystemTime::now();
+    let mut recipients: Vec<Recipient<'_>> = Vec::new();
+    for cert in certs {
+        let keys = encryption_subkeys(cert, now);
+        if keys.is_empty() {
+            return Err(CryptoError::NoEncryptionSubkey {
+                fingerprint: cert.fingerprint().to_hex(),
+            });
+        }
+        recipients.extend(keys.into_iter().map(Recipient::from));
+    }
+
+    let original = Message::parse(message);
+    let inner = original.inner_entity();
+    let armored = encrypt_armored(&inner, recipients)?;
+
+    let boundary = new_boundary()?;
+    let mut body = Vec::with_capacity(armored.len() + 512);
+    body.extend_from_slice(b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n");
+    write!(
+        body,
+        "--{boundary}\r\n\
+         Content-Type: application/pgp-encrypted\r\n\
+         Content-Description: PGP/MIME version identification\r\n\
+         \r\n\
+         Version: 1\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
+         Content-Description: OpenPGP encrypted message\r\n\
+         Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\
+         \r\n"
+    )
+    .expect("writing to a Vec cannot fail");
+    body.extend_from_slice(&armored);
+    write!(body, "\r\n--{boundary}--\r\n").expect("writing to a Vec cannot fail");
+
+    let content_type = format!(
+        "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n\tboundary=\"{boundary}\"\r\n"
+    );
+    Ok(assemble(&original, &[&content_type], &body))
+}
+
+/// The ASCII-armored OpenPGP message (PKESKs, SEIPD, binary literal data
+/// packet with `data`), lines ending in CRLF, the last one included.
+fn encrypt_armored(data: &[u8], recipients: Vec<Recipient<'_>>) -> Result<Vec<u8>, CryptoError> {
+    let pgp_err = |e: openpgp::anyhow::Error| CryptoError::OpenPgp(format!("{e:#}"));
+    let mut sink = Vec::with_capacity(data.len() * 4 / 3 + 1024);
+    {
+        let message = PgpMessage::new(&mut sink);
+        let message = Armorer::new(message).build().map_err(pgp_err)?;
+        let message = Encryptor::for_recipients(message, recipients)
+            .build()
+            .map_err(pgp_err)?;
+        let mut literal = LiteralWriter::new(message)
+            .format(DataFormat::Binary)
+            .build()
+            .map_err(pgp_err)?;
+        literal
+            .write_all(data)
+            .map_err(|e| CryptoError::OpenPgp(format!("writing literal data: {e}")))?;
+        literal.finalize().map_err(pgp_err)?;
+    }
+    Ok(lf_to_crlf(&sink))
+}
+
+/// Turns bare LF line endings into CRLF (armor output is pure ASCII lines).
+fn lf_to_crlf(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 60 + 2);
+    let mut prev = 0u8;
+    for &b in text {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lf_to_crlf_converts_bare_lf_only() {
+        assert_eq!(lf_to_crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(lf_to_crlf(b""), b"\r\n");
+    }
+}

@@ -1,0 +1,132 @@
+//! S/MIME encryption (RFC 8551) with OpenSSL's CMS.
+//!
+//! The inner entity is encrypted unchanged (`CMS_BINARY`: no text-mode
+//! canonicalisation) to every given certificate: RSA certificates get a
+//! KeyTransRecipientInfo (PKCS#1 v1.5), EC certificates a
+//! KeyAgreeRecipientInfo (ECDH). AES-256-CBC gives `EnvelopedData`
+//! (readable everywhere); AES-256-GCM gives `AuthEnvelopedData` (RFC 5083),
+//! which OpenSSL 3's `CMS_encrypt` produces by itself for an AEAD cipher, so
+//! the safe `CmsContentInfo::encrypt` suffices. The policy stage must only
+//! choose GCM for recipients known to read it (gpgsm 2.2, for one, cannot).
+
+use base64::Engine as _;
+use openssl::cms::{CMSOptions, CmsContentInfo};
+use openssl::stack::Stack;
+use openssl::symm::Cipher;
+use openssl::x509::X509;
+
+use crate::compose::assemble;
+use crate::mime::Message;
+use crate::CryptoError;
+
+/// The content-encryption algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmimeCipher {
+    /// AES-256-CBC in `EnvelopedData` (`smime-type=enveloped-data`).
+    Aes256Cbc,
+    /// AES-256-GCM in `AuthEnvelopedData` (`smime-type=authEnveloped-data`).
+    Aes256Gcm,
+}
+
+impl SmimeCipher {
+    /// The `smime-type` parameter value for this cipher's CMS content type.
+    pub fn smime_type(self) -> &'static str {
+        match self {
+            SmimeCipher::Aes256Cbc => "enveloped-data",
+            SmimeCipher::Aes256Gcm => "authEnveloped-data",
+        }
+    }
+
+    fn openssl(self) -> Cipher {
+        match self {
+            SmimeCipher::Aes256Cbc => Cipher::aes_256_cbc(),
+            SmimeCipher::Aes256Gcm => Cipher::aes_256_gcm(),
+        }
+    }
+}
+
+/// Encrypts `message` (a whole RFC 5322 message) as S/MIME to every cert in
+/// `certs`: `EnvelopedData` for [`SmimeCipher::Aes256Cbc`],
+/// `AuthEnvelopedData` for [`SmimeCipher::Aes256Gcm`].
+///
+/// The output keeps the original outer header fields byte for byte; the new
+/// body is the DER `ContentInfo` in base64 (76-character CRLF lines); the
+/// encrypted content is exactly [`Message::inner_entity`]. The certificates
+/// are not validated here (the key stage did that); each one becomes one
+/// RecipientInfo, and no other.
+///
+/// # Errors
+/// [`CryptoError::NoRecipients`] for an empty `certs`, [`CryptoError::OpenSsl`]
+/// if OpenSSL refuses (e.g. a certificate whose key type it cannot encrypt
+/// to).
+pub fn encrypt_smime(
+    message: &[u8],
+    certs: &[X509],
+    cipher: SmimeCipher,
+) -> Result<Vec<u8>, CryptoError> {
+    if certs.is_empty() {
+        return Err(CryptoError::NoRecipients);
+    }
+    let original = Message::parse(message);
+    let inner = original.inner_entity();
+
+    let mut stack = Stack::new()?;
+    for cert in certs {
+        stack.push(cert.clone())?;
+    }
+    let cms = CmsContentInfo::encrypt(&stack, &inner, cipher.openssl(), CMSOptions::BINARY)?;
+    let der = cms.to_der()?;
+
+    let content_type = format!(
+        "Content-Type: application/pkcs7-mime; smime-type={};\r\n\tname=\"smime.p7m\"\r\n",
+        cipher.smime_type()
+    );
+    let fields = [
+        content_type.as_str(),
+        "Content-Transfer-Encoding: base64\r\n",
+        "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n",
+        "Content-Description: S/MIME Encrypted Message\r\n",
+    ];
+    Ok(assemble(&original, &fields, &base64_lines(&der)))
+}
+
+/// Base64 of `data` in lines of 76 characters, each ending in CRLF.
+fn base64_lines(data: &[u8]) -> Vec<u8> {
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(text.len() + text.len() / 76 * 2 + 2);
+    for chunk in text.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_lines_are_76_chars_with_crlf() {
+        let data = vec![0xA5u8; 200];
+        let out = base64_lines(&data);
+        let text = std::str::from_utf8(&out).unwrap();
+        let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+        assert!(lines[..lines.len() - 1].iter().all(|l| l.len() == 76));
+        assert!(!text.replace("\r\n", "").contains('\n'));
+        let joined: String = lines.concat();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(joined)
+                .unwrap(),
+            data
+        );
+    }
+
+    #[test]
+    fn no_certs_is_an_error() {
+        assert!(matches!(
+            encrypt_smime(b"Subject: x\r\n\r\nhi\r\n", &[], SmimeCipher::Aes256Cbc),
+            Err(CryptoError::NoRecipients)
+        ));
+    }
+}

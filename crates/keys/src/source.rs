@@ -1,0 +1,70 @@
+//! A key source: something that can be asked for the keys of an address.
+//!
+//! Today: keys imported into the store ([`StoreSource`]) and the key-store files
+//! ([`crate::files::FileSource`]). LDAP, key servers, WKD and harvested keys are
+//! more implementations of [`Source`], placed in the resolver's precedence list.
+
+use crate::load::parse_any;
+use crate::RecipientKey;
+use sealgate_store::Store;
+
+/// One place keys come from.
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    /// A short name for logs, `verify` and audit, e.g. `store` or `files`.
+    fn name(&self) -> String;
+    /// Every key this source has for `address`, usable or not. `Err` means the
+    /// answer is unknown (the source failed), which is not the same as "none".
+    async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String>;
+}
+
+/// A key a source returned and whether it may be used (else why not).
+#[derive(Debug, Clone)]
+pub struct FoundKey {
+    pub key: RecipientKey,
+    pub usable: Result<(), String>,
+}
+
+/// What one source said about one address: `sealgate verify` prints these.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    pub source: String,
+    pub keys: Vec<FoundKey>,
+    pub error: Option<String>,
+}
+
+/// Keys imported with `sealgate keys import` (the `keys` table).
+pub struct StoreSource {
+    store: Store,
+}
+
+impl StoreSource {
+    pub fn new(store: Store) -> Self {
+        StoreSource { store }
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for StoreSource {
+    fn name(&self) -> String {
+        "store".into()
+    }
+
+    async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
+        let stored = self
+            .store
+            .keys_for(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for k in stored {
+            match parse_any(k.data.as_bytes()) {
+                Ok(keys) => out.extend(keys),
+                Err(e) => {
+                    tracing::warn!(fingerprint = %k.fingerprint, "unreadable key in the store: {e}")
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,58 @@
+//! Building the bytes of one output message: encryption runs on the blocking
+//! pool (it is CPU work); plain and pass-through groups are the original bytes.
+
+use crate::group::{Group, GroupKind};
+use sealgate_keys::{Method, RecipientKey};
+use std::borrow::Cow;
+
+/// The output bytes of `group`, or why encryption failed (the caller must then
+/// not send anything to those recipients).
+pub async fn build<'a>(group: &Group, data: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
+    match &group.kind {
+        GroupKind::Plain | GroupKind::PassThrough => Ok(Cow::Borrowed(data)),
+        GroupKind::Encrypt {
+            method,
+            keys,
+            smime_cipher,
+        } => {
+            let method = *method;
+            let keys = keys.clone();
+            let cipher = *smime_cipher;
+            let input = data.to_vec();
+            let out = tokio::task::spawn_blocking(move || encrypt(method, &keys, cipher, &input))
+                .await
+                .map_err(|e| format!("encryption task failed: {e}"))??;
+            Ok(Cow::Owned(out))
+        }
+    }
+}
+
+fn encrypt(
+    method: Method,
+    keys: &[RecipientKey],
+    cipher: sealgate_crypto::smime::SmimeCipher,
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
+    match method {
+        Method::Pgp => {
+            let certs: Vec<&sequoia_openpgp::Cert> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    RecipientKey::Pgp(c) => Some(c.as_ref()),
+                    RecipientKey::Smime(_) => None,
+                })
+                .collect();
+            sealgate_crypto::pgp::encrypt_pgp_mime(data, &certs).map_err(|e| e.to_string())
+        }
+        Method::Smime => {
+            let certs: Vec<openssl::x509::X509> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    RecipientKey::Smime(x) => Some(x.as_ref().clone()),
+                    RecipientKey::Pgp(_) => None,
+                })
+                .collect();
+            sealgate_crypto::smime::encrypt_smime(data, &certs, cipher).map_err(|e| e.to_string())
+        }
+    }
+}

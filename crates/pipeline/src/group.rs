@@ -1,0 +1,148 @@
+//! Grouping recipients into output messages.
+//!
+//! Recipients with the same decision share one output message, which names only
+//! their keys. A recipient that the message's To and Cc headers do not name (a
+//! Bcc recipient, as far as the gateway can tell) gets an encrypted copy of its
+//! own, so that no other copy lists its key and it sees nobody else's. Plaintext
+//! recipients share one copy: it is the original message, exactly what the
+//! sending MTA would have delivered. Mail that is already encrypted goes to
+//! everyone unchanged.
+
+use crate::RecipientDecision;
+use sealgate_crypto::mime::Message;
+use sealgate_crypto::smime::SmimeCipher;
+use sealgate_keys::{Method, RecipientKey};
+use sealgate_policy::Decision;
+use sealgate_smtp_server::Envelope;
+use std::collections::HashSet;
+
+/// What an output message is.
+#[derive(Debug, Clone)]
+pub enum GroupKind {
+    /// The original bytes, because policy says plaintext.
+    Plain,
+    /// The original bytes, because the message is already encrypted.
+    PassThrough,
+    Encrypt {
+        method: Method,
+        keys: Vec<RecipientKey>,
+        smime_cipher: SmimeCipher,
+    },
+}
+
+/// One output message: its kind and the envelope recipients (indices into
+/// `Envelope::recipients`).
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub kind: GroupKind,
+    pub members: Vec<usize>,
+    /// True for a Bcc recipient's own copy.
+    pub bcc: bool,
+}
+
+/// Plans the output messages for a received message.
+pub fn plan(
+    envelope: &Envelope<RecipientDecision>,
+    raw: &[u8],
+    parsed: &Message<'_>,
+) -> Vec<Group> {
+    let all: Vec<usize> = (0..envelope.recipients.len()).collect();
+    if parsed.is_encrypted() {
+        return vec![Group {
+            kind: GroupKind::PassThrough,
+            members: all,
+            bcc: false,
+        }];
+    }
+    let visible = visible_addresses(raw);
+    let mut groups: Vec<(Option<String>, Group)> = Vec::new();
+    for (i, rcpt) in envelope.recipients.iter().enumerate() {
+        match &rcpt.token.decision {
+            Decision::Plain { .. } => push(
+                &mut groups,
+                Some("plain".into()),
+                i,
+                GroupKind::Plain,
+                false,
+            ),
+            Decision::Encrypt {
+                method,
+                keys,
+                smime_cipher,
+                ..
+            } => {
+                let kind = GroupKind::Encrypt {
+                    method: *method,
+                    keys: keys.clone(),
+                    smime_cipher: *smime_cipher,
+                };
+                if visible.contains(&rcpt.address.to_lowercase()) {
+                    let mut fprs: Vec<String> = keys.iter().map(|k| k.fingerprint()).collect();
+                    fprs.sort();
+                    let key = format!("{method}|{smime_cipher:?}|{}", fprs.join(","));
+                    push(&mut groups, Some(key), i, kind, false);
+                } else {
+                    push(&mut groups, None, i, kind, true);
+                }
+            }
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Adds recipient `i` to the group with the same key, or opens a new group
+/// (always, when `key` is None).
+fn push(
+    groups: &mut Vec<(Option<String>, Group)>,
+    key: Option<String>,
+    i: usize,
+    kind: GroupKind,
+    bcc: bool,
+) {
+    if let Some(k) = &key {
+        if let Some((_, g)) = groups.iter_mut().find(|(gk, _)| gk.as_ref() == Some(k)) {
+            g.members.push(i);
+            return;
+        }
+    }
+    groups.push((
+        key,
+        Group {
+            kind,
+            members: vec![i],
+            bcc,
+        },
+    ));
+}
+
+/// Lower-cased addresses in the To and Cc header fields.
+pub fn visible_addresses(raw: &[u8]) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let Some(msg) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return out;
+    };
+    for list in [msg.to(), msg.cc()].into_iter().flatten() {
+        for addr in list.iter() {
+            if let Some(a) = addr.address() {
+                out.insert(a.to_lowercase());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visible_addresses_from_to_and_cc() {
+        let raw = b"From: s@example.org\r\nTo: \"Bob <x@y>\" <Alice@Example.org>, carol@example.org\r\nCc: Team: dave@example.org;\r\nSubject: hi\r\n\r\nbody\r\n";
+        let v = visible_addresses(raw);
+        assert!(v.contains("alice@example.org"));
+        assert!(v.contains("carol@example.org"));
+        assert!(v.contains("dave@example.org"));
+        // An address inside a display name is not a recipient.
+        assert!(!v.contains("x@y"));
+    }
+}

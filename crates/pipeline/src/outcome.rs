@@ -1,0 +1,161 @@
+//! Folding the upstream's per-recipient answers into the single reply the SMTP
+//! client gets for its DATA, and into the audit row.
+//!
+//! The rule keeps the no-loss invariant without a queue: 250 only when the
+//! upstream accepted every recipient; if any recipient failed temporarily the
+//! client gets 451 and retries the whole message (recipients already served may
+//! then get it twice, never zero times); if some failed for good and none
+//! temporarily, 554 with the upstream's reason so the client bounces.
+
+use crate::group::{Group, GroupKind};
+use crate::RecipientDecision;
+use sealgate_relay::Delivery;
+use sealgate_smtp_server::{Envelope, Reply};
+use sealgate_store::{AuditRecipient, AuditRecord};
+
+/// The verdict for a whole message.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub reply: Reply,
+    /// `relayed`, `deferred` or `rejected`.
+    pub outcome: &'static str,
+    /// Per envelope recipient: decision label and delivery.
+    pub recipients: Vec<(String, Delivery)>,
+}
+
+/// Folds the deliveries of every group.
+pub fn fold(
+    queue_id: &str,
+    envelope: &Envelope<RecipientDecision>,
+    results: &[(&Group, Vec<Delivery>)],
+) -> Outcome {
+    let n = envelope.recipients.len();
+    let mut per: Vec<(String, Delivery)> =
+        vec![("none".into(), Delivery::Transient("not attempted".into())); n];
+    for (group, deliveries) in results {
+        let label = match group.kind {
+            GroupKind::Plain => "plain",
+            GroupKind::PassThrough => "pass-through",
+            GroupKind::Encrypt { .. } => "encrypt",
+        };
+        for (&i, d) in group.members.iter().zip(deliveries) {
+            per[i] = (label.to_string(), d.clone());
+        }
+    }
+    let first = |want: fn(&Delivery) -> Option<&String>| {
+        per.iter()
+            .enumerate()
+            .find_map(|(i, (_, d))| want(d).map(|r| (i, r.clone())))
+    };
+    let transient = first(|d| match d {
+        Delivery::Transient(r) => Some(r),
+        _ => None,
+    });
+    let permanent = first(|d| match d {
+        Delivery::Permanent(r) => Some(r),
+        _ => None,
+    });
+    let count = |f: fn(&Delivery) -> bool| per.iter().filter(|(_, d)| f(d)).count();
+    let (reply, outcome) = if let Some((i, reason)) = transient {
+        let k = count(|d| matches!(d, Delivery::Transient(_)));
+        (
+            Reply::new(
+                451,
+                (4, 3, 0),
+                one_line(&format!(
+                    "{queue_id}: {k} of {n} recipient(s) not delivered yet, try again later (<{}>: {reason})",
+                    envelope.recipients[i].address
+                )),
+            ),
+            "deferred",
+        )
+    } else if let Some((i, reason)) = permanent {
+        let k = count(|d| matches!(d, Delivery::Permanent(_)));
+        (
+            Reply::new(
+                554,
+                (5, 0, 0),
+                one_line(&format!(
+                    "{queue_id}: upstream refused {k} of {n} recipient(s) (<{}>: {reason})",
+                    envelope.recipients[i].address
+                )),
+            ),
+            "rejected",
+        )
+    } else {
+        (
+            Reply::new(250, (2, 0, 0), format!("Ok: queued as {queue_id}")),
+            "relayed",
+        )
+    };
+    Outcome {
+        reply,
+        outcome,
+        recipients: per,
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
+}
+
+fn delivery_text(d: &Delivery) -> String {
+    match d {
+        Delivery::Accepted => "relayed".into(),
+        Delivery::Transient(r) => format!("deferred: {}", one_line(r)),
+        Delivery::Permanent(r) => format!("failed: {}", one_line(r)),
+    }
+}
+
+impl Outcome {
+    /// `addr=decision/method/fingerprints/delivery; ...` for the log line.
+    pub fn log_summary(&self) -> String {
+        self.recipients
+            .iter()
+            .map(|(label, d)| format!("{label}:{}", delivery_text(d)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The audit row; no content, only decisions and fingerprints.
+    pub fn audit_record(
+        &self,
+        queue_id: &str,
+        message_id: Option<String>,
+        received_at: i64,
+        envelope: &Envelope<RecipientDecision>,
+    ) -> AuditRecord {
+        let recipients = envelope
+            .recipients
+            .iter()
+            .zip(&self.recipients)
+            .map(|(r, (label, d))| AuditRecipient {
+                address: r.address.clone(),
+                decision: label.clone(),
+                method: if label == "encrypt" {
+                    r.token.method().map(|m| m.as_str().to_string())
+                } else {
+                    None
+                },
+                fingerprints: if label == "encrypt" {
+                    r.token.fingerprints()
+                } else {
+                    Vec::new()
+                },
+                outcome: delivery_text(d),
+            })
+            .collect();
+        AuditRecord {
+            id: queue_id.to_string(),
+            message_id,
+            received_at,
+            client: format!("{} [{}]", envelope.client.peer.ip(), envelope.client.helo),
+            sender: envelope.sender.clone(),
+            recipients,
+            outcome: self.outcome.to_string(),
+            reply: self.reply.to_string(),
+        }
+    }
+}

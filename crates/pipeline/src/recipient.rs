@@ -1,0 +1,83 @@
+//! The decision for one recipient at RCPT time, kept with the recipient until
+//! the end of DATA so that the message is built with exactly the keys the
+//! recipient was accepted with.
+
+use sealgate_keys::{Method, Resolution, Resolver};
+use sealgate_policy::{Decision, Policy, Refusal};
+use sealgate_smtp_server::Reply;
+use std::time::Duration;
+
+/// The listener's per-recipient token.
+#[derive(Debug, Clone)]
+pub struct RecipientDecision {
+    pub decision: Decision,
+    /// The policy entry that applied (`global` or a domain key).
+    pub policy: String,
+}
+
+impl RecipientDecision {
+    /// `encrypt pgp [FPR,...] from files` / `plain (reason)` for logs.
+    pub fn summary(&self) -> String {
+        match &self.decision {
+            Decision::Encrypt { method, source, .. } => format!(
+                "encrypt {method} [{}] from {source}",
+                self.fingerprints().join(",")
+            ),
+            Decision::Plain { reason } => format!("plain ({reason})"),
+        }
+    }
+
+    pub fn method(&self) -> Option<Method> {
+        match &self.decision {
+            Decision::Encrypt { method, .. } => Some(*method),
+            Decision::Plain { .. } => None,
+        }
+    }
+
+    pub fn fingerprints(&self) -> Vec<String> {
+        match &self.decision {
+            Decision::Encrypt { keys, .. } => keys.iter().map(|k| k.fingerprint()).collect(),
+            Decision::Plain { .. } => Vec::new(),
+        }
+    }
+}
+
+/// Resolves and decides; a refusal becomes the RCPT reply.
+pub async fn decide(
+    policy: &Policy,
+    resolver: &Resolver,
+    timeout: Duration,
+    address: &str,
+) -> Result<RecipientDecision, Reply> {
+    let settings = policy.settings_for(address);
+    let resolution = if settings.mode == sealgate_policy::Mode::Off {
+        Resolution::default()
+    } else {
+        match tokio::time::timeout(timeout, resolver.resolve(address)).await {
+            Ok(r) => r,
+            Err(_) => Resolution {
+                errors: vec![format!(
+                    "key lookup timed out after {} s",
+                    timeout.as_secs()
+                )],
+                ..Default::default()
+            },
+        }
+    };
+    match policy.decide(&settings, &resolution) {
+        Ok(decision) => Ok(RecipientDecision {
+            decision,
+            policy: settings.matched,
+        }),
+        Err(Refusal::NoKey(reason)) => Err(Reply::new(
+            550,
+            (5, 7, 1),
+            format!("<{address}>: recipient requires encryption: {reason}"),
+        )),
+        Err(Refusal::SourceFailed(reason)) => Err(Reply::new(
+            451,
+            (4, 4, 3),
+            format!("<{address}>: key lookup failed, try again later ({reason})"),
+        )),
+    }
+}

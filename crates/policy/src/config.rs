@@ -1,0 +1,125 @@
+//! The `[policy]` section of the configuration, as serde types.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Encryption mode of a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Never encrypt.
+    Off,
+    /// Encrypt when a usable key exists, else send as is.
+    Opportunistic,
+    /// Encrypt or refuse the recipient (550 5.7.1).
+    Mandatory,
+}
+
+/// An encryption method as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodName {
+    Pgp,
+    Smime,
+}
+
+impl From<MethodName> for sealgate_keys::Method {
+    fn from(m: MethodName) -> Self {
+        match m {
+            MethodName::Pgp => sealgate_keys::Method::Pgp,
+            MethodName::Smime => sealgate_keys::Method::Smime,
+        }
+    }
+}
+
+/// The S/MIME content cipher as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SmimeCipherName {
+    #[serde(rename = "aes-256-cbc")]
+    Aes256Cbc,
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+}
+
+impl From<SmimeCipherName> for sealgate_crypto::smime::SmimeCipher {
+    fn from(c: SmimeCipherName) -> Self {
+        match c {
+            SmimeCipherName::Aes256Cbc => sealgate_crypto::smime::SmimeCipher::Aes256Cbc,
+            SmimeCipherName::Aes256Gcm => sealgate_crypto::smime::SmimeCipher::Aes256Gcm,
+        }
+    }
+}
+
+fn default_mode() -> Mode {
+    Mode::Opportunistic
+}
+fn default_methods() -> Vec<MethodName> {
+    vec![MethodName::Pgp, MethodName::Smime]
+}
+fn default_cipher() -> SmimeCipherName {
+    SmimeCipherName::Aes256Cbc
+}
+
+/// `[policy]`: global settings and per-domain overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    #[serde(default = "default_methods")]
+    pub methods: Vec<MethodName>,
+    #[serde(default = "default_cipher")]
+    pub smime_cipher: SmimeCipherName,
+    /// Keyed by domain (`example.com`) or wildcard (`*.example.com`, which
+    /// matches subdomains only).
+    #[serde(default)]
+    pub domains: BTreeMap<String, DomainPolicy>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            mode: default_mode(),
+            methods: default_methods(),
+            smime_cipher: default_cipher(),
+            domains: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[policy.domains."example.com"]`: any setting left out is inherited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPolicy {
+    pub mode: Option<Mode>,
+    pub methods: Option<Vec<MethodName>>,
+    pub smime_cipher: Option<SmimeCipherName>,
+}
+
+impl PolicyConfig {
+    /// Checks what serde cannot: non-empty method lists, well-formed domain keys.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.methods.is_empty() {
+            return Err("policy.methods: must name at least one method (pgp, smime)".into());
+        }
+        for (domain, d) in &self.domains {
+            let bare = domain.strip_prefix("*.").unwrap_or(domain);
+            if bare.is_empty()
+                || bare.contains('*')
+                || bare.contains('@')
+                || bare.starts_with('.')
+                || bare.chars().any(char::is_whitespace)
+            {
+                return Err(format!(
+                    "policy.domains.\"{domain}\": not a domain or *.domain wildcard"
+                ));
+            }
+            if d.methods.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!(
+                    "policy.domains.\"{domain}\".methods: must name at least one method"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

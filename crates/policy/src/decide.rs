@@ -1,0 +1,235 @@
+//! Effective settings for an address and the decision for it.
+
+use crate::config::{Mode, PolicyConfig};
+use sealgate_crypto::smime::SmimeCipher;
+use sealgate_keys::{Method, RecipientKey, Resolution};
+
+/// The settings that apply to one recipient after inheritance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub methods: Vec<Method>,
+    pub smime_cipher: SmimeCipher,
+    /// The policy entry that supplied the mode: `global` or the domain key.
+    pub matched: String,
+}
+
+/// What happens to one recipient.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Encrypt {
+        method: Method,
+        keys: Vec<RecipientKey>,
+        smime_cipher: SmimeCipher,
+        /// The key source that supplied the keys.
+        source: String,
+    },
+    /// Sent as is; the reason is logged and audited.
+    Plain { reason: String },
+}
+
+/// Why a recipient is refused at RCPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 550 5.7.1: mandatory encryption and no usable key.
+    NoKey(String),
+    /// 451 4.4.3: a key source failed, so we cannot know.
+    SourceFailed(String),
+}
+
+/// The compiled `[policy]` section.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    config: PolicyConfig,
+}
+
+impl Policy {
+    pub fn new(config: PolicyConfig) -> Result<Policy, String> {
+        config.validate()?;
+        let mut config = config;
+        config.domains = config
+            .domains
+            .into_iter()
+            .map(|(k, v)| (k.to_lowercase(), v))
+            .collect();
+        Ok(Policy { config })
+    }
+
+    /// Global settings, overridden by the most specific matching domain entry:
+    /// the exact domain first, then the longest matching `*.` wildcard.
+    pub fn settings_for(&self, address: &str) -> Settings {
+        let c = &self.config;
+        let mut s = Settings {
+            mode: c.mode,
+            methods: c.methods.iter().map(|&m| m.into()).collect(),
+            smime_cipher: c.smime_cipher.into(),
+            matched: "global".into(),
+        };
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_lowercase())
+            .unwrap_or_default();
+        let exact = c.domains.get_key_value(domain.as_str());
+        let wildcard = c
+            .domains
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("*.")
+                    .is_some_and(|base| domain.ends_with(&format!(".{base}")))
+            })
+            .max_by_key(|(k, _)| k.len());
+        if let Some((key, d)) = exact.or(wildcard) {
+            if let Some(m) = d.mode {
+                s.mode = m;
+            }
+            if let Some(ms) = &d.methods {
+                s.methods = ms.iter().map(|&m| m.into()).collect();
+            }
+            if let Some(ci) = d.smime_cipher {
+                s.smime_cipher = ci.into();
+            }
+            s.matched = key.clone();
+        }
+        s
+    }
+
+    /// The decision for `address` given the keys the resolver found. `Off`
+    /// needs no resolution; callers may pass an empty one.
+    pub fn decide(
+        &self,
+        settings: &Settings,
+        resolution: &Resolution,
+    ) -> Result<Decision, Refusal> {
+        if settings.mode == Mode::Off {
+            return Ok(Decision::Plain {
+                reason: format!("policy {} has mode off", settings.matched),
+            });
+        }
+        for &method in &settings.methods {
+            if let Some((source, keys)) = resolution.keys.get(&method) {
+                return Ok(Decision::Encrypt {
+                    method,
+                    keys: keys.clone(),
+                    smime_cipher: settings.smime_cipher,
+                    source: source.clone(),
+                });
+            }
+        }
+        if !resolution.errors.is_empty() {
+            // The answer is unknown: never guess plaintext.
+            return Err(Refusal::SourceFailed(resolution.errors.join("; ")));
+        }
+        match settings.mode {
+            Mode::Mandatory => Err(Refusal::NoKey(format!(
+                "encryption is mandatory (policy {}) and no usable {} key was found",
+                settings.matched,
+                settings
+                    .methods
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))),
+            _ => Ok(Decision::Plain {
+                reason: "opportunistic and no usable key".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DomainPolicy, MethodName, SmimeCipherName};
+
+    fn policy() -> Policy {
+        let mut c = PolicyConfig::default();
+        c.domains.insert(
+            "Example.com".into(),
+            DomainPolicy {
+                mode: Some(Mode::Mandatory),
+                ..Default::default()
+            },
+        );
+        c.domains.insert(
+            "*.example.com".into(),
+            DomainPolicy {
+                mode: Some(Mode::Off),
+                methods: Some(vec![MethodName::Smime]),
+                smime_cipher: Some(SmimeCipherName::Aes256Gcm),
+            },
+        );
+        c.domains.insert(
+            "*.deep.example.com".into(),
+            DomainPolicy {
+                mode: Some(Mode::Mandatory),
+                ..Default::default()
+            },
+        );
+        Policy::new(c).unwrap()
+    }
+
+    #[test]
+    fn inheritance_and_wildcards() {
+        let p = policy();
+        let s = p.settings_for("a@other.org");
+        assert_eq!(
+            (s.mode, s.matched.as_str()),
+            (Mode::Opportunistic, "global")
+        );
+        assert_eq!(s.methods, vec![Method::Pgp, Method::Smime]);
+        let s = p.settings_for("a@EXAMPLE.com");
+        assert_eq!(
+            (s.mode, s.matched.as_str()),
+            (Mode::Mandatory, "example.com")
+        );
+        let s = p.settings_for("a@sub.example.com");
+        assert_eq!(s.mode, Mode::Off);
+        assert_eq!(s.methods, vec![Method::Smime]);
+        assert_eq!(s.smime_cipher, SmimeCipher::Aes256Gcm);
+        assert_eq!(
+            p.settings_for("a@x.deep.example.com").matched,
+            "*.deep.example.com"
+        );
+        // The wildcard does not match the bare domain nor look-alikes.
+        assert_eq!(p.settings_for("a@notexample.com").matched, "global");
+    }
+
+    #[test]
+    fn fail_closed_decisions() {
+        let p = policy();
+        let none = Resolution::default();
+        let s = p.settings_for("a@example.com");
+        assert!(matches!(p.decide(&s, &none), Err(Refusal::NoKey(_))));
+        let failed = Resolution {
+            errors: vec!["store: down".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            p.decide(&s, &failed),
+            Err(Refusal::SourceFailed(_))
+        ));
+        let s = p.settings_for("a@other.org");
+        assert!(matches!(p.decide(&s, &none), Ok(Decision::Plain { .. })));
+        assert!(matches!(
+            p.decide(&s, &failed),
+            Err(Refusal::SourceFailed(_))
+        ));
+        let s = p.settings_for("a@sub.example.com");
+        assert!(matches!(p.decide(&s, &failed), Ok(Decision::Plain { .. })));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = PolicyConfig::default();
+        c.domains
+            .insert("bad domain".into(), DomainPolicy::default());
+        let e = Policy::new(c).unwrap_err();
+        assert!(e.contains("policy.domains.\"bad domain\""), "{e}");
+        let c = PolicyConfig {
+            methods: vec![],
+            ..Default::default()
+        };
+        assert!(Policy::new(c).unwrap_err().contains("policy.methods"));
+    }
+}

@@ -1,0 +1,69 @@
+//! The command line.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// SMTP encryption gateway: receives mail over SMTP, encrypts it for each
+/// recipient with OpenPGP (PGP/MIME) or S/MIME, and relays it upstream.
+#[derive(Debug, Parser)]
+#[command(name = "sealgate", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it sealgate runs on its embedded
+    /// defaults. Any key can be overridden as SEALGATE__SECTION__KEY.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "SEALGATE_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (SIGHUP re-reads the key files, SIGTERM/SIGINT stop it).
+    Serve,
+    /// Check the configuration and the key files, print a summary, exit 0 if valid.
+    CheckConfig,
+    /// Ask every configured key source for ADDRESS and explain which keys would
+    /// be used and why others would not.
+    Verify {
+        /// The recipient address to look up.
+        address: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage keys and certificates stored in the database.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Read a password on standard input and print a hash for smtp.auth_users.
+    HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Import OpenPGP keys (armored or binary keyrings) and X.509 certificates
+    /// (PEM, DER, PKCS#7 .p7b) into the store.
+    Import {
+        /// Files to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the stored keys.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove stored keys by fingerprint, or every key bound to an address.
+    Remove {
+        /// Fingerprints (as shown by `keys list`) or addresses.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}

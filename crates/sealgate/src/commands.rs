@@ -1,0 +1,255 @@
+//! The subcommands other than `serve`: the admin's tools.
+
+use crate::cli::{Cli, Command, KeysCommand};
+use crate::config::{self, Settings};
+use crate::{logging, serve, wiring};
+use anyhow::{anyhow, bail, Result};
+use sealgate_keys::import::to_stored;
+use sealgate_keys::load::load_file;
+use sealgate_keys::Method;
+use sealgate_policy::{Decision, Policy, Refusal};
+use serde_json::json;
+use std::io::BufRead;
+use std::process::ExitCode;
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::HashPassword = cli.command {
+        return hash_password();
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            logging::init(&settings.log);
+            serve::run(settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => check_config(&settings).await,
+        Command::Verify { address, json } => verify(&settings, &address, json).await,
+        Command::Keys(k) => keys(&settings, k).await,
+        Command::HashPassword => unreachable!("handled above"),
+    }
+}
+
+async fn check_config(settings: &Settings) -> Result<ExitCode> {
+    wiring::server_config(settings)?;
+    let store = wiring::open_store(settings).await?;
+    let (_, _, summary) = wiring::resolver(settings, &store)?;
+    Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
+    sealgate_relay::SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
+    println!("configuration OK");
+    println!("{}", config::describe(settings));
+    println!(
+        "key files hold {} OpenPGP key(s) and {} certificate(s) for {} address(es); the store holds {} key(s)",
+        summary.pgp_keys,
+        summary.smime_certificates,
+        summary.addresses,
+        store.list_keys().await?.len()
+    );
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_time(t: Option<i64>) -> String {
+    match t {
+        None => "never".into(),
+        Some(s) => openssl::asn1::Asn1Time::from_unix(s)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| s.to_string()),
+    }
+}
+
+async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<ExitCode> {
+    let store = wiring::open_store(settings).await?;
+    let (resolver, _, _) = wiring::resolver(settings, &store)?;
+    let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
+    let policy_settings = policy.settings_for(address);
+    let (reports, resolution) = resolver.verify(address).await;
+    let decision = policy.decide(&policy_settings, &resolution);
+    let methods: Vec<&str> = policy_settings.methods.iter().map(|m| m.as_str()).collect();
+    let decision_text = match &decision {
+        Ok(Decision::Encrypt { method, keys, source, .. }) => format!(
+            "encrypt with {method} to {} (from source {source}, the first in precedence order with a usable {method} key{})",
+            keys.iter().map(|k| k.fingerprint()).collect::<Vec<_>>().join(", "),
+            if *method == Method::Smime { format!(", cipher {:?}", policy_settings.smime_cipher) } else { String::new() }
+        ),
+        Ok(Decision::Plain { reason }) => format!("send unencrypted: {reason}"),
+        Err(Refusal::NoKey(r)) => format!("refuse at RCPT with 550 5.7.1: {r}"),
+        Err(Refusal::SourceFailed(r)) => format!("defer at RCPT with 451 4.4.3: {r}"),
+    };
+    if as_json {
+        let sources: Vec<_> = reports
+            .iter()
+            .map(|r| {
+                json!({
+                    "source": r.source,
+                    "error": r.error,
+                    "keys": r.keys.iter().map(|k| json!({
+                        "method": k.key.method().as_str(),
+                        "fingerprint": k.key.fingerprint(),
+                        "description": k.key.describe(),
+                        "addresses": k.key.addresses(),
+                        "expires_at": k.key.expires_at(),
+                        "usable": k.usable.is_ok(),
+                        "reason": k.usable.as_ref().err(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let out = json!({
+            "address": address,
+            "policy": { "matched": policy_settings.matched, "mode": format!("{:?}", policy_settings.mode).to_lowercase(), "methods": methods },
+            "sources": sources,
+            "decision": decision_text,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{address}: policy {} (mode {:?}, methods {})",
+            policy_settings.matched,
+            policy_settings.mode,
+            methods.join(", ")
+        );
+        for r in &reports {
+            println!("source {}:", r.source);
+            if let Some(e) = &r.error {
+                println!("  ERROR: {e}");
+            } else if r.keys.is_empty() {
+                println!("  no keys for this address");
+            }
+            for k in &r.keys {
+                println!(
+                    "  {} {} (expires {}): {}\n    {}",
+                    k.key.method(),
+                    k.key.fingerprint(),
+                    fmt_time(k.key.expires_at()),
+                    match &k.usable {
+                        Ok(()) => "usable".to_string(),
+                        Err(e) => format!("NOT usable: {e}"),
+                    },
+                    k.key.describe()
+                );
+            }
+        }
+        println!("decision: {decision_text}");
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
+    let store = wiring::open_store(settings).await?;
+    let code = match cmd {
+        KeysCommand::Import { files } => {
+            let mut parsed = Vec::new();
+            // Parse everything first: one bad file imports nothing.
+            for f in &files {
+                parsed.push((f, load_file(f)?));
+            }
+            for (f, keys) in parsed {
+                for key in keys {
+                    let stored =
+                        to_stored(&key, "import").map_err(|e| anyhow!("{}: {e}", f.display()))?;
+                    if stored.addresses.is_empty() {
+                        eprintln!(
+                            "warning: {}: {} {} names no mail address; it will never be used",
+                            f.display(),
+                            key.method(),
+                            stored.fingerprint
+                        );
+                    }
+                    store.put_key(&stored).await?;
+                    println!(
+                        "imported {} {} for {}",
+                        key.method(),
+                        stored.fingerprint,
+                        if stored.addresses.is_empty() {
+                            "-".into()
+                        } else {
+                            stored.addresses.join(", ")
+                        }
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::List { json } => {
+            let keys = store.list_keys().await?;
+            if json {
+                let v: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({
+                        "fingerprint": k.fingerprint, "kind": k.kind.as_str(), "addresses": k.addresses,
+                        "source": k.source, "expires_at": k.expires_at, "refreshed_at": k.refreshed_at,
+                    }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if keys.is_empty() {
+                println!("no keys in the store");
+            } else {
+                for k in keys {
+                    println!(
+                        "{:<5} {}  {}  source {}  expires {}",
+                        k.kind.as_str(),
+                        k.fingerprint,
+                        k.addresses.join(", "),
+                        k.source,
+                        fmt_time(k.expires_at)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Remove { ids } => {
+            let mut missing = Vec::new();
+            for id in ids {
+                let fprs: Vec<String> = if id.contains('@') {
+                    store
+                        .keys_for(&id)
+                        .await?
+                        .into_iter()
+                        .map(|k| k.fingerprint)
+                        .collect()
+                } else {
+                    let norm = id.replace(' ', "");
+                    let norm = match norm
+                        .strip_prefix("SHA256:")
+                        .or_else(|| norm.strip_prefix("sha256:"))
+                    {
+                        Some(h) => format!("SHA256:{}", h.to_uppercase()),
+                        None => norm.to_uppercase(),
+                    };
+                    vec![norm]
+                };
+                let mut any = false;
+                for f in fprs {
+                    if store.remove_key(&f).await? {
+                        println!("removed {f}");
+                        any = true;
+                    }
+                }
+                if !any {
+                    missing.push(id);
+                }
+            }
+            if !missing.is_empty() {
+                eprintln!("sealgate: no stored key matches {}", missing.join(", "));
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+fn hash_password() -> Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("hash-password: give the password on standard input (e.g. `read -rs P; echo \"$P\" | sealgate hash-password`)");
+    }
+    println!("{}", sealgate_smtp_server::hash_password(password));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,322 @@
+//! The configuration: one TOML file, every key overridable from the environment
+//! as `SEALGATE__SECTION__KEY`, embedded defaults when there is no file.
+//!
+//! Unknown keys and bad values are errors that name the key and the file; values
+//! serde cannot check (addresses, networks, paths) are checked in `validate`.
+
+use anyhow::{anyhow, Result};
+use ipnet::IpNet;
+use sealgate_policy::PolicyConfig;
+use sealgate_relay::RelayConfig;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub smtp: SmtpSettings,
+    #[serde(default)]
+    pub relay: RelayConfig,
+    #[serde(default)]
+    pub store: StoreSettings,
+    #[serde(default)]
+    pub keys: KeysSettings,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// `[smtp]`: the inbound listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSettings {
+    pub listen: String,
+    pub hostname: String,
+    pub allowed_networks: Vec<String>,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub max_connections: usize,
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    pub bare_lf: BareLfSetting,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub auth_users: Vec<AuthUserSetting>,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            listen: "127.0.0.1:10025".into(),
+            hostname: "localhost".into(),
+            allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            max_message_size: 52_428_800,
+            max_recipients: 1000,
+            max_line_length: 4096,
+            max_connections: 100,
+            command_timeout_secs: 300,
+            data_timeout_secs: 300,
+            bare_lf: BareLfSetting::Normalize,
+            tls_cert_file: None,
+            tls_key_file: None,
+            auth_users: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLfSetting {
+    Normalize,
+    Reject,
+}
+
+/// `[[smtp.auth_users]]`: a client allowed to relay after AUTH over TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthUserSetting {
+    pub name: String,
+    /// Made with `sealgate hash-password`.
+    pub password_hash: String,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub url: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: "sqlite://data/sealgate.db".into(),
+        }
+    }
+}
+
+/// `[keys]`: key-store files and lookup limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysSettings {
+    pub pgp_keyrings: Vec<PathBuf>,
+    pub smime_certificates: Vec<PathBuf>,
+    pub lookup_timeout_secs: u64,
+}
+
+impl Default for KeysSettings {
+    fn default() -> Self {
+        KeysSettings {
+            pgp_keyrings: Vec::new(),
+            smime_certificates: Vec::new(),
+            lookup_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `sealgate=debug,info`; RUST_LOG wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Keys whose environment values are comma-separated lists.
+const LIST_KEYS: &[&str] = &[
+    "smtp.allowed_networks",
+    "keys.pgp_keyrings",
+    "keys.smime_certificates",
+    "policy.methods",
+];
+
+impl Settings {
+    /// Reads `file` (or only the defaults when None) plus `SEALGATE__*`
+    /// environment overrides, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Settings> {
+        let origin = match file {
+            Some(f) => f.display().to_string(),
+            None => "the embedded defaults".into(),
+        };
+        let mut builder = config::Config::builder();
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(anyhow!("configuration file {} does not exist", f.display()));
+            }
+            builder = builder.add_source(
+                config::File::from(f)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let mut env = config::Environment::with_prefix("SEALGATE")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for k in LIST_KEYS {
+            env = env.with_list_parse_key(k);
+        }
+        let raw = builder
+            .add_source(env)
+            .build()
+            .map_err(|e| anyhow!("configuration error in {origin}: {e}"))?;
+        let settings: Settings = serde_path_to_error::deserialize(raw).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow!(
+                "configuration error in {origin} (or a SEALGATE__* environment variable): key `{path}`: {}",
+                e.inner()
+            )
+        })?;
+        settings
+            .validate()
+            .map_err(|e| anyhow!("configuration error in {origin}: {e}"))?;
+        Ok(settings)
+    }
+
+    /// Checks what the types do not.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.listen_addr()?;
+        self.networks()?;
+        let s = &self.smtp;
+        if s.max_message_size < 1024 {
+            return Err("smtp.max_message_size: must be at least 1024 bytes".into());
+        }
+        if s.max_recipients == 0 || s.max_connections == 0 {
+            return Err("smtp.max_recipients / smtp.max_connections: must be at least 1".into());
+        }
+        if s.max_line_length < 1000 {
+            return Err("smtp.max_line_length: must be at least 1000 (RFC 5321)".into());
+        }
+        if s.command_timeout_secs == 0 || s.data_timeout_secs == 0 {
+            return Err(
+                "smtp.command_timeout_secs / smtp.data_timeout_secs: must be at least 1".into(),
+            );
+        }
+        match (&s.tls_cert_file, &s.tls_key_file) {
+            (Some(c), Some(k)) => {
+                for (name, p) in [("smtp.tls_cert_file", c), ("smtp.tls_key_file", k)] {
+                    if !p.is_file() {
+                        return Err(format!("{name}: {} is not a readable file", p.display()));
+                    }
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return Err("smtp.tls_cert_file and smtp.tls_key_file: set both or neither".into())
+            }
+        }
+        if !s.auth_users.is_empty() && s.tls_cert_file.is_none() {
+            return Err("smtp.auth_users: AUTH is only offered over TLS; set smtp.tls_cert_file and smtp.tls_key_file".into());
+        }
+        for (i, u) in s.auth_users.iter().enumerate() {
+            if u.name.is_empty() || !u.password_hash.starts_with("$pbkdf2-sha256$") {
+                return Err(format!(
+                    "smtp.auth_users[{i}]: needs a name and a password_hash made by `sealgate hash-password`"
+                ));
+            }
+        }
+        if self.keys.lookup_timeout_secs == 0 {
+            return Err("keys.lookup_timeout_secs: must be at least 1".into());
+        }
+        for (name, list) in [
+            ("keys.pgp_keyrings", &self.keys.pgp_keyrings),
+            ("keys.smime_certificates", &self.keys.smime_certificates),
+        ] {
+            for p in list {
+                if !p.is_file() {
+                    return Err(format!("{name}: {} is not a readable file", p.display()));
+                }
+            }
+        }
+        if !(self.store.url.starts_with("sqlite:")
+            || self.store.url.starts_with("postgres://")
+            || self.store.url.starts_with("postgresql://"))
+        {
+            return Err(format!(
+                "store.url: {:?} is neither sqlite://PATH nor postgres://...",
+                self.store.url
+            ));
+        }
+        self.relay.validate()?;
+        self.policy.validate()?;
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> std::result::Result<SocketAddr, String> {
+        self.smtp.listen.parse().map_err(|_| {
+            format!(
+                "smtp.listen: {:?} is not an IP address and port (e.g. \"127.0.0.1:10025\")",
+                self.smtp.listen
+            )
+        })
+    }
+
+    /// `smtp.allowed_networks` as networks; a bare address means that host.
+    pub fn networks(&self) -> std::result::Result<Vec<IpNet>, String> {
+        self.smtp
+            .allowed_networks
+            .iter()
+            .map(|n| {
+                n.parse::<IpNet>()
+                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "smtp.allowed_networks: {n:?} is not a network (e.g. \"192.0.2.0/24\")"
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Reads the whole config file as text (for `check-config` diagnostics).
+pub fn describe(settings: &Settings) -> String {
+    let s = &settings.smtp;
+    format!(
+        "listen {} (hostname {}), allowed networks {}, max message size {} bytes, {} recipients, STARTTLS {}, AUTH users {}\n\
+         relay to {} (tls {:?}, verify {})\n\
+         store {}\n\
+         key files: {} OpenPGP keyring(s), {} S/MIME certificate file(s)\n\
+         policy: mode {:?}, methods {:?}, S/MIME cipher {:?}, {} domain override(s)",
+        s.listen,
+        s.hostname,
+        s.allowed_networks.join(", "),
+        s.max_message_size,
+        s.max_recipients,
+        if s.tls_cert_file.is_some() { "on" } else { "off" },
+        s.auth_users.len(),
+        settings.relay.upstream,
+        settings.relay.tls,
+        settings.relay.tls_verify,
+        sealgate_store::redact(&settings.store.url),
+        settings.keys.pgp_keyrings.len(),
+        settings.keys.smime_certificates.len(),
+        settings.policy.mode,
+        settings.policy.methods,
+        settings.policy.smime_cipher,
+        settings.policy.domains.len(),
+    )
+}

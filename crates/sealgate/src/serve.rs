@@ -1,0 +1,73 @@
+//! `sealgate serve`: builds the flow and runs it until SIGTERM/SIGINT;
+//! SIGHUP re-reads the key-store files.
+
+use crate::config::Settings;
+use crate::wiring;
+use anyhow::{Context, Result};
+use sealgate_pipeline::{Pipeline, PipelineOptions};
+use sealgate_policy::Policy;
+use sealgate_relay::SmtpRelay;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+pub async fn run(settings: Settings) -> Result<()> {
+    let store = wiring::open_store(&settings).await?;
+    let (resolver, files, summary) = wiring::resolver(&settings, &store)?;
+    tracing::info!(
+        pgp_keys = summary.pgp_keys,
+        smime_certificates = summary.smime_certificates,
+        addresses = summary.addresses,
+        "key files loaded"
+    );
+    let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
+    let relay = SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
+    let pipeline = Arc::new(Pipeline::new(
+        policy,
+        Arc::new(resolver),
+        Arc::new(relay),
+        store.clone(),
+        PipelineOptions {
+            lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
+        },
+    ));
+    let server_config = Arc::new(wiring::server_config(&settings)?);
+    let addr = settings.listen_addr().map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("smtp.listen: cannot listen on {addr}"))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        upstream = %settings.relay.upstream,
+        store = %sealgate_store::redact(&settings.store.url),
+        "sealgate ready"
+    );
+
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match files.reload() {
+                Ok(s) => tracing::info!(
+                    pgp_keys = s.pgp_keys,
+                    smime_certificates = s.smime_certificates,
+                    addresses = s.addresses,
+                    "SIGHUP: key files reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    "SIGHUP: key files not reloaded, keeping the previous keys: {e}"
+                ),
+            }
+        }
+    });
+    let mut term = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+    };
+    sealgate_smtp_server::serve(listener, server_config, pipeline, shutdown).await?;
+    store.close().await;
+    tracing::info!("sealgate stopped");
+    Ok(())
+}

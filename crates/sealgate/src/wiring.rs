@@ -1,0 +1,80 @@
+//! Building the stages from the configuration; shared by `serve`, `verify` and
+//! `check-config` so they all see the same sources in the same order.
+
+use crate::config::{BareLfSetting, Settings};
+use anyhow::{Context, Result};
+use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+use sealgate_keys::files::{FileSource, KeyFiles, LoadSummary};
+use sealgate_keys::source::{Source, StoreSource};
+use sealgate_keys::trust::AcceptAllTrust;
+use sealgate_keys::Resolver;
+use sealgate_smtp_server::{AuthUser, BareLf, ServerConfig};
+use sealgate_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens the store named by `store.url` (creating and migrating it).
+pub async fn open_store(settings: &Settings) -> Result<Store> {
+    Ok(Store::open(&settings.store.url).await?)
+}
+
+/// The key sources in precedence order: keys imported into the store, then the
+/// key-store files.
+pub fn resolver(
+    settings: &Settings,
+    store: &Store,
+) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
+    let (files, summary) = FileSource::load(KeyFiles {
+        pgp_keyrings: settings.keys.pgp_keyrings.clone(),
+        smime_certificates: settings.keys.smime_certificates.clone(),
+    })
+    .context("keys")?;
+    let files = Arc::new(files);
+    let sources: Vec<Arc<dyn Source>> =
+        vec![Arc::new(StoreSource::new(store.clone())), files.clone()];
+    Ok((
+        Resolver::new(sources, Arc::new(AcceptAllTrust)),
+        files,
+        summary,
+    ))
+}
+
+/// The listener's config, including the TLS acceptor when a certificate is set.
+pub fn server_config(settings: &Settings) -> Result<ServerConfig> {
+    let s = &settings.smtp;
+    let tls = match (&s.tls_cert_file, &s.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+            b.set_certificate_chain_file(cert)
+                .with_context(|| format!("smtp.tls_cert_file: {}", cert.display()))?;
+            b.set_private_key_file(key, SslFiletype::PEM)
+                .with_context(|| format!("smtp.tls_key_file: {}", key.display()))?;
+            b.check_private_key()
+                .context("smtp.tls_key_file does not match smtp.tls_cert_file")?;
+            Some(b.build())
+        }
+        _ => None,
+    };
+    let mut c = ServerConfig::new(s.hostname.clone());
+    c.allowed_networks = settings.networks().map_err(anyhow::Error::msg)?;
+    c.max_message_size = s.max_message_size;
+    c.max_recipients = s.max_recipients;
+    c.max_line_length = s.max_line_length;
+    c.max_connections = s.max_connections;
+    c.command_timeout = Duration::from_secs(s.command_timeout_secs);
+    c.data_timeout = Duration::from_secs(s.data_timeout_secs);
+    c.bare_lf = match s.bare_lf {
+        BareLfSetting::Normalize => BareLf::Normalize,
+        BareLfSetting::Reject => BareLf::Reject,
+    };
+    c.tls = tls;
+    c.auth_users = s
+        .auth_users
+        .iter()
+        .map(|u| AuthUser {
+            name: u.name.clone(),
+            password_hash: u.password_hash.clone(),
+        })
+        .collect();
+    Ok(c)
+}

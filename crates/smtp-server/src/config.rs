@@ -1,0 +1,119 @@
+//! Listener configuration.
+//!
+//! All limits the listener enforces (invariant 7, "Bounded") and the access and
+//! TLS/AUTH settings (invariant 3, "No open relay") live in [`ServerConfig`], so
+//! the binary can build it from its TOML file and tests can build it in code.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Longest accepted command line (and SASL response line), CRLF included.
+///
+/// RFC 5321 §4.5.3.1.4 asks for at least 512 octets; 4096 leaves room for long
+/// SMTPUTF8 addresses, ESMTP parameters and base64 AUTH data.
+pub const MAX_COMMAND_LINE: usize = 4096;
+
+/// What to do with a DATA line that ends in a bare LF instead of CRLF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLf {
+    /// Accept the message and turn bare LF into CRLF.
+    Normalize,
+    /// Refuse the message with `550 5.6.0` after the end of data.
+    Reject,
+}
+
+/// A user allowed to authenticate with AUTH PLAIN/LOGIN (over TLS only).
+#[derive(Clone)]
+pub struct AuthUser {
+    /// Login name, compared exactly.
+    pub name: String,
+    /// A hash from [`hash_password`](crate::hash_password).
+    pub password_hash: String,
+}
+
+impl fmt::Debug for AuthUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthUser")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything the listener needs to know; shared by all sessions behind an `Arc`.
+pub struct ServerConfig {
+    /// Used in the greeting, the EHLO reply and the 421 messages.
+    pub hostname: String,
+    /// Client networks allowed to relay without authentication.
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Largest accepted message in bytes (after unstuffing); advertised in SIZE.
+    pub max_message_size: usize,
+    /// Most accepted recipients per transaction; more get `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Longest DATA line in bytes, CRLF included. Command lines use the fixed
+    /// [`MAX_COMMAND_LINE`] instead.
+    pub max_line_length: usize,
+    /// Concurrent sessions; more get `421 4.3.2`.
+    pub max_connections: usize,
+    /// Longest wait for a complete command line (and for writing a reply).
+    pub command_timeout: Duration,
+    /// Longest wait for each read during DATA.
+    pub data_timeout: Duration,
+    /// Treatment of bare LF line endings in DATA.
+    pub bare_lf: BareLf,
+    /// STARTTLS is offered only when this is set.
+    pub tls: Option<openssl::ssl::SslAcceptor>,
+    /// AUTH is offered only when this is non-empty and the session is under TLS.
+    pub auth_users: Vec<AuthUser>,
+    /// Refuse AUTH outside TLS (`538 5.7.11`). Always true in production.
+    pub require_auth_over_tls: bool,
+}
+
+impl ServerConfig {
+    /// A configuration with RFC-sized defaults, loopback-only relaying, no TLS
+    /// and no AUTH.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        ServerConfig {
+            hostname: hostname.into(),
+            allowed_networks: vec![
+                "127.0.0.0/8".parse().expect("valid network"),
+                "::1/128".parse().expect("valid network"),
+            ],
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 1000,
+            max_connections: 100,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            bare_lf: BareLf::Normalize,
+            tls: None,
+            auth_users: Vec::new(),
+            require_auth_over_tls: true,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::new("localhost")
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("hostname", &self.hostname)
+            .field("allowed_networks", &self.allowed_networks)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_recipients", &self.max_recipients)
+            .field("max_line_length", &self.max_line_length)
+            .field("max_connections", &self.max_connections)
+            .field("command_timeout", &self.command_timeout)
+            .field("data_timeout", &self.data_timeout)
+            .field("bare_lf", &self.bare_lf)
+            .field("tls", &self.tls.is_some())
+            .field("auth_users", &self.auth_users)
+            .field("require_auth_over_tls", &self.require_auth_over_tls)
+            .finish()
+    }
+}

@@ -1,0 +1,114 @@
+//! The accept loop: connection limit and graceful shutdown.
+//!
+//! Each accepted connection becomes a session task holding a permit of a
+//! semaphore sized `max_connections`; a client arriving when none is left gets
+//! `421 4.3.2` and is closed (invariant 7, "Bounded"). On shutdown the listener
+//! stops accepting, tells idle sessions to say goodbye, and waits up to 30 s
+//! for running ones before aborting them.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+use tracing::{error, info, warn, Instrument};
+
+use crate::{session, Handler, ServerConfig};
+
+/// How long running sessions may take to finish after shutdown was requested.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long we spend telling an over-limit client to go away.
+const BUSY_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the listener until `shutdown` resolves; then stops accepting, lets
+/// running sessions finish (up to 30 s), and returns.
+///
+/// Sessions waiting for a command when shutdown starts are answered
+/// `421 4.3.2 Service shutting down`; sessions inside DATA or the handler run
+/// to the end of that message first.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let sessions_limit = Arc::new(Semaphore::new(config.max_connections));
+    // Busy replies are tasks too; bound them so a flood cannot pile them up.
+    let busy_limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "SMTP listener started");
+    }
+    tokio::pin!(shutdown);
+
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Typically EMFILE or a connection reset before accept:
+                    // keep serving, but do not spin.
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        match sessions_limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let config = config.clone();
+                let handler = handler.clone();
+                let stop = stop_rx.clone();
+                let span = tracing::info_span!("smtp", %peer);
+                tasks.spawn(
+                    async move {
+                        session::run(tcp, peer, config, handler, stop).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(_) => {
+                warn!(%peer, "connection limit reached");
+                if let Ok(permit) = busy_limit.clone().try_acquire_owned() {
+                    tasks.spawn(async move {
+                        reject_busy(tcp, peer).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+
+    drop(listener);
+    info!("SMTP listener stopping");
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        warn!("sessions still running after 30 s; aborting them");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    info!("SMTP listener stopped");
+    Ok(())
+}
+
+async fn reject_busy(mut tcp: TcpStream, peer: SocketAddr) {
+    let answer = async {
+        tcp.write_all(b"421 4.3.2 Too many connections, try again later\r\n")
+            .await?;
+        tcp.shutdown().await
+    };
+    if let Ok(Err(e)) = timeout(BUSY_REPLY_TIMEOUT, answer).await {
+        tracing::debug!(%peer, error = %e, "could not send busy reply");
+    }
+}

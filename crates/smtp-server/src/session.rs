@@ -1,0 +1,654 @@
+//! One SMTP session: the ESMTP state machine (RFC 5321 and extensions).
+//!
+//! A session moves through [`Phase`]s: connected (no HELO yet), greeted, and in
+//! a mail transaction. Commands are read with a bounded line reader and
+//! answered in order; replies are flushed when no more pipelined input is
+//! waiting, and always before waiting on DATA content or on the handler. The
+//! SMTP-level checks (sequencing, limits, access, TLS, AUTH) happen here; what
+//! to do with recipients and messages is the [`Handler`]'s business.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use smtp_proto::{MailFrom, RcptTo, Request};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::timeout;
+use tracing::{debug, info, warn};
+
+use crate::access::network_allowed;
+use crate::auth::{self, SaslError};
+use crate::config::MAX_COMMAND_LINE;
+use crate::data::DataReader;
+use crate::line::{Connection, Line};
+use crate::stream::Stream;
+use crate::{ClientInfo, Envelope, Handler, Recipient, Reply, ServerConfig};
+
+/// Unknown, malformed or out-of-sequence commands in a row before we hang up.
+const MAX_BAD_COMMANDS: u32 = 10;
+/// Failed AUTH attempts per session before we hang up.
+const MAX_AUTH_FAILURES: u32 = 3;
+
+/// Where the session is in the SMTP dialogue.
+enum Phase<T> {
+    /// Connected (or just after STARTTLS): HELO/EHLO required.
+    Connected,
+    /// Greeted, no transaction.
+    Greeted,
+    /// MAIL FROM accepted; collecting recipients.
+    Mail(Transaction<T>),
+}
+
+/// A mail transaction in progress.
+struct Transaction<T> {
+    sender: String,
+    body_8bitmime: bool,
+    smtputf8: bool,
+    recipients: Vec<Recipient<T>>,
+}
+
+/// What the session loop does after a command.
+enum Flow {
+    Continue,
+    /// Flush the queued replies, then close.
+    Close,
+    /// Close at once (the stream is dead or in an unknown state).
+    Abort,
+}
+
+/// Outcome of a SASL exchange that did not yield credentials.
+enum SaslStop {
+    Reply(Reply),
+    Flow(Flow),
+}
+
+pub(crate) struct Session<H: Handler> {
+    conn: Connection,
+    config: Arc<ServerConfig>,
+    handler: Arc<H>,
+    client: ClientInfo,
+    phase: Phase<H::Token>,
+    bad_commands: u32,
+    auth_failures: u32,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Runs a session on an accepted connection until it ends. Never panics on
+/// client input; I/O errors just end the session.
+pub(crate) async fn run<H: Handler>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: Arc<ServerConfig>,
+    handler: Arc<H>,
+    shutdown: watch::Receiver<bool>,
+) {
+    info!(%peer, "connect");
+    let mut session = Session {
+        conn: Connection::new(Stream::Plain(tcp)),
+        config,
+        handler,
+        client: ClientInfo {
+            peer,
+            helo: String::new(),
+            tls: false,
+            authenticated_as: None,
+        },
+        phase: Phase::Connected,
+        bad_commands: 0,
+        auth_failures: 0,
+        shutdown,
+    };
+    if let Err(e) = session.serve().await {
+        debug!(%peer, error = %e, "session I/O error");
+    }
+    let _ = timeout(std::time::Duration::from_secs(5), session.conn.shutdown()).await;
+    info!(%peer, "disconnect");
+}
+
+async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    // An error means the listener is gone: treat that as shutdown too.
+    let _ = rx.wait_for(|&stop| stop).await;
+}
+
+fn reply(code: u16, status: (u8, u16, u16), text: impl Into<String>) -> Reply {
+    Reply::new(code, status, text)
+}
+
+/// Maps a smtp-proto parse error to our answer.
+fn parse_error_reply(error: smtp_proto::Error) -> Reply {
+    use smtp_proto::Error as E;
+    match error {
+        E::UnknownCommand => reply(500, (5, 5, 2), "Unknown command"),
+        E::SyntaxError { syntax } => reply(501, (5, 5, 4), format!("Syntax: {syntax}")),
+        E::InvalidSenderAddress => reply(501, (5, 1, 7), "Bad sender address syntax"),
+        E::InvalidRecipientAddress => reply(501, (5, 1, 3), "Bad recipient address syntax"),
+        E::InvalidParameter { param } => reply(
+            501,
+            (5, 5, 4),
+            format!("Invalid value for parameter {param}"),
+        ),
+        E::UnsupportedParameter { param } => {
+            let shown: String = param
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
+            reply(555, (5, 5, 4), format!("Unsupported parameter {shown}"))
+        }
+        E::NeedsMoreData { .. } | E::ResponseTooLong | E::InvalidResponse { .. } => {
+            reply(500, (5, 5, 2), "Syntax error")
+        }
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+impl<H: Handler> Session<H> {
+    async fn serve(&mut self) -> io::Result<()> {
+        let greeting = format!("220 {} ESMTP sealgate", self.config.hostname);
+        self.conn.queue_raw(&greeting);
+        loop {
+            if !self.conn.has_buffered() {
+                self.flush().await?;
+            }
+            let read = tokio::select! {
+                biased;
+                _ = wait_shutdown(&mut self.shutdown) => None,
+                r = timeout(self.config.command_timeout, self.conn.read_line(MAX_COMMAND_LINE)) => Some(r),
+            };
+            let flow = match read {
+                None => {
+                    let text = format!("{} Service shutting down", self.config.hostname);
+                    self.conn.queue(&reply(421, (4, 3, 2), text));
+                    Flow::Close
+                }
+                Some(Err(_elapsed)) => self.timed_out(),
+                Some(Ok(line)) => match line? {
+                    Line::Eof => return Ok(()),
+                    Line::TooLong => self.error(reply(500, (5, 5, 2), "Line too long")),
+                    Line::Complete(bytes) => self.command(&bytes).await?,
+                },
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => return self.flush().await,
+                Flow::Abort => return Ok(()),
+            }
+        }
+    }
+
+    /// Writes queued replies, bounded by the command timeout (a client that
+    /// does not read must not pin the session forever).
+    async fn flush(&mut self) -> io::Result<()> {
+        match timeout(self.config.command_timeout, self.conn.flush()).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+        }
+    }
+
+    fn timed_out(&mut self) -> Flow {
+        info!(peer = %self.client.peer, "timeout");
+        let text = format!("{} Error: timeout exceeded", self.config.hostname);
+        self.conn.queue(&reply(421, (4, 4, 2), text));
+        Flow::Close
+    }
+
+    /// A successful command: resets the error counter.
+    fn ok(&mut self, reply: Reply) -> Flow {
+        self.bad_commands = 0;
+        self.conn.queue(&reply);
+        Flow::Continue
+    }
+
+    /// A refusal that is not the client's fault (limits, handler decisions).
+    fn refuse(&mut self, reply: Reply) -> Flow {
+        self.conn.queue(&reply);
+        Flow::Continue
+    }
+
+    /// A client error; too many in a row end the session.
+    fn error(&mut self, reply: Reply) -> Flow {
+        self.bad_commands += 1;
+        if self.bad_commands >= MAX_BAD_COMMANDS {
+            warn!(peer = %self.client.peer, "too many errors, closing");
+            let text = format!("{} Error: too many errors", self.config.hostname);
+            self.conn.queue(&Reply::new(421, (4, 7, 0), text));
+            return Flow::Close;
+        }
+        debug!(peer = %self.client.peer, code = reply.code, "command refused");
+        self.conn.queue(&reply);
+        Flow::Continue
+    }
+
+    async fn command(&mut self, line: &[u8]) -> io::Result<Flow> {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(request) => request.into_owned(),
+            Err(e) => return Ok(self.error(parse_error_reply(e))),
+        };
+        debug!(peer = %self.client.peer, command = request.name(), "command");
+        Ok(match request {
+            Request::Ehlo { host } => self.helo(host, true),
+            Request::Helo { host } => self.helo(host, false),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to).await?,
+            Request::Data => self.data().await?,
+            Request::StartTls => self.starttls().await?,
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response).await?,
+            Request::Rset => {
+                if let Phase::Mail(_) = self.phase {
+                    self.phase = Phase::Greeted;
+                }
+                self.ok(reply(250, (2, 0, 0), "Ok"))
+            }
+            Request::Noop { .. } => self.ok(reply(250, (2, 0, 0), "Ok")),
+            Request::Vrfy { .. } => self.ok(reply(
+                252,
+                (2, 5, 0),
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Request::Help { .. } => self.ok(reply(
+                214,
+                (2, 0, 0),
+                "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS AUTH",
+            )),
+            Request::Quit => {
+                let text = format!("{} closing connection", self.config.hostname);
+                self.conn.queue(&reply(221, (2, 0, 0), text));
+                Flow::Close
+            }
+            Request::Bdat { .. } => self.error(reply(502, (5, 5, 1), "BDAT not supported")),
+            Request::Expn { .. } => self.error(reply(502, (5, 5, 1), "EXPN not supported")),
+            Request::Lhlo { .. } => self.error(reply(500, (5, 5, 2), "Unknown command")),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.error(reply(502, (5, 5, 1), "Command not implemented"))
+            }
+        })
+    }
+
+    fn helo(&mut self, host: String, extended: bool) -> Flow {
+        if has_control(&host) {
+            return self.error(reply(501, (5, 5, 4), "Invalid domain"));
+        }
+        self.phase = Phase::Greeted;
+        self.client.helo = host;
+        self.bad_commands = 0;
+        let config = &self.config;
+        if !extended {
+            self.conn.queue_raw(&format!("250 {}", config.hostname));
+            return Flow::Continue;
+        }
+        let mut lines = vec![
+            config.hostname.clone(),
+            "PIPELINING".to_string(),
+            format!("SIZE {}", config.max_message_size),
+            "8BITMIME".to_string(),
+            "SMTPUTF8".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+        ];
+        if config.tls.is_some() && !self.client.tls {
+            lines.push("STARTTLS".to_string());
+        }
+        if !config.auth_users.is_empty() && (self.client.tls || !config.require_auth_over_tls) {
+            lines.push("AUTH PLAIN LOGIN".to_string());
+        }
+        lines.push("HELP".to_string());
+        let last = lines.len() - 1;
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            self.conn.queue_raw(&format!("250{sep}{line}"));
+        }
+        Flow::Continue
+    }
+
+    fn mail(&mut self, from: MailFrom<String>) -> Flow {
+        match self.phase {
+            Phase::Connected => {
+                return self.error(reply(503, (5, 5, 1), "Send HELO/EHLO first"));
+            }
+            Phase::Mail(_) => return self.error(reply(503, (5, 5, 1), "Nested MAIL command")),
+            Phase::Greeted => {}
+        }
+        const SUPPORTED: u64 =
+            smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
+        // AUTH= (RFC 4954 §5) is accepted and ignored; everything else we do
+        // not advertise (DSN, BINARYMIME, REQUIRETLS, ...) is refused.
+        if from.flags & !SUPPORTED != 0
+            || from.trans_id.is_some()
+            || from.env_id.is_some()
+            || from.by != 0
+            || from.solicit.is_some()
+            || from.mtrk.is_some()
+            || from.hold_for != 0
+            || from.hold_until != 0
+            || from.mt_priority != 0
+        {
+            return self.error(reply(555, (5, 5, 4), "Unsupported MAIL FROM parameter"));
+        }
+        if from.size > self.config.max_message_size {
+            return self.refuse(reply(
+                552,
+                (5, 3, 4),
+                "Message size exceeds fixed maximum message size",
+            ));
+        }
+        let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        if has_control(&from.address) {
+            return self.error(reply(501, (5, 1, 7), "Bad sender address syntax"));
+        }
+        if !from.address.is_ascii() && !smtputf8 {
+            return self.refuse(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"));
+        }
+        debug!(peer = %self.client.peer, sender = %from.address, "MAIL FROM accepted");
+        self.phase = Phase::Mail(Transaction {
+            sender: from.address,
+            body_8bitmime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+            smtputf8,
+            recipients: Vec::new(),
+        });
+        self.ok(reply(250, (2, 1, 0), "Ok"))
+    }
+
+    async fn rcpt(&mut self, to: RcptTo<String>) -> io::Result<Flow> {
+        let Phase::Mail(tx) = &self.phase else {
+            return Ok(self.error(reply(503, (5, 5, 1), "Need MAIL command")));
+        };
+        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+            return Ok(self.error(reply(555, (5, 5, 4), "Unsupported RCPT TO parameter")));
+        }
+        let address = to.address;
+        if address.is_empty() || has_control(&address) {
+            return Ok(self.error(reply(501, (5, 1, 3), "Bad recipient address syntax")));
+        }
+        if !address.is_ascii() && !tx.smtputf8 {
+            return Ok(self.refuse(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8")));
+        }
+        if tx.recipients.len() >= self.config.max_recipients {
+            return Ok(self.refuse(reply(452, (4, 5, 3), "Too many recipients")));
+        }
+        if self.client.authenticated_as.is_none()
+            && !network_allowed(&self.config.allowed_networks, self.client.peer.ip())
+        {
+            warn!(peer = %self.client.peer, rcpt = %address, "relay access denied");
+            let text = format!("<{address}>: Relay access denied");
+            return Ok(self.error(reply(554, (5, 7, 1), text)));
+        }
+        let sender = tx.sender.clone();
+        self.flush().await?;
+        match self
+            .handler
+            .recipient(&self.client, &sender, &address)
+            .await
+        {
+            Ok(token) => {
+                debug!(peer = %self.client.peer, rcpt = %address, "recipient accepted");
+                if let Phase::Mail(tx) = &mut self.phase {
+                    tx.recipients.push(Recipient { address, token });
+                }
+                Ok(self.ok(reply(250, (2, 1, 5), "Ok")))
+            }
+            Err(refusal) => {
+                info!(peer = %self.client.peer, rcpt = %address, code = refusal.code, "recipient refused");
+                Ok(self.refuse(refusal))
+            }
+        }
+    }
+
+    async fn data(&mut self) -> io::Result<Flow> {
+        match &self.phase {
+            Phase::Mail(tx) if tx.recipients.is_empty() => {
+                return Ok(self.error(reply(554, (5, 5, 1), "No valid recipients")));
+            }
+            Phase::Mail(_) => {}
+            _ => return Ok(self.error(reply(503, (5, 5, 1), "Need MAIL command"))),
+        }
+        self.conn.queue_raw("354 End data with <CR><LF>.<CR><LF>");
+        self.flush().await?;
+
+        let config = &self.config;
+        let mut reader = DataReader::new(
+            config.max_message_size,
+            config.max_line_length,
+            config.bare_lf,
+        );
+        loop {
+            if self.conn.has_buffered() {
+                let (used, done) = reader.feed(self.conn.buffered());
+                self.conn.consume(used);
+                if done {
+                    break;
+                }
+            }
+            match timeout(self.config.data_timeout, self.conn.fill()).await {
+                Err(_) => return Ok(self.timed_out()),
+                Ok(Ok(0)) => {
+                    info!(peer = %self.client.peer, "connection lost during DATA");
+                    return Ok(Flow::Abort);
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+
+        self.bad_commands = 0;
+        let Phase::Mail(tx) = std::mem::replace(&mut self.phase, Phase::Greeted) else {
+            return Ok(Flow::Continue); // checked above
+        };
+        let answer = match reader.finish() {
+            Err(refusal) => {
+                warn!(peer = %self.client.peer, code = refusal.code, reason = %refusal.text, "message refused");
+                refusal
+            }
+            Ok(body) => {
+                let size = body.len();
+                let recipients = tx.recipients.len();
+                let envelope = Envelope {
+                    client: self.client.clone(),
+                    sender: tx.sender,
+                    recipients: tx.recipients,
+                    body_8bitmime: tx.body_8bitmime,
+                    smtputf8: tx.smtputf8,
+                };
+                let answer = self.handler.message(envelope, body).await;
+                info!(peer = %self.client.peer, size, recipients, code = answer.code, "message handled");
+                answer
+            }
+        };
+        self.conn.queue(&answer);
+        Ok(Flow::Continue)
+    }
+
+    async fn starttls(&mut self) -> io::Result<Flow> {
+        if self.client.tls {
+            return Ok(self.error(reply(503, (5, 5, 1), "TLS already active")));
+        }
+        let config = self.config.clone();
+        let Some(acceptor) = config.tls.as_ref() else {
+            return Ok(self.error(reply(502, (5, 5, 1), "STARTTLS not available")));
+        };
+        self.conn
+            .queue(&reply(220, (2, 0, 0), "Ready to start TLS"));
+        self.flush().await?;
+        // Anything pipelined after STARTTLS arrived in plaintext and must not
+        // be acted upon inside TLS (CVE-2011-0411).
+        self.conn.discard_buffered();
+        let plain = self.conn.take_stream();
+        match timeout(config.command_timeout, plain.start_tls(acceptor)).await {
+            Ok(Ok((tls, description))) => {
+                self.conn.set_stream(tls);
+                self.client.tls = true;
+                self.client.helo.clear();
+                self.client.authenticated_as = None;
+                self.phase = Phase::Connected;
+                self.bad_commands = 0;
+                info!(peer = %self.client.peer, tls = %description, "TLS established");
+                Ok(Flow::Continue)
+            }
+            Ok(Err(e)) => {
+                warn!(peer = %self.client.peer, error = %e, "TLS handshake failed");
+                Ok(Flow::Abort)
+            }
+            Err(_) => {
+                warn!(peer = %self.client.peer, "TLS handshake timed out");
+                Ok(Flow::Abort)
+            }
+        }
+    }
+
+    async fn auth(&mut self, mechanism: u64, initial: String) -> io::Result<Flow> {
+        let config = self.config.clone();
+        if config.auth_users.is_empty() {
+            return Ok(self.error(reply(502, (5, 5, 1), "AUTH not available")));
+        }
+        if let Phase::Connected = self.phase {
+            return Ok(self.error(reply(503, (5, 5, 1), "Send EHLO first")));
+        }
+        if !self.client.tls && config.require_auth_over_tls {
+            return Ok(self.error(reply(
+                538,
+                (5, 7, 11),
+                "Encryption required for requested authentication mechanism",
+            )));
+        }
+        if self.client.authenticated_as.is_some() {
+            return Ok(self.error(reply(503, (5, 5, 1), "Already authenticated")));
+        }
+        if let Phase::Mail(_) = self.phase {
+            return Ok(self.error(reply(
+                503,
+                (5, 5, 1),
+                "AUTH not permitted during a mail transaction",
+            )));
+        }
+        let credentials = match mechanism {
+            smtp_proto::AUTH_PLAIN => self.sasl_plain(initial).await?,
+            smtp_proto::AUTH_LOGIN => self.sasl_login(initial).await?,
+            _ => Err(SaslStop::Reply(reply(
+                504,
+                (5, 5, 4),
+                "Unrecognized authentication type",
+            ))),
+        };
+        let (user, password) = match credentials {
+            Ok(c) => c,
+            Err(SaslStop::Reply(r)) => return Ok(self.error(r)),
+            Err(SaslStop::Flow(f)) => return Ok(f),
+        };
+        let name = user.clone();
+        let verified = tokio::task::spawn_blocking(move || {
+            auth::check_credentials(&config.auth_users, &name, &password)
+        })
+        .await
+        .unwrap_or(false);
+        if verified {
+            info!(peer = %self.client.peer, user = %user, "authenticated");
+            self.client.authenticated_as = Some(user);
+            self.auth_failures = 0;
+            return Ok(self.ok(reply(235, (2, 7, 0), "Authentication successful")));
+        }
+        self.auth_failures += 1;
+        warn!(peer = %self.client.peer, "authentication failed");
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            let text = format!(
+                "{} Error: too many authentication failures",
+                self.config.hostname
+            );
+            self.conn.queue(&reply(421, (4, 7, 0), text));
+            return Ok(Flow::Close);
+        }
+        Ok(self.refuse(reply(535, (5, 7, 8), "Authentication credentials invalid")))
+    }
+
+    async fn sasl_plain(
+        &mut self,
+        initial: String,
+    ) -> io::Result<Result<(String, String), SaslStop>> {
+        let token = if initial.is_empty() {
+            match self.sasl_step("").await? {
+                Ok(token) => token,
+                Err(stop) => return Ok(Err(stop)),
+            }
+        } else {
+            initial
+        };
+        if auth::is_cancel(&token) {
+            return Ok(Err(cancelled()));
+        }
+        Ok(auth::decode_plain(&token).map_err(sasl_error))
+    }
+
+    async fn sasl_login(
+        &mut self,
+        initial: String,
+    ) -> io::Result<Result<(String, String), SaslStop>> {
+        let user_token = if initial.is_empty() {
+            match self.sasl_step("VXNlcm5hbWU6").await? {
+                Ok(token) => token,
+                Err(stop) => return Ok(Err(stop)),
+            }
+        } else {
+            initial
+        };
+        if auth::is_cancel(&user_token) {
+            return Ok(Err(cancelled()));
+        }
+        let user = match auth::decode_text(&user_token) {
+            Ok(user) if !user.is_empty() => user,
+            Ok(_) => return Ok(Err(sasl_error(SaslError::Malformed))),
+            Err(e) => return Ok(Err(sasl_error(e))),
+        };
+        let pass_token = match self.sasl_step("UGFzc3dvcmQ6").await? {
+            Ok(token) => token,
+            Err(stop) => return Ok(Err(stop)),
+        };
+        if auth::is_cancel(&pass_token) {
+            return Ok(Err(cancelled()));
+        }
+        Ok(auth::decode_text(&pass_token)
+            .map(|pass| (user, pass))
+            .map_err(sasl_error))
+    }
+
+    /// Sends a 334 challenge and reads the client's response line.
+    async fn sasl_step(&mut self, challenge: &str) -> io::Result<Result<String, SaslStop>> {
+        self.conn.queue_raw(&format!("334 {challenge}"));
+        self.flush().await?;
+        let line = match timeout(
+            self.config.command_timeout,
+            self.conn.read_line(MAX_COMMAND_LINE),
+        )
+        .await
+        {
+            Err(_) => return Ok(Err(SaslStop::Flow(self.timed_out()))),
+            Ok(line) => line?,
+        };
+        Ok(match line {
+            Line::Eof => Err(SaslStop::Flow(Flow::Abort)),
+            Line::TooLong => Err(SaslStop::Reply(reply(
+                500,
+                (5, 5, 6),
+                "Authentication exchange line is too long",
+            ))),
+            Line::Complete(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => Ok(text.trim_end().to_string()),
+                Err(_) => Err(sasl_error(SaslError::Base64)),
+            },
+        })
+    }
+}
+
+fn cancelled() -> SaslStop {
+    SaslStop::Reply(reply(501, (5, 0, 0), "Authentication cancelled"))
+}
+
+fn sasl_error(error: SaslError) -> SaslStop {
+    SaslStop::Reply(match error {
+        SaslError::Base64 => reply(501, (5, 5, 2), "Invalid base64 data"),
+        SaslError::Malformed => reply(501, (5, 5, 2), "Malformed authentication data"),
+    })
+}

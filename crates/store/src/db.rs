@@ -1,0 +1,125 @@
+//! Opening the database: URL checks, SQLite file creation, migrations.
+
+use crate::{Result, StoreError};
+use sqlx::any::{install_default_drivers, AnyPoolOptions};
+use sqlx::AnyPool;
+use std::path::Path;
+use std::time::Duration;
+
+/// Which SQL server is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database; cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+impl Store {
+    /// Opens (and for SQLite creates) the database at `url`, then applies the
+    /// migrations in `migrations/`.
+    pub async fn open(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let (backend, connect_url) = normalise_url(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&connect_url)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: redact(url),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection (waits for them to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Checks the URL scheme; for SQLite creates the parent directory and asks sqlx
+/// to create the file (`mode=rwc`).
+fn normalise_url(url: &str) -> Result<(Backend, String)> {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path_part = rest.trim_start_matches("//");
+        let (path, query) = match path_part.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_part, None),
+        };
+        if path.is_empty() {
+            return Err(StoreError::Url(url.to_string()));
+        }
+        if path != ":memory:" {
+            if let Some(parent) = Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                        path: parent.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+        }
+        let url = match query {
+            Some(q) if q.contains("mode=") => url.to_string(),
+            Some(_) => format!("{url}&mode=rwc"),
+            None => format!("{url}?mode=rwc"),
+        };
+        Ok((Backend::Sqlite, url))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok((Backend::Postgres, url.to_string()))
+    } else {
+        Err(StoreError::Url(redact(url)))
+    }
+}
+
+/// The URL without a password, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sub/x.db", dir.path().display());
+        let (b, u) = normalise_url(&url).unwrap();
+        assert_eq!(b, Backend::Sqlite);
+        assert!(u.ends_with("?mode=rwc"));
+        assert!(dir.path().join("sub").is_dir());
+        assert!(normalise_url("mysql://x").is_err());
+        assert!(normalise_url("sqlite://").is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! The store against both real backends: a SQLite file and a throwaway
+//! PostgreSQL database on 127.0.0.1:5432.
+
+use sealgate_store::{AuditRecipient, AuditRecord, KeyKind, Store, StoredKey};
+use sealgate_testkit::postgres::TempDatabase;
+
+fn key(fpr: &str, addrs: &[&str]) -> StoredKey {
+    StoredKey {
+        fingerprint: fpr.into(),
+        kind: KeyKind::Pgp,
+        data: "-----BEGIN PGP PUBLIC KEY BLOCK-----\n...".into(),
+        source: "import".into(),
+        addresses: addrs.iter().map(|s| s.to_string()).collect(),
+        expires_at: Some(1_900_000_000),
+        created_at: 0,
+        refreshed_at: 0,
+    }
+}
+
+async fn exercise(store: &Store) {
+    store
+        .put_key(&key("AAA", &["Alice@Example.org", "a2@example.org"]))
+        .await
+        .unwrap();
+    store
+        .put_key(&key("BBB", &["alice@example.org"]))
+        .await
+        .unwrap();
+    let found = store.keys_for("ALICE@example.org").await.unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|k| k.fingerprint.as_str())
+            .collect::<Vec<_>>(),
+        ["AAA", "BBB"]
+    );
+    assert_eq!(found[0].addresses, ["a2@example.org", "alice@example.org"]);
+    assert_eq!(found[0].expires_at, Some(1_900_000_000));
+    assert_eq!(found[0].kind, KeyKind::Pgp);
+
+    // Re-import replaces the bindings.
+    store
+        .put_key(&key("AAA", &["other@example.org"]))
+        .await
+        .unwrap();
+    assert_eq!(store.keys_for("alice@example.org").await.unwrap().len(), 1);
+    assert_eq!(store.list_keys().await.unwrap().len(), 2);
+
+    assert!(store.remove_key("AAA").await.unwrap());
+    assert!(!store.remove_key("AAA").await.unwrap());
+    assert!(store
+        .keys_for("other@example.org")
+        .await
+        .unwrap()
+        .is_empty());
+
+    let rec = AuditRecord {
+        id: "Q1".into(),
+        message_id: Some("<m1@example.org>".into()),
+        received_at: 1_800_000_000,
+        client: "127.0.0.1 [client.example]".into(),
+        sender: "s@example.org".into(),
+        recipients: vec![AuditRecipient {
+            address: "alice@example.org".into(),
+            decision: "encrypt".into(),
+            method: Some("pgp".into()),
+            fingerprints: vec!["BBB".into()],
+            outcome: "relayed".into(),
+        }],
+        outcome: "relayed".into(),
+        reply: "250 2.0.0 Ok".into(),
+    };
+    store.record_audit(&rec).await.unwrap();
+    let got = store.recent_audit(10).await.unwrap();
+    assert_eq!(got, vec![rec]);
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_and_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/data/sealgate.db", dir.path().display());
+    let store = Store::open(&url).await.unwrap();
+    assert!(dir.path().join("data/sealgate.db").exists());
+    exercise(&store).await;
+    store.close().await;
+    // Reopening runs the migrations again without error and keeps the data.
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.list_keys().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn postgres_database() {
+    let db = TempDatabase::create().expect("PostgreSQL on 127.0.0.1:5432 is required");
+    let store = Store::open(&db.url()).await.unwrap();
+    exercise(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_clear_errors() {
+    let err = Store::open("mysql://x/y").await.unwrap_err().to_string();
+    assert!(err.contains("unsupported store URL"), "{err}");
+    let err = Store::open("postgres://nobody:pw@127.0.0.1:1/none")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot open the store") && err.contains("***") && !err.contains(":pw@"),
+        "{err}"
+    );
+}

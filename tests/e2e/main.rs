@@ -1,0 +1,1 @@
+//! End-to-end tests: mail through a real Postfix, sealgate and a sink.
