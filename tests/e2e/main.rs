@@ -1,1 +1,10 @@
-//! End-to-end tests: mail through a real Postfix, sealgate and a sink.
+//! End-to-end tests: mail goes from a real Postfix (the sending MTA, relayhost =
+//! sealgate) through the `sealgate serve` binary to an SMTP sink, and what the
+//! sink received is judged by independent tools (`gpg --decrypt`,
+//! `openssl cms -decrypt`). Every peer runs on loopback in its own temp dir.
+
+mod bad_input;
+mod flow;
+mod gateway;
+mod relay_failures;
+mod world;

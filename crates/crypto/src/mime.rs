@@ -138,3 +138,6 @@ impl<'a> Message<'a> {
 fn is_content_field(name: &str) -> bool {
     name.len() >= 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"content-")
 }
+
+#[cfg(test)]
+mod tests;

@@ -115,6 +115,28 @@ fn push(
     ));
 }
 
+/// `encrypt pgp [FPR] to <a>, <b>` / `plain to <c>` for the relay log line.
+pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String {
+    let to = group
+        .members
+        .iter()
+        .map(|&i| format!("<{}>", envelope.recipients[i].address))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match &group.kind {
+        GroupKind::Plain => format!("plain to {to}"),
+        GroupKind::PassThrough => format!("already encrypted, unchanged, to {to}"),
+        GroupKind::Encrypt { method, keys, .. } => format!(
+            "encrypt {method} [{}]{} to {to}",
+            keys.iter()
+                .map(|k| k.fingerprint())
+                .collect::<Vec<_>>()
+                .join(","),
+            if group.bcc { " (Bcc copy)" } else { "" }
+        ),
+    }
+}
+
 /// Lower-cased addresses in the To and Cc header fields.
 pub fn visible_addresses(raw: &[u8]) -> HashSet<String> {
     let mut out = HashSet::new();

@@ -128,6 +128,12 @@ impl Handler for Pipeline {
                     ]
                 }
             };
+            tracing::info!(
+                queue_id = %queue_id,
+                copy = %group::describe(g, &envelope),
+                deliveries = ?deliveries,
+                "relayed copy"
+            );
             results.push((g, deliveries));
         }
         let out = outcome::fold(&queue_id, &envelope, &results);
@@ -137,7 +143,7 @@ impl Handler for Pipeline {
             peer = %envelope.client.peer,
             sender = %envelope.sender,
             size = data.len(),
-            recipients = %out.log_summary(),
+            recipients = %out.log_summary(&envelope),
             outcome = %out.outcome,
             reply = %out.reply,
             "message handled"

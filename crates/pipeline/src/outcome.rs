@@ -110,11 +110,24 @@ fn delivery_text(d: &Delivery) -> String {
 }
 
 impl Outcome {
-    /// `addr=decision/method/fingerprints/delivery; ...` for the log line.
-    pub fn log_summary(&self) -> String {
-        self.recipients
+    /// `<addr> decision [method fingerprints] -> delivery; ...` for the log line.
+    pub fn log_summary(&self, envelope: &Envelope<RecipientDecision>) -> String {
+        envelope
+            .recipients
             .iter()
-            .map(|(label, d)| format!("{label}:{}", delivery_text(d)))
+            .zip(&self.recipients)
+            .map(|(r, (label, d))| {
+                let keys = if label == "encrypt" {
+                    format!(
+                        " {} [{}]",
+                        r.token.method().map(|m| m.as_str()).unwrap_or("-"),
+                        r.token.fingerprints().join(",")
+                    )
+                } else {
+                    String::new()
+                };
+                format!("<{}> {label}{keys} -> {}", r.address, delivery_text(d))
+            })
             .collect::<Vec<_>>()
             .join("; ")
     }

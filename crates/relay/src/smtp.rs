@@ -159,7 +159,7 @@ impl SmtpRelay {
                 self.step(
                     "message content",
                     self.config.data_timeout_secs,
-                    conn.message(msg.data),
+                    conn.message(without_final_crlf(msg.data)),
                 )
                 .await
             }
@@ -190,6 +190,14 @@ impl Relay for SmtpRelay {
     }
 }
 
+/// lettre always ends the content with `CRLF . CRLF`, which adds an empty line
+/// to a message that already ends in CRLF. Handing it the data without that
+/// final CRLF makes the upstream receive exactly our bytes (byte faithfulness);
+/// a message without a final CRLF gets the one SMTP requires.
+fn without_final_crlf(data: &[u8]) -> &[u8] {
+    data.strip_suffix(b"\r\n").unwrap_or(data)
+}
+
 /// An SMTP command line written as is (lettre adds nothing).
 struct Raw(String);
 
@@ -207,5 +215,17 @@ fn classify(what: &str, e: &SmtpError) -> Delivery {
         Delivery::Permanent(text)
     } else {
         Delivery::Transient(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_final_crlf;
+
+    #[test]
+    fn final_crlf_is_left_to_the_terminator() {
+        assert_eq!(without_final_crlf(b"a\r\nb\r\n"), b"a\r\nb");
+        assert_eq!(without_final_crlf(b"a\r\n\r\n"), b"a\r\n");
+        assert_eq!(without_final_crlf(b"a"), b"a");
     }
 }

@@ -14,6 +14,8 @@ use crate::stream::Stream;
 use crate::Reply;
 
 const READ_BUFFER: usize = 16 * 1024;
+/// Queued reply bytes that force a flush even while pipelined input is waiting.
+const MAX_PENDING_OUTPUT: usize = 16 * 1024;
 
 /// Result of reading one line.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,6 +55,13 @@ impl Connection {
 
     pub(crate) fn has_buffered(&self) -> bool {
         self.start < self.end
+    }
+
+    /// Whether queued replies should be written now: when the next command
+    /// read would have to wait for the network (RFC 2920 §3.2), or when a
+    /// client keeps pipelining without reading and the output piles up.
+    pub(crate) fn should_flush(&self) -> bool {
+        !self.buffered().contains(&b'\n') || self.out.len() >= MAX_PENDING_OUTPUT
     }
 
     /// Marks `n` buffered bytes as used.

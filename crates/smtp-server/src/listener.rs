@@ -49,7 +49,13 @@ pub async fn serve<H: Handler>(
     tokio::pin!(shutdown);
 
     loop {
-        while tasks.try_join_next().is_some() {}
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done {
+                if e.is_panic() {
+                    error!("session task panicked");
+                }
+            }
+        }
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -65,6 +71,8 @@ pub async fn serve<H: Handler>(
         };
         match sessions_limit.clone().try_acquire_owned() {
             Ok(permit) => {
+                // Replies are written in whole batches; don't let Nagle delay them.
+                let _ = tcp.set_nodelay(true);
                 let config = config.clone();
                 let handler = handler.clone();
                 let stop = stop_rx.clone();

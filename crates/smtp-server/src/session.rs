@@ -18,17 +18,16 @@ use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 use crate::access::network_allowed;
-use crate::auth::{self, SaslError};
 use crate::config::MAX_COMMAND_LINE;
 use crate::data::DataReader;
 use crate::line::{Connection, Line};
 use crate::stream::Stream;
 use crate::{ClientInfo, Envelope, Handler, Recipient, Reply, ServerConfig};
 
+mod sasl;
+
 /// Unknown, malformed or out-of-sequence commands in a row before we hang up.
 const MAX_BAD_COMMANDS: u32 = 10;
-/// Failed AUTH attempts per session before we hang up.
-const MAX_AUTH_FAILURES: u32 = 3;
 
 /// Where the session is in the SMTP dialogue.
 enum Phase<T> {
@@ -55,12 +54,6 @@ enum Flow {
     Close,
     /// Close at once (the stream is dead or in an unknown state).
     Abort,
-}
-
-/// Outcome of a SASL exchange that did not yield credentials.
-enum SaslStop {
-    Reply(Reply),
-    Flow(Flow),
 }
 
 pub(crate) struct Session<H: Handler> {
@@ -151,7 +144,7 @@ impl<H: Handler> Session<H> {
         let greeting = format!("220 {} ESMTP sealgate", self.config.hostname);
         self.conn.queue_raw(&greeting);
         loop {
-            if !self.conn.has_buffered() {
+            if self.conn.should_flush() {
                 self.flush().await?;
             }
             let read = tokio::select! {
@@ -455,7 +448,7 @@ impl<H: Handler> Session<H> {
                     smtputf8: tx.smtputf8,
                 };
                 let answer = self.handler.message(envelope, body).await;
-                info!(peer = %self.client.peer, size, recipients, code = answer.code, "message handled");
+                debug!(peer = %self.client.peer, size, recipients, code = answer.code, "DATA answered");
                 answer
             }
         };
@@ -499,156 +492,4 @@ impl<H: Handler> Session<H> {
             }
         }
     }
-
-    async fn auth(&mut self, mechanism: u64, initial: String) -> io::Result<Flow> {
-        let config = self.config.clone();
-        if config.auth_users.is_empty() {
-            return Ok(self.error(reply(502, (5, 5, 1), "AUTH not available")));
-        }
-        if let Phase::Connected = self.phase {
-            return Ok(self.error(reply(503, (5, 5, 1), "Send EHLO first")));
-        }
-        if !self.client.tls && config.require_auth_over_tls {
-            return Ok(self.error(reply(
-                538,
-                (5, 7, 11),
-                "Encryption required for requested authentication mechanism",
-            )));
-        }
-        if self.client.authenticated_as.is_some() {
-            return Ok(self.error(reply(503, (5, 5, 1), "Already authenticated")));
-        }
-        if let Phase::Mail(_) = self.phase {
-            return Ok(self.error(reply(
-                503,
-                (5, 5, 1),
-                "AUTH not permitted during a mail transaction",
-            )));
-        }
-        let credentials = match mechanism {
-            smtp_proto::AUTH_PLAIN => self.sasl_plain(initial).await?,
-            smtp_proto::AUTH_LOGIN => self.sasl_login(initial).await?,
-            _ => Err(SaslStop::Reply(reply(
-                504,
-                (5, 5, 4),
-                "Unrecognized authentication type",
-            ))),
-        };
-        let (user, password) = match credentials {
-            Ok(c) => c,
-            Err(SaslStop::Reply(r)) => return Ok(self.error(r)),
-            Err(SaslStop::Flow(f)) => return Ok(f),
-        };
-        let name = user.clone();
-        let verified = tokio::task::spawn_blocking(move || {
-            auth::check_credentials(&config.auth_users, &name, &password)
-        })
-        .await
-        .unwrap_or(false);
-        if verified {
-            info!(peer = %self.client.peer, user = %user, "authenticated");
-            self.client.authenticated_as = Some(user);
-            self.auth_failures = 0;
-            return Ok(self.ok(reply(235, (2, 7, 0), "Authentication successful")));
-        }
-        self.auth_failures += 1;
-        warn!(peer = %self.client.peer, "authentication failed");
-        if self.auth_failures >= MAX_AUTH_FAILURES {
-            let text = format!(
-                "{} Error: too many authentication failures",
-                self.config.hostname
-            );
-            self.conn.queue(&reply(421, (4, 7, 0), text));
-            return Ok(Flow::Close);
-        }
-        Ok(self.refuse(reply(535, (5, 7, 8), "Authentication credentials invalid")))
-    }
-
-    async fn sasl_plain(
-        &mut self,
-        initial: String,
-    ) -> io::Result<Result<(String, String), SaslStop>> {
-        let token = if initial.is_empty() {
-            match self.sasl_step("").await? {
-                Ok(token) => token,
-                Err(stop) => return Ok(Err(stop)),
-            }
-        } else {
-            initial
-        };
-        if auth::is_cancel(&token) {
-            return Ok(Err(cancelled()));
-        }
-        Ok(auth::decode_plain(&token).map_err(sasl_error))
-    }
-
-    async fn sasl_login(
-        &mut self,
-        initial: String,
-    ) -> io::Result<Result<(String, String), SaslStop>> {
-        let user_token = if initial.is_empty() {
-            match self.sasl_step("VXNlcm5hbWU6").await? {
-                Ok(token) => token,
-                Err(stop) => return Ok(Err(stop)),
-            }
-        } else {
-            initial
-        };
-        if auth::is_cancel(&user_token) {
-            return Ok(Err(cancelled()));
-        }
-        let user = match auth::decode_text(&user_token) {
-            Ok(user) if !user.is_empty() => user,
-            Ok(_) => return Ok(Err(sasl_error(SaslError::Malformed))),
-            Err(e) => return Ok(Err(sasl_error(e))),
-        };
-        let pass_token = match self.sasl_step("UGFzc3dvcmQ6").await? {
-            Ok(token) => token,
-            Err(stop) => return Ok(Err(stop)),
-        };
-        if auth::is_cancel(&pass_token) {
-            return Ok(Err(cancelled()));
-        }
-        Ok(auth::decode_text(&pass_token)
-            .map(|pass| (user, pass))
-            .map_err(sasl_error))
-    }
-
-    /// Sends a 334 challenge and reads the client's response line.
-    async fn sasl_step(&mut self, challenge: &str) -> io::Result<Result<String, SaslStop>> {
-        self.conn.queue_raw(&format!("334 {challenge}"));
-        self.flush().await?;
-        let line = match timeout(
-            self.config.command_timeout,
-            self.conn.read_line(MAX_COMMAND_LINE),
-        )
-        .await
-        {
-            Err(_) => return Ok(Err(SaslStop::Flow(self.timed_out()))),
-            Ok(line) => line?,
-        };
-        Ok(match line {
-            Line::Eof => Err(SaslStop::Flow(Flow::Abort)),
-            Line::TooLong => Err(SaslStop::Reply(reply(
-                500,
-                (5, 5, 6),
-                "Authentication exchange line is too long",
-            ))),
-            Line::Complete(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => Ok(text.trim_end().to_string()),
-                Err(_) => Err(sasl_error(SaslError::Base64)),
-            },
-        })
-    }
-}
-
-fn cancelled() -> SaslStop {
-    SaslStop::Reply(reply(501, (5, 0, 0), "Authentication cancelled"))
-}
-
-fn sasl_error(error: SaslError) -> SaslStop {
-    SaslStop::Reply(match error {
-        SaslError::Base64 => reply(501, (5, 5, 2), "Invalid base64 data"),
-        SaslError::Malformed => reply(501, (5, 5, 2), "Malformed authentication data"),
-    })
 }

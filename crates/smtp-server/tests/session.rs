@@ -457,3 +457,44 @@ async fn handler_reply_is_passed_through_and_session_resets() {
     c.expect("MAIL FROM:<a@example.com>", "250").await;
     assert_eq!(server.handler.messages()[0].data, b"");
 }
+
+#[tokio::test]
+async fn heavy_pipelining_is_answered_in_order() {
+    let server = Server::start(|_| {}).await;
+    let c = greeted(&server).await;
+    let (mut rd, mut wr) = tokio::io::split(c.into_stream());
+    const N: usize = 20_000;
+    // The client keeps writing while the server answers; replies must come
+    // back complete and in order (output is flushed as it piles up).
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut batch = String::new();
+        for i in 0..N {
+            batch.push_str(if i % 2 == 0 { "NOOP\r\n" } else { "RSET\r\n" });
+        }
+        batch.push_str("QUIT\r\n");
+        wr.write_all(batch.as_bytes()).await.unwrap();
+        wr
+    });
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        use tokio::io::AsyncReadExt;
+        rd.read_to_end(&mut all).await.unwrap();
+    })
+    .await
+    .expect("all replies within 30 s");
+    let _wr = writer.await.unwrap();
+    let text = String::from_utf8(all).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), N + 1);
+    assert!(lines[..N].iter().all(|l| *l == "250 2.0.0 Ok"));
+    assert!(lines[N].starts_with("221 2.0.0"));
+}
+
+#[tokio::test]
+async fn mail_auth_parameter_is_accepted() {
+    let server = Server::start(|_| {}).await;
+    let mut c = greeted(&server).await;
+    c.expect("MAIL FROM:<a@example.com> AUTH=<>", "250 2.1.0")
+        .await;
+}

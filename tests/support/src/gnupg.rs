@@ -212,6 +212,61 @@ impl GnupgHome {
         ids
     }
 
+    /// A `gpgsm --homedir H --batch` command with the loopback pinentry and
+    /// an empty passphrase (the S/MIME side of GnuPG, same home).
+    pub fn gpgsm(&self) -> Command {
+        let mut cmd = Command::new("gpgsm");
+        cmd.arg("--homedir").arg(self.path()).args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        cmd
+    }
+
+    /// Imports a PKCS#12 file with an empty password into gpgsm. gpgsm 2.2
+    /// reads only the legacy (3DES/RC2) PKCS#12 encryption: make it with
+    /// `openssl pkcs12 -export -legacy` (see `pki::IssuedCert::pkcs12_legacy`).
+    ///
+    /// # Panics
+    /// If gpgsm fails.
+    pub fn gpgsm_import_p12(&self, p12: &[u8]) {
+        let file = self.temp_file("p12", p12);
+        let mut cmd = self.gpgsm();
+        cmd.arg("--import").arg(file.path());
+        run_ok(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpgsm --import: {e}"));
+    }
+
+    /// Decrypts a DER CMS EnvelopedData with `gpgsm --decrypt`. Ok only if
+    /// gpgsm exits 0 and reports `[GNUPG:] DECRYPTION_OKAY`. (gpgsm 2.2
+    /// cannot read AES-GCM AuthEnvelopedData.)
+    pub fn gpgsm_decrypt(&self, der: &[u8]) -> Result<Vec<u8>, String> {
+        let input = self.temp_file("in", der);
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out_path = dir.path().join("plain");
+        let mut cmd = self.gpgsm();
+        cmd.args(["--status-fd", "2", "--output"])
+            .arg(&out_path)
+            .arg("--decrypt")
+            .arg(input.path());
+        let out = run_with_timeout(cmd, GPG_TIMEOUT)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success()
+            || !stderr
+                .lines()
+                .any(|l| l.starts_with("[GNUPG:] DECRYPTION_OKAY"))
+        {
+            return Err(format!(
+                "gpgsm --decrypt failed ({}):\n{stderr}",
+                out.status
+            ));
+        }
+        std::fs::read(&out_path).map_err(|e| format!("read gpgsm output: {e}"))
+    }
+
     fn temp_file(&self, prefix: &str, data: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::Builder::new()
             .prefix(prefix)

@@ -84,6 +84,26 @@ impl IssuedCert {
     pub fn recipient_id(&self) -> String {
         format!("issuer={};serial={}", self.issuer, self.serial)
     }
+
+    /// The certificate and its key as a PKCS#12 file with an empty password,
+    /// in the legacy encryption (`openssl pkcs12 -export -legacy`) that
+    /// gpgsm 2.2 and older mail clients read.
+    ///
+    /// # Panics
+    /// If openssl fails.
+    pub fn pkcs12_legacy(&self) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("cert.p12");
+        openssl(|c| {
+            c.args(["pkcs12", "-export", "-legacy", "-passout", "pass:", "-in"])
+                .arg(&self.cert_pem_path)
+                .arg("-inkey")
+                .arg(&self.key_path)
+                .arg("-out")
+                .arg(&out);
+        });
+        std::fs::read(&out).expect("read p12")
+    }
 }
 
 /// A test certificate authority in a temporary directory.
@@ -262,7 +282,8 @@ impl TestCa {
             key_path,
             cert_pem,
             cert_der,
-            serial: normalize_serial(&field("serial=")),
+            // `x509 -serial` prints hex without a prefix.
+            serial: normalize_serial(&format!("0x{}", field("serial="))),
             issuer: normalize_name(&field("issuer=")),
         }
     }
@@ -419,6 +440,36 @@ pub fn cms_recipients(message: &[u8]) -> Vec<String> {
     out
 }
 
+/// The CMS content type of an S/MIME message (whole mail or DER CMS) as
+/// `openssl cms -cmsout -print` names it, e.g. `pkcs7-envelopedData` or
+/// `id-smime-ct-authEnvelopedData`.
+///
+/// # Panics
+/// If openssl cannot parse the message.
+pub fn cms_content_type(message: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    std::fs::write(&input, message).expect("write message");
+    let printed = openssl(|c| {
+        c.args([
+            "cms",
+            "-cmsout",
+            "-print",
+            "-noout",
+            "-inform",
+            input_form(message),
+            "-in",
+        ])
+        .arg(&input);
+    });
+    printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("contentType:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// `DER` if `message` looks like a bare DER SEQUENCE, else `SMIME`.
 fn input_form(message: &[u8]) -> &'static str {
     if message.first() == Some(&0x30) {
@@ -463,16 +514,13 @@ fn normalize_name(s: &str) -> String {
     s.trim().replace(" = ", "=")
 }
 
-/// `0x01A0` / `416` / `01A0` -> `1A0` (uppercase hex, no leading zeros).
+/// `0x01A0` (hex) / `416` (decimal) -> `1A0` (uppercase hex, no leading zeros).
 fn normalize_serial(s: &str) -> String {
     let s = s.trim();
     let hex = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         h.to_ascii_uppercase()
     } else if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
-        // openssl prints small serials in decimal, x509 -serial in hex: the
-        // caller tells which by the prefix; bare digits from `cms -print`
-        // are decimal, from `x509 -serial` they come with `serial=` and are
-        // handled by `normalize_hex_serial`.
+        // Bare digits, as `cms -print` shows small serials: decimal.
         match s.parse::<u128>() {
             Ok(v) => format!("{v:X}"),
             Err(_) => s.to_string(),
@@ -568,5 +616,80 @@ mod tests {
         assert_eq!(normalize_serial("0x01A0"), "1A0");
         assert_eq!(normalize_serial("4096"), "1000");
         assert_eq!(normalize_name("CN = Test CA"), "CN=Test CA");
+    }
+
+    fn checkend(cert: &IssuedCert, secs: i64) -> bool {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["x509", "-noout", "-checkend", &secs.to_string(), "-in"])
+            .arg(&cert.cert_pem_path);
+        run_with_timeout(cmd, OPENSSL_TIMEOUT)
+            .unwrap()
+            .status
+            .success()
+    }
+
+    fn verifies(ca: &TestCa, cert: &IssuedCert) -> bool {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["verify", "-purpose", "smimeencrypt", "-CAfile"])
+            .arg(&ca.cert_pem_path)
+            .arg(&cert.cert_pem_path);
+        run_with_timeout(cmd, OPENSSL_TIMEOUT)
+            .unwrap()
+            .status
+            .success()
+    }
+
+    #[test]
+    fn issues_valid_expired_and_future_certificates() {
+        let ca = TestCa::new("Testkit CA");
+        let valid = ca.issue(CertOptions {
+            subject_email: Some("alice@example.org".to_string()),
+            ..CertOptions::default()
+        });
+        assert!(checkend(&valid, 86400), "valid for more than a day");
+        assert!(verifies(&ca, &valid));
+        let text = openssl(|c| {
+            c.args(["x509", "-noout", "-text", "-in"])
+                .arg(&valid.cert_pem_path);
+        });
+        assert!(text.contains("email:alice@example.org"), "{text}");
+        assert!(
+            text.contains("emailAddress = alice@example.org")
+                || text.contains("emailAddress=alice@example.org")
+        );
+        assert!(text.contains("E-mail Protection"));
+        assert!(text.contains("Key Encipherment"));
+        assert_eq!(valid.issuer, "CN=Testkit CA");
+        assert_eq!(valid.serial, "1001");
+
+        let expired = ca.issue(CertOptions {
+            days: -2,
+            ..CertOptions::default()
+        });
+        assert!(!checkend(&expired, 0), "expired");
+        assert!(!verifies(&ca, &expired));
+
+        let future = ca.issue(CertOptions {
+            not_before_days: 5,
+            days: 30,
+            key: "ec-p256".to_string(),
+            key_usage: Some("keyAgreement".to_string()),
+            ..CertOptions::default()
+        });
+        assert!(checkend(&future, 86400));
+        assert!(!verifies(&ca, &future), "not yet valid");
+
+        ca.revoke(&valid);
+        let crl = ca.crl_der();
+        assert_eq!(crl.first(), Some(&0x30));
+        let p7b = TestCa::p7b(&[&valid, &future]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.p7b");
+        std::fs::write(&p, &p7b).unwrap();
+        let listed = openssl(|c| {
+            c.args(["pkcs7", "-inform", "DER", "-print_certs", "-noout", "-in"])
+                .arg(&p);
+        });
+        assert_eq!(listed.matches("subject=").count(), 2, "{listed}");
     }
 }

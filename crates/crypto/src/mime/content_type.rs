@@ -154,12 +154,15 @@ fn unquote(v: &str) -> String {
     out
 }
 
+/// One RFC 2231 piece of a parameter: (index, percent-encoded?, value).
+type Piece = (u32, bool, String);
+
 /// Applies RFC 2231: joins `name*0`, `name*1*`, ... continuations and decodes
 /// `name*=charset'lang'%xx` values. Plain parameters pass through unchanged.
 fn rfc2231(raw: Vec<(String, String)>) -> Vec<(String, String)> {
-    // (base name, Vec<(index, encoded?, value)>) in order of first appearance.
     let mut out: Vec<(String, String)> = Vec::new();
-    let mut pieces: Vec<(String, Vec<(u32, bool, String)>)> = Vec::new();
+    // Per base name, in order of first appearance: its pieces.
+    let mut pieces: Vec<(String, Vec<Piece>)> = Vec::new();
     for (name, value) in raw {
         let (stem, encoded) = match name.strip_suffix('*') {
             Some(s) => (s.to_string(), true),

@@ -1,0 +1,159 @@
+//! Bad input against the real binary: each violation gets its RFC 5321 reply
+//! with an enhanced status code, nothing panics, the next client is served.
+
+use crate::gateway::Gateway;
+use sealgate_testkit::postfix::smtp_send;
+use sealgate_testkit::sink::Sink;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> (Client, String) {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        };
+        let greeting = c.reply();
+        (c, greeting)
+    }
+
+    /// Reads one (possibly multi-line) reply; empty string on EOF.
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.w.write_all(line.as_bytes()).unwrap();
+        self.w.write_all(b"\r\n").unwrap();
+        self.reply()
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+}
+
+fn config(sink: u16, networks: &str) -> String {
+    format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\nallowed_networks = [{networks}]\nmax_message_size = 4096\nmax_recipients = 3\nmax_line_length = 1000\ncommand_timeout_secs = 2\ndata_timeout_secs = 2\n[relay]\nupstream = \"127.0.0.1:{sink}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n"
+    )
+}
+
+#[test]
+fn limits_and_garbage_get_clear_replies() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&config(sink.port(), "\"127.0.0.0/8\""));
+    let (mut c, greeting) = Client::connect(gw.port);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let ehlo = c.cmd("EHLO client.test");
+    for ext in [
+        "PIPELINING",
+        "SIZE 4096",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+    ] {
+        assert!(ehlo.contains(ext), "EHLO lacks {ext}: {ehlo}");
+    }
+    assert!(c.cmd("RCPT TO:<x@open.test>").starts_with("503 5.5.1"));
+    assert!(c.cmd("FROB the widget").starts_with("500 5.5.2"));
+    let r = c.cmd("\u{1}\u{2}garbage\u{7f}");
+    assert!(r.starts_with("500") || r.starts_with("501"), "{r}");
+    assert!(c
+        .cmd("MAIL FROM:<a@apps.test> SIZE=999999")
+        .starts_with("552 5.3.4"));
+    assert!(c.cmd("VRFY root").starts_with("252"));
+    assert!(c.cmd("MAIL FROM:<a@apps.test>").starts_with("250"));
+    for i in 0..3 {
+        assert!(c
+            .cmd(&format!("RCPT TO:<r{i}@open.test>"))
+            .starts_with("250"));
+    }
+    assert!(c.cmd("RCPT TO:<r4@open.test>").starts_with("452 4.5.3"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.raw(&b"x".repeat(3000));
+    c.raw(b"\r\n");
+    c.raw(&b"y".repeat(3000));
+    c.raw(b"\r\n.\r\n");
+    let r = c.reply();
+    assert!(
+        r.starts_with("552 5.3.4") || r.starts_with("554 5.6.0"),
+        "oversize message: {r}"
+    );
+    assert!(c.cmd("RSET").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@apps.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<r@open.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.raw(&b"z".repeat(1500));
+    c.raw(b"\r\n.\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("554 5.6.0"), "overlong line: {r}");
+    let long_cmd = format!("NOOP {}", "n".repeat(5000));
+    assert!(c.cmd(&long_cmd).starts_with("500 5.5.2"));
+    assert!(c.cmd("QUIT").starts_with("221"));
+
+    // Actual size over the limit with no SIZE declared, lines short.
+    let big: Vec<u8> = [
+        b"Subject: big\r\n\r\n".to_vec(),
+        b"0123456789\r\n".repeat(500),
+    ]
+    .concat();
+    let err = smtp_send(gw.port, "a@apps.test", &["x@open.test"], &big).unwrap_err();
+    assert!(err.contains("552") && err.contains("5.3.4"), "{err}");
+
+    // A stalled client is dropped with 421 after the command timeout...
+    let (mut stalled, _) = Client::connect(gw.port);
+    let t = Instant::now();
+    let r = stalled.reply();
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(15));
+    // ...and the next client is served normally.
+    smtp_send(
+        gw.port,
+        "a@apps.test",
+        &["ok@open.test"],
+        b"Subject: ok\r\n\r\nfine\r\n",
+    )
+    .unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_to, vec!["ok@open.test".to_string()]);
+    assert!(gw.child.try_wait().is_none(), "gateway died");
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}
+
+#[test]
+fn client_outside_allowed_networks_is_refused() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&config(sink.port(), "\"10.0.0.0/8\""));
+    let (mut c, _) = Client::connect(gw.port);
+    assert!(c.cmd("EHLO outside.test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@apps.test>").starts_with("250"));
+    let r = c.cmd("RCPT TO:<victim@elsewhere.test>");
+    assert!(
+        r.starts_with("554 5.7.1") && r.to_lowercase().contains("relay access denied"),
+        "{r}"
+    );
+    assert!(c.cmd("DATA").starts_with("554"), "no recipients, no DATA");
+    assert!(c.cmd("QUIT").starts_with("221"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sink.messages().is_empty());
+}

@@ -1,0 +1,76 @@
+//! Runs the real `sealgate` binary with a config written for the test.
+
+use sealgate_testkit::ports::free_port;
+use sealgate_testkit::process::{wait_for_port, ChildGuard};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sealgate");
+
+/// A running `sealgate serve`.
+pub struct Gateway {
+    pub port: u16,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub child: ChildGuard,
+}
+
+impl Gateway {
+    /// Writes `config` (with `{port}` replaced by a free port) into a temp dir
+    /// and starts `sealgate serve` there.
+    pub fn start(config: &str) -> Gateway {
+        let dir = tempfile::Builder::new()
+            .prefix("sealgate-gw-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let path = dir.path().join("sealgate.toml");
+        std::fs::write(&path, config.replace("{port}", &port.to_string())).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir.path())
+            .args(["--config", path.to_str().unwrap(), "serve"])
+            .env_remove("SEALGATE_CONFIG")
+            .env("RUST_LOG", "info");
+        let child = ChildGuard::spawn(cmd, "sealgate");
+        if let Err(e) = wait_for_port(port, Duration::from_secs(30)) {
+            panic!("sealgate did not start: {e}\n{}", child.output_tail(40));
+        }
+        Gateway {
+            port,
+            config: path,
+            dir,
+            child,
+        }
+    }
+
+    /// Runs a CLI command against the same config and working directory.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(self.dir.path(), &self.config, args)
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        self.child.output()
+    }
+}
+
+/// Runs `sealgate --config CONFIG ARGS...` in `dir`.
+pub fn cli(dir: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("SEALGATE_CONFIG")
+        .output()
+        .expect("run sealgate")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
