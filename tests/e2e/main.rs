@@ -7,4 +7,5 @@ mod bad_input;
 mod flow;
 mod gateway;
 mod relay_failures;
+mod reload;
 mod world;

@@ -41,6 +41,11 @@ fn read_with(
         path: path.display().to_string(),
         source,
     })?;
+    // An empty key-store file is a valid, empty key store (e.g. a keyring
+    // the admin fills later and reloads with SIGHUP).
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
     parse(&data).map_err(|reason| KeyError::Parse {
         path: path.display().to_string(),
         reason,
@@ -96,7 +101,7 @@ fn split_armor_blocks(text: &str) -> Vec<&[u8]> {
             .find("-----END PGP")
             .and_then(|e| from[e + 5..].find("-----").map(|f| e + 5 + f + 5))
             .unwrap_or(from.len());
-        out.push(from[..end].as_bytes());
+        out.push(&from.as_bytes()[..end]);
         rest = &from[end..];
     }
     out
