@@ -1,0 +1,190 @@
+//! Fail closed: a key source that fails or hangs, or an encryption that fails,
+//! never lets plaintext out. The pipeline runs with the real relay and store;
+//! only the key sources are test doubles, because their failure is the input
+//! here, not the thing under test.
+
+use sealgate_keys::source::Source;
+use sealgate_keys::trust::AcceptAllTrust;
+use sealgate_keys::{RecipientKey, Resolver};
+use sealgate_pipeline::{Pipeline, PipelineOptions};
+use sealgate_policy::{DomainPolicy, Mode, Policy, PolicyConfig};
+use sealgate_relay::{RelayConfig, SmtpRelay, TlsMode};
+use sealgate_smtp_server::{ClientInfo, Envelope, Handler, Recipient};
+use sealgate_store::Store;
+use sealgate_testkit::sink::Sink;
+use sequoia_openpgp::cert::CertBuilder;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Failing;
+#[async_trait::async_trait]
+impl Source for Failing {
+    fn name(&self) -> String {
+        "failing".into()
+    }
+    async fn lookup(&self, _: &str) -> Result<Vec<RecipientKey>, String> {
+        Err("connection refused".into())
+    }
+}
+
+struct Hanging;
+#[async_trait::async_trait]
+impl Source for Hanging {
+    fn name(&self) -> String {
+        "hanging".into()
+    }
+    async fn lookup(&self, _: &str) -> Result<Vec<RecipientKey>, String> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(Vec::new())
+    }
+}
+
+/// A source holding fixed keys (an in-memory key store).
+struct Fixed(Vec<RecipientKey>);
+#[async_trait::async_trait]
+impl Source for Fixed {
+    fn name(&self) -> String {
+        "fixed".into()
+    }
+    async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|k| k.addresses().contains(&address.to_string()))
+            .cloned()
+            .collect())
+    }
+}
+
+async fn pipeline(source: Arc<dyn Source>, sink: &Sink, dir: &tempfile::TempDir) -> Pipeline {
+    let mut policy = PolicyConfig::default();
+    policy.domains.insert(
+        "example.org".into(),
+        DomainPolicy {
+            mode: Some(Mode::Mandatory),
+            ..Default::default()
+        },
+    );
+    let store = Store::open(&format!("sqlite://{}/s.db", dir.path().display()))
+        .await
+        .unwrap();
+    Pipeline::new(
+        Policy::new(policy).unwrap(),
+        Arc::new(Resolver::new(vec![source], Arc::new(AcceptAllTrust))),
+        Arc::new(
+            SmtpRelay::new(RelayConfig {
+                upstream: format!("127.0.0.1:{}", sink.port()),
+                tls: TlsMode::None,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        store,
+        PipelineOptions {
+            lookup_timeout: Duration::from_secs(1),
+        },
+    )
+}
+
+fn client() -> ClientInfo {
+    ClientInfo {
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        helo: "client.test".into(),
+        tls: false,
+        authenticated_as: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_or_hanging_source_defers_with_443() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    for source in [Arc::new(Failing) as Arc<dyn Source>, Arc::new(Hanging)] {
+        let p = pipeline(source, &sink, &dir).await;
+        for address in ["m@example.org", "o@open.test"] {
+            let t = Instant::now();
+            let r = p
+                .recipient(&client(), "s@apps.test", address)
+                .await
+                .unwrap_err();
+            assert_eq!((r.code, r.status), (451, (4, 4, 3)), "{address}: {r}");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "bounded by keys.lookup_timeout_secs"
+            );
+        }
+    }
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_key_in_mandatory_mode_is_refused_and_opportunistic_is_plain() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(Arc::new(Fixed(Vec::new())), &sink, &dir).await;
+    let r = p
+        .recipient(&client(), "s@apps.test", "m@example.org")
+        .await
+        .unwrap_err();
+    assert_eq!((r.code, r.status), (550, (5, 7, 1)));
+    assert!(
+        r.text.contains("m@example.org") && r.text.contains("mandatory"),
+        "{r}"
+    );
+    let tok = p
+        .recipient(&client(), "s@apps.test", "o@open.test")
+        .await
+        .unwrap();
+    assert!(tok.summary().starts_with("plain"), "{}", tok.summary());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encryption_failure_defers_and_sends_nothing() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _) = CertBuilder::general_purpose(Some("<a@example.org>"))
+        .generate()
+        .unwrap();
+    let p = pipeline(
+        Arc::new(Fixed(vec![RecipientKey::Pgp(Arc::new(good.clone()))])),
+        &sink,
+        &dir,
+    )
+    .await;
+    let mut token = p
+        .recipient(&client(), "s@apps.test", "a@example.org")
+        .await
+        .unwrap();
+    // The key is replaced, after the RCPT decision, by one that cannot encrypt
+    // (as if it had been revoked in between): encryption must fail closed.
+    let (sign_only, _) = CertBuilder::new()
+        .add_userid("<a@example.org>")
+        .add_signing_subkey()
+        .generate()
+        .unwrap();
+    if let sealgate_policy::Decision::Encrypt { keys, .. } = &mut token.decision {
+        keys[0] = RecipientKey::Pgp(Arc::new(sign_only));
+    } else {
+        panic!("expected an encrypt decision: {}", token.summary());
+    }
+    let envelope = Envelope {
+        client: client(),
+        sender: "s@apps.test".into(),
+        recipients: vec![Recipient {
+            address: "a@example.org".into(),
+            token,
+        }],
+        body_8bitmime: false,
+        smtputf8: false,
+    };
+    let reply = p
+        .message(
+            envelope,
+            b"To: a@example.org\r\nSubject: s\r\n\r\nSECRET\r\n".to_vec(),
+        )
+        .await;
+    assert_eq!(reply.code, 451, "{reply}");
+    assert!(reply.text.contains("encryption failed"), "{reply}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.messages().is_empty(), "nothing may reach the upstream");
+}

@@ -1,0 +1,224 @@
+//! The relay against a real SMTP server (aiosmtpd, via the testkit sink):
+//! MAIL parameters and bytes arrive as given, each recipient gets its verdict,
+//! TLS is required and verified as configured, and every network failure or
+//! timeout is a temporary failure.
+
+use sealgate_relay::{Delivery, Outbound, Relay, RelayConfig, SmtpRelay, TlsMode};
+use sealgate_testkit::pki::{CertOptions, TestCa};
+use sealgate_testkit::ports::free_port;
+use sealgate_testkit::sink::{Sink, SinkOptions};
+use std::time::Duration;
+
+fn config(port: u16) -> RelayConfig {
+    RelayConfig {
+        upstream: format!("127.0.0.1:{port}"),
+        tls: TlsMode::None,
+        timeout_secs: 5,
+        ..Default::default()
+    }
+}
+
+fn out<'a>(recipients: &'a [String], data: &'a [u8]) -> Outbound<'a> {
+    Outbound {
+        sender: "sender@apps.test",
+        recipients,
+        body_8bitmime: false,
+        smtputf8: false,
+        data,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_envelope_and_mail_parameters_arrive_as_given() {
+    let sink = Sink::start();
+    let relay = SmtpRelay::new(config(sink.port())).unwrap();
+    let rcpts = vec!["jörg@example.org".to_string(), "b@example.org".to_string()];
+    let data = "Subject: Grüße\r\n\r\n.leading dot\r\nÜmlaut body\r\n".as_bytes();
+    let mut msg = out(&rcpts, data);
+    msg.body_8bitmime = true;
+    msg.smtputf8 = true;
+    assert_eq!(
+        relay.send(msg).await,
+        vec![Delivery::Accepted, Delivery::Accepted]
+    );
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        got[0].data, data,
+        "byte for byte, dot-stuffing undone by the peer"
+    );
+    assert_eq!(got[0].rcpt_to, rcpts);
+    assert_eq!(got[0].mail_from, "sender@apps.test");
+    assert!(
+        got[0]
+            .mail_options
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case("BODY=8BITMIME")),
+        "{:?}",
+        got[0].mail_options
+    );
+    assert!(
+        got[0]
+            .mail_options
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case("SMTPUTF8")),
+        "{:?}",
+        got[0].mail_options
+    );
+
+    // 7-bit mail without the flags gets no parameters; the null sender stays null.
+    let ascii = b"Subject: plain\r\n\r\nbody\r\n";
+    let mut msg = out(&rcpts[1..], ascii);
+    msg.sender = "";
+    assert_eq!(relay.send(msg).await, vec![Delivery::Accepted]);
+    let got = sink.wait_for(2, Duration::from_secs(20)).unwrap();
+    assert_eq!(got[1].mail_from, "");
+    assert!(got[1].mail_options.is_empty(), "{:?}", got[1].mail_options);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_recipient_gets_its_verdict() {
+    let sink = Sink::start_with(SinkOptions {
+        reject_rcpt: vec![
+            ("gone@example.org".into(), "550 5.1.1 no such user".into()),
+            ("full@example.org".into(), "452 4.2.2 mailbox full".into()),
+        ],
+        ..Default::default()
+    });
+    let relay = SmtpRelay::new(config(sink.port())).unwrap();
+    let rcpts: Vec<String> = ["gone@example.org", "ok@example.org", "full@example.org"]
+        .map(String::from)
+        .to_vec();
+    let d = relay.send(out(&rcpts, b"Subject: x\r\n\r\nx\r\n")).await;
+    assert!(
+        matches!(&d[0], Delivery::Permanent(r) if r.contains("5.1.1")),
+        "{d:?}"
+    );
+    assert_eq!(d[1], Delivery::Accepted);
+    assert!(
+        matches!(&d[2], Delivery::Transient(r) if r.contains("4.2.2")),
+        "{d:?}"
+    );
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert_eq!(got[0].rcpt_to, vec!["ok@example.org".to_string()]);
+
+    // Nobody accepted: no DATA at all.
+    let d = relay.send(out(&rcpts[..1], b"x\r\n")).await;
+    assert!(matches!(&d[0], Delivery::Permanent(_)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_at_data_applies_to_accepted_recipients_only() {
+    let sink = Sink::start_with(SinkOptions {
+        temp_fail_data: true,
+        reject_rcpt: vec![("gone@example.org".into(), "550 5.1.1 no such user".into())],
+        ..Default::default()
+    });
+    let relay = SmtpRelay::new(config(sink.port())).unwrap();
+    let rcpts: Vec<String> = ["gone@example.org", "ok@example.org"]
+        .map(String::from)
+        .to_vec();
+    let d = relay.send(out(&rcpts, b"x\r\n")).await;
+    assert!(
+        matches!(&d[0], Delivery::Permanent(r) if r.contains("5.1.1")),
+        "{d:?}"
+    );
+    assert!(
+        matches!(&d[1], Delivery::Transient(r) if r.contains("4.3.0")),
+        "{d:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starttls_is_required_and_verified() {
+    let ca = TestCa::new("relay test CA");
+    let cert = ca.issue(CertOptions {
+        email: None,
+        common_name: Some("localhost".into()),
+        key_usage: Some("digitalSignature,keyEncipherment".into()),
+        ext_key_usage: Some("serverAuth".into()),
+        ..Default::default()
+    });
+    let sink = Sink::start_with(SinkOptions {
+        starttls: Some((cert.cert_pem_path.clone(), cert.key_path.clone())),
+        ..Default::default()
+    });
+    let rcpts = vec!["a@example.org".to_string()];
+    let tls_config = |verify: bool, ca_file: Option<std::path::PathBuf>| RelayConfig {
+        upstream: format!("localhost:{}", sink.port()),
+        tls: TlsMode::Starttls,
+        tls_verify: verify,
+        tls_ca_file: ca_file,
+        timeout_secs: 5,
+        ..Default::default()
+    };
+
+    // Trusted through relay.tls_ca_file: delivered over TLS.
+    let relay = SmtpRelay::new(tls_config(true, Some(ca.cert_pem_path.clone()))).unwrap();
+    assert_eq!(
+        relay.send(out(&rcpts, b"x\r\n")).await,
+        vec![Delivery::Accepted]
+    );
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert!(got[0].tls, "the transaction ran over STARTTLS");
+
+    // Unknown CA with verification on: temporary failure, nothing sent.
+    let relay = SmtpRelay::new(tls_config(true, None)).unwrap();
+    let d = relay.send(out(&rcpts, b"x\r\n")).await;
+    assert!(matches!(&d[0], Delivery::Transient(_)), "{d:?}");
+
+    // tls_verify = false accepts it.
+    let relay = SmtpRelay::new(tls_config(false, None)).unwrap();
+    assert_eq!(
+        relay.send(out(&rcpts, b"x\r\n")).await,
+        vec![Delivery::Accepted]
+    );
+    assert_eq!(sink.wait_for(2, Duration::from_secs(20)).unwrap().len(), 2);
+
+    // An upstream without STARTTLS when it is required: temporary failure.
+    let plain = Sink::start();
+    let mut c = config(plain.port());
+    c.tls = TlsMode::Starttls;
+    let d = SmtpRelay::new(c).unwrap().send(out(&rcpts, b"x\r\n")).await;
+    assert!(
+        matches!(&d[0], Delivery::Transient(r) if r.contains("STARTTLS")),
+        "{d:?}"
+    );
+    assert!(plain.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_or_absent_upstream_is_a_temporary_failure() {
+    // A listener that accepts and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut c = config(port);
+    c.timeout_secs = 1;
+    let rcpts = vec!["a@example.org".to_string()];
+    let started = std::time::Instant::now();
+    let d = SmtpRelay::new(c).unwrap().send(out(&rcpts, b"x\r\n")).await;
+    assert!(matches!(&d[0], Delivery::Transient(_)), "{d:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the timeout"
+    );
+    drop(silent);
+
+    let d = SmtpRelay::new(config(free_port()))
+        .unwrap()
+        .send(out(&rcpts, b"x\r\n"))
+        .await;
+    assert!(matches!(&d[0], Delivery::Transient(_)), "{d:?}");
+}
+
+#[test]
+fn bad_relay_config_names_the_key() {
+    let mut c = RelayConfig::default();
+    c.auth_user = Some("u".into());
+    assert!(SmtpRelay::new(c.clone())
+        .err()
+        .unwrap()
+        .contains("relay.auth_"));
+    c.auth_password = Some("p".into());
+    c.tls = TlsMode::None;
+    assert!(SmtpRelay::new(c).err().unwrap().contains("relay.auth_user"));
+}
