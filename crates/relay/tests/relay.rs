@@ -212,8 +212,10 @@ async fn silent_or_absent_upstream_is_a_temporary_failure() {
 
 #[test]
 fn bad_relay_config_names_the_key() {
-    let mut c = RelayConfig::default();
-    c.auth_user = Some("u".into());
+    let mut c = RelayConfig {
+        auth_user: Some("u".into()),
+        ..Default::default()
+    };
     assert!(SmtpRelay::new(c.clone())
         .err()
         .unwrap()
