@@ -24,7 +24,8 @@ COPY --from=builder /usr/local/bin/sealgate /usr/local/bin/sealgate
 COPY config/sealgate.toml /etc/sealgate/sealgate.toml.example
 
 # Embedded defaults plus these overrides. To use a file, mount it and set
-# SEALGATE_CONFIG=/etc/sealgate/sealgate.toml. Clients reach the container from
+# SEALGATE_CONFIG=/etc/sealgate/sealgate.toml; these variables still win over
+# the file's smtp.listen and store.url. Clients reach the container from
 # outside loopback: set SEALGATE__SMTP__ALLOWED_NETWORKS (default: loopback only).
 ENV SEALGATE__SMTP__LISTEN=0.0.0.0:10025 \
     SEALGATE__STORE__URL=sqlite:///var/lib/sealgate/sealgate.db

@@ -82,71 +82,50 @@ impl Store {
         Ok(())
     }
 
-    /// Every key bound to `address` (compared lower-cased), any kind.
+    /// Every key bound to `address` (compared lower-cased), any kind, with all
+    /// of each key's addresses. One query: this runs for every RCPT.
     pub async fn keys_for(&self, address: &str) -> Result<Vec<StoredKey>> {
         let rows = sqlx::query(
-            "SELECT k.fingerprint FROM keys k JOIN key_addresses a ON a.fingerprint = k.fingerprint
-             WHERE a.address = $1 ORDER BY k.fingerprint",
+            "SELECT k.fingerprint, k.kind, k.data, k.source, k.expires_at, k.created_at,
+                    k.refreshed_at, b.address
+             FROM key_addresses a
+             JOIN keys k ON k.fingerprint = a.fingerprint
+             JOIN key_addresses b ON b.fingerprint = k.fingerprint
+             WHERE a.address = $1
+             ORDER BY k.fingerprint, b.address",
         )
         .bind(address.to_lowercase())
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let fpr: String = row.try_get(0)?;
-            if let Some(k) = self.key(&fpr).await? {
-                out.push(k);
-            }
-        }
-        Ok(out)
+        fold_rows(rows)
     }
 
     /// One key by fingerprint.
     pub async fn key(&self, fingerprint: &str) -> Result<Option<StoredKey>> {
-        let row = sqlx::query(
-            "SELECT fingerprint, kind, data, source, expires_at, created_at, refreshed_at
-             FROM keys WHERE fingerprint = $1",
-        )
-        .bind(fingerprint)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let addresses = sqlx::query(
-            "SELECT address FROM key_addresses WHERE fingerprint = $1 ORDER BY address",
+        let rows = sqlx::query(
+            "SELECT k.fingerprint, k.kind, k.data, k.source, k.expires_at, k.created_at,
+                    k.refreshed_at, b.address
+             FROM keys k LEFT JOIN key_addresses b ON b.fingerprint = k.fingerprint
+             WHERE k.fingerprint = $1
+             ORDER BY b.address",
         )
         .bind(fingerprint)
         .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<Vec<_>, _>>()?;
-        let kind: String = row.try_get(1)?;
-        Ok(Some(StoredKey {
-            fingerprint: row.try_get(0)?,
-            kind: KeyKind::parse(&kind)
-                .ok_or_else(|| StoreError::Data(format!("unknown key kind {kind:?}")))?,
-            data: row.try_get(2)?,
-            source: row.try_get(3)?,
-            addresses,
-            expires_at: row.try_get(4)?,
-            created_at: row.try_get(5)?,
-            refreshed_at: row.try_get(6)?,
-        }))
+        .await?;
+        Ok(fold_rows(rows)?.pop())
     }
 
     /// Every stored key, ordered by fingerprint.
     pub async fn list_keys(&self) -> Result<Vec<StoredKey>> {
-        let fprs = sqlx::query("SELECT fingerprint FROM keys ORDER BY fingerprint")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = Vec::with_capacity(fprs.len());
-        for row in fprs {
-            let fpr: String = row.try_get(0)?;
-            if let Some(k) = self.key(&fpr).await? {
-                out.push(k);
-            }
-        }
-        Ok(out)
+        let rows = sqlx::query(
+            "SELECT k.fingerprint, k.kind, k.data, k.source, k.expires_at, k.created_at,
+                    k.refreshed_at, b.address
+             FROM keys k LEFT JOIN key_addresses b ON b.fingerprint = k.fingerprint
+             ORDER BY k.fingerprint, b.address",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        fold_rows(rows)
     }
 
     /// Removes the key with this fingerprint; returns whether it existed.
@@ -163,4 +142,32 @@ impl Store {
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// Folds rows of (key columns..., address), ordered by fingerprint, into keys
+/// with their address lists (a NULL address: a key without bindings).
+fn fold_rows(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<StoredKey>> {
+    let mut out: Vec<StoredKey> = Vec::new();
+    for row in rows {
+        let fingerprint: String = row.try_get(0)?;
+        let address: Option<String> = row.try_get(7)?;
+        if out.last().is_none_or(|k| k.fingerprint != fingerprint) {
+            let kind: String = row.try_get(1)?;
+            out.push(StoredKey {
+                fingerprint,
+                kind: KeyKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Data(format!("unknown key kind {kind:?}")))?,
+                data: row.try_get(2)?,
+                source: row.try_get(3)?,
+                addresses: Vec::new(),
+                expires_at: row.try_get(4)?,
+                created_at: row.try_get(5)?,
+                refreshed_at: row.try_get(6)?,
+            });
+        }
+        if let (Some(k), Some(a)) = (out.last_mut(), address) {
+            k.addresses.push(a);
+        }
+    }
+    Ok(out)
 }

@@ -54,6 +54,21 @@ async fn exercise(store: &Store) {
         .unwrap()
         .is_empty());
 
+    // A key without any address binding is listed with an empty list.
+    store.put_key(&key("CCC", &[])).await.unwrap();
+    let all = store.list_keys().await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|k| (k.fingerprint.as_str(), k.addresses.len()))
+            .collect::<Vec<_>>(),
+        [("BBB", 1), ("CCC", 0)]
+    );
+    assert_eq!(
+        store.key("CCC").await.unwrap().unwrap().addresses,
+        Vec::<String>::new()
+    );
+    assert!(store.key("ZZZ").await.unwrap().is_none());
+
     let rec = AuditRecord {
         id: "Q1".into(),
         message_id: Some("<m1@example.org>".into()),
@@ -85,7 +100,7 @@ async fn sqlite_file_is_created_and_migrated() {
     store.close().await;
     // Reopening runs the migrations again without error and keeps the data.
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.list_keys().await.unwrap().len(), 1);
+    assert_eq!(store.list_keys().await.unwrap().len(), 2);
 }
 
 #[tokio::test]
