@@ -29,7 +29,7 @@ CREATE TABLE audit (
     client      TEXT NOT NULL,       -- peer address and HELO name
     sender      TEXT NOT NULL,
     recipients  TEXT NOT NULL,       -- JSON array: address, decision, method, fingerprints, outcome
-    outcome     TEXT NOT NULL,       -- 'relayed' | 'partial' | 'deferred' | 'rejected'
+    outcome     TEXT NOT NULL,       -- 'relayed' | 'deferred' | 'rejected'
     reply       TEXT NOT NULL        -- the reply sealgate gave to the end of DATA
 );
 CREATE INDEX audit_received_at ON audit (received_at);

@@ -18,7 +18,7 @@ pub use recipient::RecipientDecision;
 use sealgate_crypto::mime::{header_value_unfolded, Message};
 use sealgate_keys::Resolver;
 use sealgate_policy::Policy;
-use sealgate_relay::{Outbound, Relay};
+use sealgate_relay::{Delivery, Outbound, Relay};
 use sealgate_smtp_server::{ClientInfo, Envelope, Handler, Reply};
 use sealgate_store::Store;
 use std::sync::Arc;
@@ -30,12 +30,16 @@ pub struct PipelineOptions {
     /// Longest time a recipient's key lookup may take before the recipient is
     /// deferred (4.4.3).
     pub lookup_timeout: Duration,
+    /// Longest time all copies of one message may take before the client is
+    /// answered; copies not relayed by then count as temporary failures.
+    pub message_timeout: Duration,
 }
 
 impl Default for PipelineOptions {
     fn default() -> Self {
         PipelineOptions {
             lookup_timeout: Duration::from_secs(30),
+            message_timeout: Duration::from_secs(540),
         }
     }
 }
@@ -102,31 +106,41 @@ impl Handler for Pipeline {
         let message_id = parsed.header("Message-ID").map(header_value_unfolded);
         let groups = group::plan(&envelope, &data, &parsed);
         let mut results = Vec::with_capacity(groups.len());
+        let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         for g in &groups {
-            let built = build::build(g, &data).await;
-            let deliveries = match &built {
-                Ok(bytes) => {
-                    let recipients: Vec<String> = g
-                        .members
-                        .iter()
-                        .map(|&i| envelope.recipients[i].address.clone())
-                        .collect();
-                    self.relay
-                        .send(Outbound {
-                            sender: &envelope.sender,
-                            recipients: &recipients,
-                            body_8bitmime: envelope.body_8bitmime,
-                            smtputf8: envelope.smtputf8,
-                            data: bytes,
-                        })
-                        .await
-                }
-                Err(e) => {
-                    vec![
-                        sealgate_relay::Delivery::Transient(format!("encryption failed: {e}"));
+            let attempt = async {
+                match build::build(g, &data).await {
+                    Ok(bytes) => {
+                        let recipients: Vec<String> = g
+                            .members
+                            .iter()
+                            .map(|&i| envelope.recipients[i].address.clone())
+                            .collect();
+                        self.relay
+                            .send(Outbound {
+                                sender: &envelope.sender,
+                                recipients: &recipients,
+                                body_8bitmime: envelope.body_8bitmime,
+                                smtputf8: envelope.smtputf8,
+                                data: &bytes,
+                            })
+                            .await
+                    }
+                    Err(e) => vec![
+                        Delivery::Transient(format!("encryption failed: {e}"));
                         g.members.len()
-                    ]
+                    ],
                 }
+            };
+            let deliveries = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(d) => d,
+                Err(_) => vec![
+                    Delivery::Transient(format!(
+                        "not relayed within relay.message_timeout_secs ({} s)",
+                        self.options.message_timeout.as_secs()
+                    ));
+                    g.members.len()
+                ],
             };
             tracing::info!(
                 queue_id = %queue_id,

@@ -57,6 +57,24 @@ impl Source for Fixed {
 }
 
 async fn pipeline(source: Arc<dyn Source>, sink: &Sink, dir: &tempfile::TempDir) -> Pipeline {
+    pipeline_to(
+        source,
+        sink.port(),
+        dir,
+        PipelineOptions {
+            lookup_timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn pipeline_to(
+    source: Arc<dyn Source>,
+    upstream_port: u16,
+    dir: &tempfile::TempDir,
+    options: PipelineOptions,
+) -> Pipeline {
     let mut policy = PolicyConfig::default();
     policy.domains.insert(
         "example.org".into(),
@@ -73,16 +91,14 @@ async fn pipeline(source: Arc<dyn Source>, sink: &Sink, dir: &tempfile::TempDir)
         Arc::new(Resolver::new(vec![source], Arc::new(AcceptAllTrust))),
         Arc::new(
             SmtpRelay::new(RelayConfig {
-                upstream: format!("127.0.0.1:{}", sink.port()),
+                upstream: format!("127.0.0.1:{upstream_port}"),
                 tls: TlsMode::None,
                 ..Default::default()
             })
             .unwrap(),
         ),
         store,
-        PipelineOptions {
-            lookup_timeout: Duration::from_secs(1),
-        },
+        options,
     )
 }
 
@@ -187,4 +203,43 @@ async fn encryption_failure_defers_and_sends_nothing() {
     assert!(reply.text.contains("encryption failed"), "{reply}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.messages().is_empty(), "nothing may reach the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_upstream_is_answered_within_the_message_timeout() {
+    // Accepts connections and never says a word; the relay's own timeouts (60 s
+    // per command) are longer than the message deadline.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_to(
+        Arc::new(Fixed(Vec::new())),
+        silent.local_addr().unwrap().port(),
+        &dir,
+        PipelineOptions {
+            lookup_timeout: Duration::from_secs(1),
+            message_timeout: Duration::from_secs(1),
+        },
+    )
+    .await;
+    let token = p
+        .recipient(&client(), "s@apps.test", "o@open.test")
+        .await
+        .unwrap();
+    let envelope = Envelope {
+        client: client(),
+        sender: "s@apps.test".into(),
+        recipients: vec![Recipient {
+            address: "o@open.test".into(),
+            token,
+        }],
+        body_8bitmime: false,
+        smtputf8: false,
+    };
+    let t = Instant::now();
+    let reply = p
+        .message(envelope, b"Subject: s\r\n\r\nx\r\n".to_vec())
+        .await;
+    assert_eq!(reply.code, 451, "{reply}");
+    assert!(reply.text.contains("message_timeout_secs"), "{reply}");
+    assert!(t.elapsed() < Duration::from_secs(10));
 }

@@ -60,6 +60,16 @@ pub struct RelayConfig {
     /// The name sealgate gives in EHLO.
     #[serde(default = "default_helo")]
     pub helo_name: String,
+    /// Seconds all copies of one message may take together before the client
+    /// gets its DATA reply (451 for copies not relayed by then). Keep it below
+    /// the sending MTA's wait for that reply (Postfix: smtp_data_done_timeout,
+    /// 600 s).
+    #[serde(default = "default_message_timeout")]
+    pub message_timeout_secs: u64,
+}
+
+fn default_message_timeout() -> u64 {
+    540
 }
 
 fn default_data_timeout() -> u64 {
@@ -78,6 +88,7 @@ impl Default for RelayConfig {
             timeout_secs: default_timeout(),
             data_timeout_secs: default_data_timeout(),
             helo_name: default_helo(),
+            message_timeout_secs: default_message_timeout(),
         }
     }
 }
@@ -109,8 +120,11 @@ impl RelayConfig {
         if self.auth_user.is_some() && self.tls == TlsMode::None {
             return Err("relay.auth_user: AUTH needs relay.tls = \"starttls\" or \"tls\"".into());
         }
-        if self.timeout_secs == 0 || self.data_timeout_secs == 0 {
-            return Err("relay.timeout_secs / relay.data_timeout_secs: must be at least 1".into());
+        if self.timeout_secs == 0 || self.data_timeout_secs == 0 || self.message_timeout_secs == 0 {
+            return Err(
+                "relay.timeout_secs / relay.data_timeout_secs / relay.message_timeout_secs: must be at least 1"
+                    .into(),
+            );
         }
         if let Some(ca) = &self.tls_ca_file {
             if !ca.is_file() {

@@ -12,6 +12,20 @@ use serde_json::json;
 use std::io::BufRead;
 use std::process::ExitCode;
 
+/// Writes a line to standard output. A reader that went away (`| head`) ends
+/// the command quietly instead of the panic `println!` would give.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(e.into());
+        }
+    }};
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::HashPassword = cli.command {
         return hash_password();
@@ -36,9 +50,9 @@ async fn check_config(settings: &Settings) -> Result<ExitCode> {
     let (_, _, summary) = wiring::resolver(settings, &store)?;
     Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     sealgate_relay::SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
-    println!("configuration OK");
-    println!("{}", config::describe(settings));
-    println!(
+    out!("configuration OK");
+    out!("{}", config::describe(settings));
+    out!(
         "key files hold {} OpenPGP key(s) and {} certificate(s) for {} address(es); the store holds {} key(s)",
         summary.pgp_keys,
         summary.smime_certificates,
@@ -101,23 +115,23 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
             "sources": sources,
             "decision": decision_text,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        out!(
             "{address}: policy {} (mode {:?}, methods {})",
             policy_settings.matched,
             policy_settings.mode,
             methods.join(", ")
         );
         for r in &reports {
-            println!("source {}:", r.source);
+            out!("source {}:", r.source);
             if let Some(e) = &r.error {
-                println!("  ERROR: {e}");
+                out!("  ERROR: {e}");
             } else if r.keys.is_empty() {
-                println!("  no keys for this address");
+                out!("  no keys for this address");
             }
             for k in &r.keys {
-                println!(
+                out!(
                     "  {} {} (expires {}): {}\n    {}",
                     k.key.method(),
                     k.key.fingerprint(),
@@ -130,7 +144,7 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
                 );
             }
         }
-        println!("decision: {decision_text}");
+        out!("decision: {decision_text}");
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
@@ -158,7 +172,7 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                         );
                     }
                     store.put_key(&stored).await?;
-                    println!(
+                    out!(
                         "imported {} {} for {}",
                         key.method(),
                         stored.fingerprint,
@@ -182,12 +196,12 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                         "source": k.source, "expires_at": k.expires_at, "refreshed_at": k.refreshed_at,
                     }))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out!("{}", serde_json::to_string_pretty(&v)?);
             } else if keys.is_empty() {
-                println!("no keys in the store");
+                out!("no keys in the store");
             } else {
                 for k in keys {
-                    println!(
+                    out!(
                         "{:<5} {}  {}  source {}  expires {}",
                         k.kind.as_str(),
                         k.fingerprint,
@@ -223,7 +237,7 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                 let mut any = false;
                 for f in fprs {
                     if store.remove_key(&f).await? {
-                        println!("removed {f}");
+                        out!("removed {f}");
                         any = true;
                     }
                 }
@@ -250,6 +264,6 @@ fn hash_password() -> Result<ExitCode> {
     if password.is_empty() {
         bail!("hash-password: give the password on standard input (e.g. `read -rs P; echo \"$P\" | sealgate hash-password`)");
     }
-    println!("{}", sealgate_smtp_server::hash_password(password));
+    out!("{}", sealgate_smtp_server::hash_password(password));
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         store.clone(),
         PipelineOptions {
             lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
+            message_timeout: Duration::from_secs(settings.relay.message_timeout_secs),
         },
     ));
     let server_config = Arc::new(wiring::server_config(&settings)?);

@@ -25,7 +25,7 @@ async fn full_transaction() {
         [
             "250-mx.test",
             "250-PIPELINING",
-            &format!("250-SIZE {}", 25 * 1024 * 1024),
+            &format!("250-SIZE {}", 52_428_800),
             "250-8BITMIME",
             "250-SMTPUTF8",
             "250-ENHANCEDSTATUSCODES",

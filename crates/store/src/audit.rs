@@ -9,7 +9,8 @@ use sqlx::Row;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecipient {
     pub address: String,
-    /// `encrypt`, `plain`, `pass-through` (already encrypted), `reject`.
+    /// `encrypt`, `plain` or `pass-through` (already encrypted). Recipients
+    /// refused at RCPT are not part of the message; their refusal is logged.
     pub decision: String,
     /// `pgp` or `smime` when encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -55,7 +55,7 @@ impl Store {
 /// to create the file (`mode=rwc`).
 fn normalise_url(url: &str) -> Result<(Backend, String)> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
-        let path_part = rest.trim_start_matches("//");
+        let path_part = rest.strip_prefix("//").unwrap_or(rest);
         let (path, query) = match path_part.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path_part, None),
@@ -119,6 +119,10 @@ mod tests {
         assert_eq!(b, Backend::Sqlite);
         assert!(u.ends_with("?mode=rwc"));
         assert!(dir.path().join("sub").is_dir());
+        // Four slashes: still the absolute path, no stray relative directory.
+        let abs = format!("sqlite:///{}/abs/x.db", dir.path().display());
+        normalise_url(&abs).unwrap();
+        assert!(dir.path().join("abs").is_dir());
         assert!(normalise_url("mysql://x").is_err());
         assert!(normalise_url("sqlite://").is_err());
     }
