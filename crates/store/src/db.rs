@@ -28,9 +28,21 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store> {
         install_default_drivers();
         let (backend, connect_url) = normalise_url(url)?;
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            .max_connections(if sqlite { 4 } else { 10 })
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL lets readers (RCPT lookups) run beside the audit
+                        // writer; NORMAL syncs at checkpoints, not per insert.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA journal_mode = WAL").await?;
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&connect_url)
             .await
             .map_err(|source| StoreError::Open {
