@@ -13,11 +13,13 @@ Options (JSON object):
     temp_fail_data  true: answer "451 4.3.0 ..." after the message data
                     (the message is not stored)
     starttls        {"cert": path, "key": path}: offer STARTTLS
+    auth            {"user": u, "password": p}: require AUTH PLAIN/LOGIN
+                    (only offered after STARTTLS) with these credentials
 
 Every accepted message N is stored as <dir>/<N>.eml (the data exactly as
 received after dot-unstuffing, CRLF line endings untouched) and then
 <dir>/<N>.json ({"mail_from", "rcpt_tos", "mail_options", "rcpt_options",
-"helo", "tls"}), each written to a temporary name and renamed, the JSON last:
+"helo", "tls", "auth_user"}), each written to a temporary name and renamed, the JSON last:
 once N.json exists, N.eml is complete. N counts from 1 (six digits).
 
 Prints "READY <port>" once listening, "BINDFAIL <error>" (exit 2) if the port
@@ -33,7 +35,7 @@ import ssl
 import sys
 import threading
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class PermissiveSMTP(SMTP):
@@ -73,12 +75,31 @@ class Handler:
             "rcpt_options": list(envelope.rcpt_options),
             "helo": session.host_name,
             "tls": session.ssl is not None,
+            "auth_user": auth_user(session),
         }
         write_atomic(base + ".json", json.dumps(meta).encode("utf-8"))
         logging.info("stored message %d from %r to %r options %r (%d bytes)",
                      self.seq, envelope.mail_from, envelope.rcpt_tos,
                      envelope.mail_options, len(raw))
         return "250 2.0.0 OK stored as %d" % self.seq
+
+
+def auth_user(session):
+    data = getattr(session, "auth_data", None)
+    if getattr(session, "authenticated", False) and isinstance(data, LoginPassword):
+        return data.login.decode("utf-8", "replace")
+    return None
+
+
+class Authenticator:
+    def __init__(self, user, password):
+        self.user = user.encode("utf-8")
+        self.password = password.encode("utf-8")
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword)
+              and auth_data.login == self.user and auth_data.password == self.password)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
 def write_atomic(path, data):
@@ -100,6 +121,10 @@ def main():
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls_context.load_cert_chain(opts["starttls"]["cert"], opts["starttls"]["key"])
 
+    authenticator = None
+    if opts.get("auth"):
+        authenticator = Authenticator(opts["auth"]["user"], opts["auth"]["password"])
+
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
@@ -112,6 +137,9 @@ def main():
             data_size_limit=None,
             tls_context=tls_context,
             require_starttls=False,
+            authenticator=authenticator,
+            auth_required=authenticator is not None,
+            auth_require_tls=True,
             loop=loop,
         )
 

@@ -224,3 +224,49 @@ fn bad_relay_config_names_the_key() {
     c.tls = TlsMode::None;
     assert!(SmtpRelay::new(c).err().unwrap().contains("relay.auth_user"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_over_starttls() {
+    let ca = TestCa::new("relay auth CA");
+    let cert = ca.issue(CertOptions {
+        email: None,
+        common_name: Some("localhost".into()),
+        key_usage: Some("digitalSignature,keyEncipherment".into()),
+        ext_key_usage: Some("serverAuth".into()),
+        ..Default::default()
+    });
+    let sink = Sink::start_with(SinkOptions {
+        starttls: Some((cert.cert_pem_path.clone(), cert.key_path.clone())),
+        auth: Some(("gw".into(), "s3cret".into())),
+        ..Default::default()
+    });
+    let config = |password: &str| RelayConfig {
+        upstream: format!("localhost:{}", sink.port()),
+        tls: TlsMode::Starttls,
+        tls_ca_file: Some(ca.cert_pem_path.clone()),
+        auth_user: Some("gw".into()),
+        auth_password: Some(password.into()),
+        timeout_secs: 5,
+        ..Default::default()
+    };
+    let rcpts = vec!["a@example.org".to_string()];
+    let relay = SmtpRelay::new(config("s3cret")).unwrap();
+    assert_eq!(
+        relay.send(out(&rcpts, b"x\r\n")).await,
+        vec![Delivery::Accepted]
+    );
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert_eq!(got[0].auth_user.as_deref(), Some("gw"));
+    assert!(got[0].tls);
+
+    // Wrong password: the upstream's 535 is a permanent verdict, nothing sent.
+    let d = SmtpRelay::new(config("wrong"))
+        .unwrap()
+        .send(out(&rcpts, b"x\r\n"))
+        .await;
+    assert!(
+        matches!(&d[0], Delivery::Permanent(r) if r.contains("535")),
+        "{d:?}"
+    );
+    assert_eq!(sink.messages().len(), 1);
+}

@@ -30,6 +30,9 @@ pub struct SinkOptions {
     pub temp_fail_data: bool,
     /// Offer STARTTLS with this certificate (chain) and key (PEM files).
     pub starttls: Option<(PathBuf, PathBuf)>,
+    /// `(user, password)`: require AUTH (PLAIN or LOGIN, only after STARTTLS)
+    /// with these credentials before MAIL.
+    pub auth: Option<(String, String)>,
 }
 
 /// One transaction the sink accepted.
@@ -47,6 +50,8 @@ pub struct SinkMessage {
     pub helo: String,
     /// Whether the transaction ran over STARTTLS.
     pub tls: bool,
+    /// The AUTH identity the client logged in with, if any.
+    pub auth_user: Option<String>,
     /// Exactly the bytes after dot-unstuffing, CRLF line endings as received
     /// (ends with the CRLF before the final dot).
     pub data: Vec<u8>,
@@ -155,6 +160,9 @@ impl Sink {
                 "starttls": opts.starttls.as_ref().map(|(cert, key)| serde_json::json!({
                     "cert": cert, "key": key,
                 })),
+                "auth": opts.auth.as_ref().map(|(user, password)| serde_json::json!({
+                    "user": user, "password": password,
+                })),
             });
             let mut cmd = Command::new(PYTHON);
             cmd.arg("-u").arg(&script).arg(config.to_string());
@@ -253,6 +261,7 @@ fn read_message(json_path: &Path) -> SinkMessage {
         rcpt_options: strings("rcpt_options"),
         helo: meta["helo"].as_str().unwrap_or_default().to_string(),
         tls: meta["tls"].as_bool().unwrap_or(false),
+        auth_user: meta["auth_user"].as_str().map(str::to_string),
         data,
     }
 }
