@@ -139,6 +139,7 @@ impl Postfix {
         if let Err(e) = run_ok(cmd, COMMAND_TIMEOUT) {
             panic!("postconf -e: {e}");
         }
+        backdate_config(&self.config_dir());
         if let Err(e) = run_ok(self.postfix_cmd("reload"), COMMAND_TIMEOUT) {
             panic!("postfix reload: {e}{}", log_of(self.dir.path()));
         }
@@ -355,6 +356,19 @@ postlog    unix-dgram n - n - 1 postlogd
 "
     );
     std::fs::write(dir.join("etc/master.cf"), master_cf).expect("write master.cf");
+    backdate_config(&dir.join("etc"));
+}
+
+/// Postfix commands wait (re-reading it every 300 ms, for ~1.5 s) until a
+/// freshly modified `main.cf` looks settled; give the files an old mtime.
+fn backdate_config(etc: &Path) {
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    for name in ["main.cf", "master.cf"] {
+        let file = std::fs::File::options().append(true).open(etc.join(name));
+        if let Err(e) = file.and_then(|f| f.set_modified(past)) {
+            panic!("postfix: cannot set mtime of {name}: {e}");
+        }
+    }
 }
 
 /// uid and gid of the `postfix` user (from /etc/passwd).
