@@ -10,11 +10,13 @@
 //! harvesting) plug in as more [`source::Source`]s.
 
 pub mod files;
+pub mod formats;
 pub mod import;
 pub mod key;
 pub mod load;
 pub mod resolver;
 pub mod source;
+pub mod sources;
 pub mod trust;
 pub mod usable;
 

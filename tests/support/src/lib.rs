@@ -7,9 +7,11 @@
 //! what sealgate sends.
 
 pub mod gnupg;
+pub mod keyserver;
 pub mod pki;
 pub mod ports;
 pub mod postfix;
 pub mod postgres;
 pub mod process;
 pub mod sink;
+pub mod slapd;

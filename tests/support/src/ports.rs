@@ -10,6 +10,12 @@
 //! not be grabbed by the kernel for an outgoing connection (or a `bind(:0)`) in
 //! the window between [`free_port`] returning and the peer binding it. If no
 //! such port can be found, it falls back to asking the kernel (`bind :0`).
+//!
+//! Several test processes may run at once on one machine (two engineers, or
+//! `cargo test` and a benchmark). A port is therefore also reserved across
+//! processes with a file `$TMPDIR/sealgate-test-ports/<port>` holding the pid
+//! of the process that got it; a reservation whose process is gone is taken
+//! over.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
@@ -42,7 +48,7 @@ pub fn free_port() -> u16 {
     let mut set = handed_out().lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..200 {
         let port = LOWEST + (random_u64() % u64::from(upper - LOWEST)) as u16;
-        if !set.contains(&port) && bindable(port) {
+        if !set.contains(&port) && bindable(port) && reserve_across_processes(port) {
             set.insert(port);
             return port;
         }
@@ -57,6 +63,37 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("free_port: no free port found on 127.0.0.1");
+}
+
+/// Claims `port` for this process in the shared reservation directory.
+/// False if a live process holds it; true if claimed (or if reservations
+/// cannot be written at all: then the bind check alone decides).
+fn reserve_across_processes(port: u16) -> bool {
+    use std::io::{ErrorKind, Write};
+    let dir = std::env::temp_dir().join("sealgate-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(port.to_string());
+    let me = std::process::id();
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            let _ = write!(file, "{me}");
+            true
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let owner = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            match owner {
+                Some(pid) if pid != me && crate::process::pid_alive(pid) => false,
+                _ => std::fs::write(&path, me.to_string()).is_ok(),
+            }
+        }
+        Err(_) => true,
+    }
 }
 
 fn bindable(port: u16) -> bool {
