@@ -5,19 +5,47 @@
 //! hash-map read. A reload that fails (a missing or broken file) keeps the
 //! previous index and reports the error, so a typo never empties the key set of
 //! a running gateway.
+//!
+//! Keyrings may be armored or binary OpenPGP, or GnuPG keyboxes (`.kbx`);
+//! certificate files may be PEM, DER, PKCS#7 or BouncyCastle BKS stores, whose
+//! optional password ([`KeyFiles::bks_passwords`]) turns on the integrity check.
 
-use crate::load::{load_pgp_file, load_x509_file};
+use crate::load::{load_pgp_file, load_x509_file_with_password};
 use crate::source::Source;
 use crate::{KeyError, RecipientKey};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 /// Which files to read.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct KeyFiles {
     pub pgp_keyrings: Vec<PathBuf>,
     pub smime_certificates: Vec<PathBuf>,
+    /// Store password per BKS key store in `smime_certificates` (config
+    /// `keys.bks_passwords`), keyed by the same path as listed there. A store
+    /// with a password has its integrity MAC checked (a mismatch makes the
+    /// load fail); one without is read unchecked, which is enough for public
+    /// certificates. Ignored for files that are not BKS.
+    pub bks_passwords: BTreeMap<PathBuf, String>,
+}
+
+/// Passwords are never printed.
+impl std::fmt::Debug for KeyFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFiles")
+            .field("pgp_keyrings", &self.pgp_keyrings)
+            .field("smime_certificates", &self.smime_certificates)
+            .field(
+                "bks_passwords",
+                &self
+                    .bks_passwords
+                    .keys()
+                    .map(|p| (p, "<redacted>"))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .finish()
+    }
 }
 
 /// Counts after a (re)load, for the log line.
@@ -86,7 +114,8 @@ fn build(files: &KeyFiles) -> Result<Index, KeyError> {
         add(keys, &mut index);
     }
     for path in &files.smime_certificates {
-        let keys = load_x509_file(path)?;
+        let password = files.bks_passwords.get(path).map(String::as_str);
+        let keys = load_x509_file_with_password(path, password)?;
         index.summary.smime_certificates += keys.len();
         add(keys, &mut index);
     }

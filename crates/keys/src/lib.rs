@@ -9,6 +9,7 @@
 //! X.509 chain, CRL and CTL checks. Later key sources (LDAP, key servers, WKD,
 //! harvesting) plug in as more [`source::Source`]s.
 
+pub mod cache;
 pub mod files;
 pub mod formats;
 pub mod import;

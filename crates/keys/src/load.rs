@@ -2,7 +2,13 @@
 //! certificates, concatenated armor blocks) and X.509 certificates (PEM, DER,
 //! PKCS#7 `.p7b` bundles in DER or PEM). Secret key material is dropped on the
 //! spot: sealgate only ever needs public keys.
+//!
+//! Two key-store formats are recognised by their headers and read by
+//! [`crate::formats`]: GnuPG keyboxes (`.kbx`, OpenPGP side) and BouncyCastle
+//! BKS key stores (X.509 side; their optional password only checks integrity,
+//! see [`load_x509_file_with_password`]).
 
+use crate::formats::{bks, keybox};
 use crate::{KeyError, RecipientKey};
 use openssl::pkcs7::Pkcs7;
 use openssl::x509::X509;
@@ -33,9 +39,19 @@ pub fn load_x509_file(path: &Path) -> Result<Vec<RecipientKey>, KeyError> {
     read_with(path, parse_x509)
 }
 
+/// Like [`load_x509_file`], with the password of a BKS key store: given one,
+/// the store's integrity MAC is checked (a mismatch is an error). The
+/// password is ignored for the other formats.
+pub fn load_x509_file_with_password(
+    path: &Path,
+    password: Option<&str>,
+) -> Result<Vec<RecipientKey>, KeyError> {
+    read_with(path, |data| parse_x509_with_password(data, password))
+}
+
 fn read_with(
     path: &Path,
-    parse: fn(&[u8]) -> Result<Vec<RecipientKey>, String>,
+    parse: impl Fn(&[u8]) -> Result<Vec<RecipientKey>, String>,
 ) -> Result<Vec<RecipientKey>, KeyError> {
     let data = std::fs::read(path).map_err(|source| KeyError::Read {
         path: path.display().to_string(),
@@ -52,9 +68,16 @@ fn read_with(
     })
 }
 
-/// Guesses the format: PGP armor or X.509 PEM by their armor lines; binary data
-/// is tried as X.509 DER / PKCS#7 first, then as an OpenPGP keyring.
+/// Guesses the format: a GnuPG keybox or a BKS store by its header, PGP armor
+/// or X.509 PEM by their armor lines; other binary data is tried as X.509 DER /
+/// PKCS#7 first, then as an OpenPGP keyring.
 pub fn parse_any(data: &[u8]) -> Result<Vec<RecipientKey>, String> {
+    if keybox::is_keybox(data) {
+        return parse_pgp(data);
+    }
+    if bks::is_bks(data) {
+        return parse_x509(data);
+    }
     let text = String::from_utf8_lossy(&data[..data.len().min(64 * 1024)]);
     if text.contains("-----BEGIN PGP") {
         return parse_pgp(data);
@@ -69,8 +92,15 @@ pub fn parse_any(data: &[u8]) -> Result<Vec<RecipientKey>, String> {
     })
 }
 
-/// OpenPGP certificates from an armored or binary keyring.
+/// OpenPGP certificates from an armored or binary keyring, or a GnuPG keybox
+/// (a keybox without OpenPGP keys is a valid, empty key store).
 pub fn parse_pgp(data: &[u8]) -> Result<Vec<RecipientKey>, String> {
+    if keybox::is_keybox(data) {
+        return Ok(keybox::parse_keybox(data)?
+            .into_iter()
+            .map(|cert| RecipientKey::Pgp(Arc::new(cert.strip_secret_key_material())))
+            .collect());
+    }
     let mut out = Vec::new();
     let text = std::str::from_utf8(data).ok();
     let blocks: Vec<&[u8]> = match text {
@@ -107,14 +137,28 @@ fn split_armor_blocks(text: &str) -> Vec<&[u8]> {
     out
 }
 
-/// X.509 certificates from PEM (certificates and PKCS#7 blocks), DER, or a
-/// DER PKCS#7 bundle.
+/// X.509 certificates from PEM (certificates and PKCS#7 blocks), DER, a
+/// DER PKCS#7 bundle, or a BKS key store (read without a password: its
+/// integrity MAC is not checked; a store without certificates is empty, not
+/// an error).
 pub fn parse_x509(data: &[u8]) -> Result<Vec<RecipientKey>, String> {
+    parse_x509_with_password(data, None)
+}
+
+/// [`parse_x509`] with the password of a BKS key store (checks its integrity
+/// MAC; ignored for the other formats).
+pub fn parse_x509_with_password(
+    data: &[u8],
+    bks_password: Option<&str>,
+) -> Result<Vec<RecipientKey>, String> {
     let wrap = |v: Vec<X509>| {
         v.into_iter()
             .map(|x| RecipientKey::Smime(Arc::new(x)))
             .collect()
     };
+    if bks::is_bks(data) {
+        return Ok(wrap(bks::parse_bks(data, bks_password)?));
+    }
     let text = std::str::from_utf8(data).ok();
     if let Some(text) = text.filter(|t| t.contains("-----BEGIN ")) {
         let mut certs = Vec::new();

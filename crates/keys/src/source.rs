@@ -33,21 +33,27 @@ pub struct SourceReport {
     pub error: Option<String>,
 }
 
-/// Keys imported with `sealgate keys import` (the `keys` table).
+/// Keys kept in the store's `keys` table with one `source` value: `upload`
+/// (a user's own key, `sealgate keys import --for ADDRESS`) or `import` (the
+/// admin's `sealgate keys import`). The source's name is that value.
 pub struct StoreSource {
     store: Store,
+    kind: String,
 }
 
 impl StoreSource {
-    pub fn new(store: Store) -> Self {
-        StoreSource { store }
+    pub fn new(store: Store, kind: &str) -> Self {
+        StoreSource {
+            store,
+            kind: kind.to_string(),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl Source for StoreSource {
     fn name(&self) -> String {
-        "store".into()
+        self.kind.clone()
     }
 
     async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
@@ -57,7 +63,7 @@ impl Source for StoreSource {
             .await
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
-        for k in stored {
+        for k in stored.into_iter().filter(|k| k.source == self.kind) {
             match parse_any(k.data.as_bytes()) {
                 Ok(keys) => out.extend(keys),
                 Err(e) => {

@@ -223,6 +223,7 @@ async fn file_source_reload_keeps_old_keys_on_error() {
     let (files, summary) = FileSource::load(KeyFiles {
         pgp_keyrings: vec![ring.clone()],
         smime_certificates: vec![],
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(
@@ -279,14 +280,18 @@ async fn resolver_precedence_and_verify() {
     let (files, _) = FileSource::load(KeyFiles {
         pgp_keyrings: vec![ring],
         smime_certificates: vec![],
+        ..Default::default()
     })
     .unwrap();
     let resolver = Resolver::new(
-        vec![Arc::new(StoreSource::new(store.clone())), Arc::new(files)],
+        vec![
+            Arc::new(StoreSource::new(store.clone(), "import")),
+            Arc::new(files),
+        ],
         Arc::new(AcceptAllTrust),
     );
     // Only the file has keys: the usable one is chosen, the expired one is not.
-    let r = resolver.resolve("alice@example.org").await;
+    let r = resolver.resolve("alice@example.org", &[Method::Pgp]).await;
     let (source, keys) = r.keys.get(&Method::Pgp).unwrap();
     assert_eq!(source, "files");
     assert_eq!(
@@ -299,7 +304,7 @@ async fn resolver_precedence_and_verify() {
         .put_key(&sealgate_keys::import::to_stored(&k, "import").unwrap())
         .await
         .unwrap();
-    let r = resolver.resolve("alice@example.org").await;
+    let r = resolver.resolve("alice@example.org", &[Method::Pgp]).await;
     let (source, keys) = r.keys.get(&Method::Pgp).unwrap();
     assert_eq!(
         (source.as_str(), keys[0].fingerprint()),
@@ -316,7 +321,7 @@ async fn resolver_precedence_and_verify() {
         .any(|k| k.usable.as_ref().is_err_and(|e| e.contains("expired"))));
     // A failing source is reported as an error, not as "no key".
     store.close().await;
-    let r = resolver.resolve("alice@example.org").await;
+    let r = resolver.resolve("alice@example.org", &[Method::Pgp]).await;
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
-    assert!(r.errors[0].starts_with("store:"));
+    assert!(r.errors[0].starts_with("import:"));
 }

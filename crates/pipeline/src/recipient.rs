@@ -53,7 +53,7 @@ pub async fn decide(
     let resolution = if settings.mode == sealgate_policy::Mode::Off {
         Resolution::default()
     } else {
-        match tokio::time::timeout(timeout, resolver.resolve(address)).await {
+        match tokio::time::timeout(timeout, resolver.resolve(address, &settings.methods)).await {
             Ok(r) => r,
             Err(_) => Resolution {
                 errors: vec![format!(

@@ -50,6 +50,22 @@ impl From<SmimeCipherName> for sealgate_crypto::smime::SmimeCipher {
     }
 }
 
+/// What to do with a recipient when a key source failed (its answer is unknown)
+/// and no other source gave a usable key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSourceError {
+    /// 451 4.4.3: the client tries again later.
+    Defer,
+    /// Decide as if the failed source had no key: opportunistic recipients get
+    /// plaintext, mandatory ones are refused (550 5.7.1), never plaintext.
+    Skip,
+}
+
+fn default_on_source_error() -> OnSourceError {
+    OnSourceError::Defer
+}
+
 fn default_mode() -> Mode {
     Mode::Opportunistic
 }
@@ -70,6 +86,8 @@ pub struct PolicyConfig {
     pub methods: Vec<MethodName>,
     #[serde(default = "default_cipher")]
     pub smime_cipher: SmimeCipherName,
+    #[serde(default = "default_on_source_error")]
+    pub on_source_error: OnSourceError,
     /// Keyed by domain (`example.com`) or wildcard (`*.example.com`, which
     /// matches subdomains only).
     #[serde(default)]
@@ -82,6 +100,7 @@ impl Default for PolicyConfig {
             mode: default_mode(),
             methods: default_methods(),
             smime_cipher: default_cipher(),
+            on_source_error: default_on_source_error(),
             domains: BTreeMap::new(),
         }
     }
@@ -94,6 +113,7 @@ pub struct DomainPolicy {
     pub mode: Option<Mode>,
     pub methods: Option<Vec<MethodName>>,
     pub smime_cipher: Option<SmimeCipherName>,
+    pub on_source_error: Option<OnSourceError>,
 }
 
 impl PolicyConfig {

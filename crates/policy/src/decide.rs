@@ -1,6 +1,6 @@
 //! Effective settings for an address and the decision for it.
 
-use crate::config::{Mode, PolicyConfig};
+use crate::config::{Mode, OnSourceError, PolicyConfig};
 use sealgate_crypto::smime::SmimeCipher;
 use sealgate_keys::{Method, RecipientKey, Resolution};
 
@@ -10,6 +10,7 @@ pub struct Settings {
     pub mode: Mode,
     pub methods: Vec<Method>,
     pub smime_cipher: SmimeCipher,
+    pub on_source_error: OnSourceError,
     /// The policy entry that supplied the mode: `global` or the domain key.
     pub matched: String,
 }
@@ -63,6 +64,7 @@ impl Policy {
             mode: c.mode,
             methods: c.methods.iter().map(|&m| m.into()).collect(),
             smime_cipher: c.smime_cipher.into(),
+            on_source_error: c.on_source_error,
             matched: "global".into(),
         };
         let domain = address
@@ -87,6 +89,9 @@ impl Policy {
             }
             if let Some(ci) = d.smime_cipher {
                 s.smime_cipher = ci.into();
+            }
+            if let Some(e) = d.on_source_error {
+                s.on_source_error = e;
             }
             s.matched = key.clone();
         }
@@ -115,7 +120,7 @@ impl Policy {
                 });
             }
         }
-        if !resolution.errors.is_empty() {
+        if !resolution.errors.is_empty() && settings.on_source_error == OnSourceError::Defer {
             // The answer is unknown: never guess plaintext.
             return Err(Refusal::SourceFailed(resolution.errors.join("; ")));
         }
@@ -157,6 +162,7 @@ mod tests {
                 mode: Some(Mode::Off),
                 methods: Some(vec![MethodName::Smime]),
                 smime_cipher: Some(SmimeCipherName::Aes256Gcm),
+                ..Default::default()
             },
         );
         c.domains.insert(
@@ -217,6 +223,14 @@ mod tests {
         ));
         let s = p.settings_for("a@sub.example.com");
         assert!(matches!(p.decide(&s, &failed), Ok(Decision::Plain { .. })));
+        // on_source_error = skip: decide without the failed source, but a
+        // mandatory recipient is still refused, never sent plaintext.
+        let mut s = p.settings_for("a@other.org");
+        s.on_source_error = OnSourceError::Skip;
+        assert!(matches!(p.decide(&s, &failed), Ok(Decision::Plain { .. })));
+        let mut s = p.settings_for("a@example.com");
+        s.on_source_error = OnSourceError::Skip;
+        assert!(matches!(p.decide(&s, &failed), Err(Refusal::NoKey(_))));
     }
 
     #[test]

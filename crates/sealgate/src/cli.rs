@@ -41,8 +41,20 @@ pub enum Command {
     /// Manage keys and certificates stored in the database.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the cache of remote key source answers (LDAP, key servers, WKD).
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Mark cached answers stale so the next message asks the sources again.
+    Expire {
+        /// Only this address (default: every address).
+        address: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +62,10 @@ pub enum KeysCommand {
     /// Import OpenPGP keys (armored or binary keyrings) and X.509 certificates
     /// (PEM, DER, PKCS#7 .p7b) into the store.
     Import {
+        /// Record the keys as a user's own upload for this address: the
+        /// `upload` source, which outranks every other source.
+        #[arg(long = "for", value_name = "ADDRESS")]
+        for_address: Option<String>,
         /// Files to import.
         #[arg(required = true)]
         files: Vec<PathBuf>,

@@ -1,10 +1,10 @@
 //! The subcommands other than `serve`: the admin's tools.
 
-use crate::cli::{Cli, Command, KeysCommand};
+use crate::cli::{CacheCommand, Cli, Command, KeysCommand};
 use crate::config::{self, Settings};
 use crate::{logging, serve, wiring};
 use anyhow::{anyhow, bail, Result};
-use sealgate_keys::import::to_stored;
+use sealgate_keys::import::{to_stored, to_stored_for};
 use sealgate_keys::load::load_file;
 use sealgate_keys::Method;
 use sealgate_policy::{Decision, Policy, Refusal};
@@ -40,6 +40,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::CheckConfig => check_config(&settings).await,
         Command::Verify { address, json } => verify(&settings, &address, json).await,
         Command::Keys(k) => keys(&settings, k).await,
+        Command::Cache(CacheCommand::Expire { address }) => {
+            let store = wiring::open_store(&settings).await?;
+            let n = store.cache_expire(address.as_deref()).await?;
+            out!(
+                "marked {n} cached answer(s) stale{}",
+                address.map(|a| format!(" for {a}")).unwrap_or_default()
+            );
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::HashPassword => unreachable!("handled above"),
     }
 }
@@ -47,7 +57,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 async fn check_config(settings: &Settings) -> Result<ExitCode> {
     wiring::server_config(settings)?;
     let store = wiring::open_store(settings).await?;
-    let (_, _, summary) = wiring::resolver(settings, &store)?;
+    let (resolver, _, summary) = wiring::resolver(settings, &store)?;
     Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     sealgate_relay::SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
     out!("configuration OK");
@@ -58,6 +68,11 @@ async fn check_config(settings: &Settings) -> Result<ExitCode> {
         summary.smime_certificates,
         summary.addresses,
         store.list_keys().await?.len()
+    );
+    out!(
+        "OpenPGP sources in order: {}\nS/MIME sources in order: {}",
+        resolver.order(Method::Pgp).join(", "),
+        resolver.order(Method::Smime).join(", ")
     );
     store.close().await;
     Ok(ExitCode::SUCCESS)
@@ -112,6 +127,7 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
         let out = json!({
             "address": address,
             "policy": { "matched": policy_settings.matched, "mode": format!("{:?}", policy_settings.mode).to_lowercase(), "methods": methods },
+            "order": { "pgp": resolver.order(Method::Pgp), "smime": resolver.order(Method::Smime) },
             "sources": sources,
             "decision": decision_text,
         });
@@ -122,6 +138,11 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
             policy_settings.matched,
             policy_settings.mode,
             methods.join(", ")
+        );
+        out!(
+            "sources asked directly (no cache); precedence: OpenPGP {}; S/MIME {}",
+            resolver.order(Method::Pgp).join(" > "),
+            resolver.order(Method::Smime).join(" > ")
         );
         for r in &reports {
             out!("source {}:", r.source);
@@ -153,7 +174,12 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
 async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
     let code = match cmd {
-        KeysCommand::Import { files } => {
+        KeysCommand::Import { for_address, files } => {
+            if let Some(a) = &for_address {
+                if !a.contains('@') || a.chars().any(char::is_whitespace) {
+                    bail!("keys import --for: {a:?} is not a mail address");
+                }
+            }
             let mut parsed = Vec::new();
             // Parse everything first: one bad file imports nothing.
             for f in &files {
@@ -161,8 +187,21 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
             }
             for (f, keys) in parsed {
                 for key in keys {
-                    let stored =
-                        to_stored(&key, "import").map_err(|e| anyhow!("{}: {e}", f.display()))?;
+                    let stored = match &for_address {
+                        Some(a) => to_stored_for(&key, "upload", vec![a.to_lowercase()]),
+                        None => to_stored(&key, "import"),
+                    }
+                    .map_err(|e| anyhow!("{}: {e}", f.display()))?;
+                    if let Some(a) = &for_address {
+                        if !key.addresses().contains(&a.to_lowercase()) {
+                            eprintln!(
+                                "warning: {}: {} {} does not name {a}; it is stored as {a}'s upload but is not usable for it",
+                                f.display(),
+                                key.method(),
+                                stored.fingerprint
+                            );
+                        }
+                    }
                     if stored.addresses.is_empty() {
                         eprintln!(
                             "warning: {}: {} {} names no mail address; it will never be used",
@@ -173,9 +212,10 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                     }
                     store.put_key(&stored).await?;
                     out!(
-                        "imported {} {} for {}",
+                        "imported {} {} as {} for {}",
                         key.method(),
                         stored.fingerprint,
+                        stored.source,
                         if stored.addresses.is_empty() {
                             "-".into()
                         } else {

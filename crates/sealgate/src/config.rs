@@ -100,13 +100,32 @@ impl Default for StoreSettings {
     }
 }
 
-/// `[keys]`: key-store files and lookup limits.
+/// `[keys]`: where keys come from, in which order, and how long answers are kept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysSettings {
     pub pgp_keyrings: Vec<PathBuf>,
     pub smime_certificates: Vec<PathBuf>,
+    /// Passwords of BKS key stores listed in smime_certificates (integrity check only).
+    pub bks_passwords: std::collections::BTreeMap<PathBuf, String>,
     pub lookup_timeout_secs: u64,
+    /// Source precedence for OpenPGP keys: upload, import, files, keyservers
+    /// (all of them, in order) or keyserver:<url>, wkd.
+    pub pgp_sources: Vec<String>,
+    /// Source precedence for S/MIME certificates: upload, import, files, ldap
+    /// (all directories, in order) or ldap:<name>.
+    pub smime_sources: Vec<String>,
+    /// Seconds a remote answer that found keys is reused.
+    pub cache_positive_secs: u64,
+    /// Seconds a remote answer that found nothing is reused.
+    pub cache_negative_secs: u64,
+    /// `[[keys.ldap]]`: user directories holding S/MIME certificates.
+    pub ldap: Vec<sealgate_keys::sources::ldap_directory::LdapDirectoryConfig>,
+    /// OpenPGP key servers: hkp://, hkps://, http://, https:// (HKP) or ldap://, ldaps://.
+    pub keyservers: Vec<String>,
+    pub wkd: WkdSettings,
+    /// `[keys.http]`: the HTTP client of key servers and WKD (proxy, CA, timeouts).
+    pub http: sealgate_keys::sources::http::HttpConfig,
 }
 
 impl Default for KeysSettings {
@@ -114,9 +133,30 @@ impl Default for KeysSettings {
         KeysSettings {
             pgp_keyrings: Vec::new(),
             smime_certificates: Vec::new(),
+            bks_passwords: Default::default(),
             lookup_timeout_secs: 30,
+            pgp_sources: ["upload", "import", "files", "keyservers", "wkd"]
+                .map(String::from)
+                .to_vec(),
+            smime_sources: ["upload", "import", "files", "ldap"]
+                .map(String::from)
+                .to_vec(),
+            cache_positive_secs: 86_400,
+            cache_negative_secs: 3_600,
+            ldap: Vec::new(),
+            keyservers: Vec::new(),
+            wkd: WkdSettings::default(),
+            http: Default::default(),
         }
     }
+}
+
+/// `[keys.wkd]`: the Web Key Directory (it asks the recipient's own domain, so
+/// it sends the address outside the organisation; off by default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WkdSettings {
+    pub enabled: bool,
 }
 
 /// `[log]`.
@@ -149,6 +189,9 @@ const LIST_KEYS: &[&str] = &[
     "smtp.allowed_networks",
     "keys.pgp_keyrings",
     "keys.smime_certificates",
+    "keys.pgp_sources",
+    "keys.smime_sources",
+    "keys.keyservers",
     "policy.methods",
 ];
 
@@ -241,6 +284,7 @@ impl Settings {
         if self.keys.lookup_timeout_secs == 0 {
             return Err("keys.lookup_timeout_secs: must be at least 1".into());
         }
+        crate::sources::validate(&self.keys)?;
         for (name, list) in [
             ("keys.pgp_keyrings", &self.keys.pgp_keyrings),
             ("keys.smime_certificates", &self.keys.smime_certificates),

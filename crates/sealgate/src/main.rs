@@ -11,6 +11,7 @@ mod commands;
 mod config;
 mod logging;
 mod serve;
+mod sources;
 mod wiring;
 
 use clap::Parser;

@@ -14,6 +14,13 @@ use tokio::signal::unix::{signal, SignalKind};
 pub async fn run(settings: Settings) -> Result<()> {
     let store = wiring::open_store(&settings).await?;
     let (resolver, files, summary) = wiring::resolver(&settings, &store)?;
+    let moved = crate::sources::expire_moved(&settings.keys, &store).await?;
+    if moved > 0 {
+        tracing::info!(
+            entries = moved,
+            "key source settings changed: their cached answers are stale"
+        );
+    }
     tracing::info!(
         pgp_keys = summary.pgp_keys,
         smime_certificates = summary.smime_certificates,

@@ -4,9 +4,7 @@
 use crate::config::{BareLfSetting, Settings};
 use anyhow::{Context, Result};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
-use sealgate_keys::files::{FileSource, KeyFiles, LoadSummary};
-use sealgate_keys::source::{Source, StoreSource};
-use sealgate_keys::trust::AcceptAllTrust;
+use sealgate_keys::files::{FileSource, LoadSummary};
 use sealgate_keys::Resolver;
 use sealgate_smtp_server::{AuthUser, BareLf, ServerConfig};
 use sealgate_store::Store;
@@ -18,25 +16,12 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
     Ok(Store::open(&settings.store.url).await?)
 }
 
-/// The key sources in precedence order: keys imported into the store, then the
-/// key-store files.
+/// The key sources of `[keys]` in precedence order, and the resolver over them.
 pub fn resolver(
     settings: &Settings,
     store: &Store,
 ) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
-    let (files, summary) = FileSource::load(KeyFiles {
-        pgp_keyrings: settings.keys.pgp_keyrings.clone(),
-        smime_certificates: settings.keys.smime_certificates.clone(),
-    })
-    .context("keys")?;
-    let files = Arc::new(files);
-    let sources: Vec<Arc<dyn Source>> =
-        vec![Arc::new(StoreSource::new(store.clone())), files.clone()];
-    Ok((
-        Resolver::new(sources, Arc::new(AcceptAllTrust)),
-        files,
-        summary,
-    ))
+    crate::sources::build(&settings.keys, store)
 }
 
 /// The listener's config, including the TLS acceptor when a certificate is set.

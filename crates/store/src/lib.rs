@@ -1,13 +1,14 @@
 //! The store: sealgate's SQL database.
 //!
 //! Every stage that must remember something across messages or restarts goes
-//! through here: imported keys and the addresses they are bound to (read by the
-//! key resolver), and the audit log the pipeline writes once per message. It is
+//! through here: imported and uploaded keys and the addresses they are bound to, and the
+//! answers of remote key sources (both read by the key resolver), and the audit log the pipeline writes once per message. It is
 //! one set of portable SQL on sqlx's `Any` driver, so the same migrations and
 //! queries run on SQLite (the embedded default, a file created on first start) and
 //! on PostgreSQL (several gateways sharing one database).
 
 mod audit;
+mod cache;
 mod db;
 mod keys;
 

@@ -86,6 +86,59 @@ async fn exercise(store: &Store) {
         reply: "250 2.0.0 Ok".into(),
     };
     store.record_audit(&rec).await.unwrap();
+
+    // The lookup cache: fresh, expired per address or all, moved sources.
+    let now = sealgate_store::now_unix();
+    store
+        .cache_put("ldap:corp", "A@example.org", "loc1", &["PEM".into()], 60)
+        .await
+        .unwrap();
+    store
+        .cache_put("wkd", "a@example.org", "loc2", &[], 60)
+        .await
+        .unwrap();
+    let e = store
+        .cache_get("ldap:corp", "a@EXAMPLE.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(e.is_fresh("loc1", now));
+    assert!(!e.is_fresh("other-location", now));
+    assert_eq!(e.keys, vec!["PEM".to_string()]);
+    assert!(store
+        .cache_get("wkd", "a@example.org")
+        .await
+        .unwrap()
+        .unwrap()
+        .keys
+        .is_empty());
+    assert_eq!(store.cache_expire(Some("a@example.org")).await.unwrap(), 2);
+    assert!(!store
+        .cache_get("wkd", "a@example.org")
+        .await
+        .unwrap()
+        .unwrap()
+        .is_fresh("loc2", now));
+    store
+        .cache_put("wkd", "b@example.org", "loc2", &[], 60)
+        .await
+        .unwrap();
+    store
+        .cache_put("ldap:corp", "b@example.org", "loc1", &[], 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cache_expire_moved("ldap:corp", "loc1").await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .cache_expire_moved("ldap:corp", "loc-new")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.cache_expire(None).await.unwrap(), 1);
     let got = store.recent_audit(10).await.unwrap();
     assert_eq!(got, vec![rec]);
 }

@@ -1,1 +1,321 @@
-//! (being written)
+//! The one HTTP client every HTTP key source (HKP/HKPS key servers, WKD)
+//! shares, built from the `[keys.http]` config section, and the bounded GET
+//! they all use.
+//!
+//! It exists so that the properties DESIGN §4.7 asks of every network call
+//! live in one place: a connect and a total timeout, a cap on the size of an
+//! answer (memory stays bounded whatever a server sends), at most
+//! [`MAX_REDIRECTS`] redirects and never one from HTTPS down to plain HTTP.
+//! The outbound proxy (explicit, or `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`
+//! with `NO_PROXY` from the environment), an extra trusted CA and host name
+//! pins (split-horizon DNS, tests) are configured here too.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Redirects followed at most for one request.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Default `timeout_secs`.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+
+/// Default `max_response_bytes` (1 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+fn default_timeout_secs() -> u64 {
+    DEFAULT_TIMEOUT_SECS
+}
+
+fn default_max_response_bytes() -> usize {
+    DEFAULT_MAX_RESPONSE_BYTES
+}
+
+/// The `[keys.http]` config section: how sealgate talks HTTP(S) to key
+/// servers and WKD hosts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Outbound proxy for every HTTP source, e.g. `http://proxy:3128`
+    /// (CONNECT for HTTPS, absolute-URI requests for HTTP). When unset, the
+    /// environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` apply. `NO_PROXY`
+    /// from the environment is honoured in both cases.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// An extra trusted CA file (PEM, one or more certificates) beside the
+    /// system store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Host names pinned to addresses, like `curl --resolve` (split-horizon
+    /// DNS, tests). The port comes from the URL as usual. Ignored for a host
+    /// reached through a proxy (the proxy resolves it).
+    #[serde(default)]
+    pub resolve: BTreeMap<String, IpAddr>,
+    /// Time limit for connecting and, separately, for a whole request
+    /// including the answer's body, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// The largest answer accepted; a larger one is an error.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            proxy: None,
+            ca_file: None,
+            resolve: BTreeMap::new(),
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the values without touching the network (the CA file is read).
+    /// Errors name the key, e.g. `keys.http.proxy: ...`.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(proxy) = &self.proxy {
+            let url = url::Url::parse(proxy)
+                .map_err(|e| format!("keys.http.proxy: {proxy:?} is not a URL: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") {
+                return Err(format!(
+                    "keys.http.proxy: {proxy:?}: scheme must be http or https"
+                ));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(format!("keys.http.proxy: {proxy:?} has no host"));
+            }
+        }
+        if let Some(path) = &self.ca_file {
+            read_ca_file(path).map_err(|e| format!("keys.http.ca_file: {e}"))?;
+        }
+        for name in self.resolve.keys() {
+            if name.is_empty() || name.contains(['/', ':', ' ']) {
+                return Err(format!("keys.http.resolve: {name:?} is not a host name"));
+            }
+        }
+        if self.timeout_secs == 0 {
+            return Err("keys.http.timeout_secs: must be at least 1".into());
+        }
+        if self.max_response_bytes == 0 {
+            return Err("keys.http.max_response_bytes: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The PEM certificates of a CA file, as reqwest certificates.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Builds the shared client: OpenSSL TLS (native-tls) verifying against the
+/// system store plus `ca_file`; connect and total timeouts of
+/// `timeout_secs`; at most [`MAX_REDIRECTS`] redirects, never from https to
+/// http; the proxy as configured; user agent `sealgate/<version>`.
+pub fn client(config: &HttpConfig) -> Result<reqwest::Client, String> {
+    config.validate()?;
+    let timeout = Duration::from_secs(config.timeout_secs);
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() != "https"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if downgrade {
+            let to = attempt.url().to_string();
+            attempt.error(format!("refusing a redirect from https to {to}"))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    });
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_native()
+        .user_agent(concat!("sealgate/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .redirect(redirects)
+        .referer(false);
+    if let Some(path) = &config.ca_file {
+        builder = builder
+            .tls_certs_merge(read_ca_file(path).map_err(|e| format!("keys.http.ca_file: {e}"))?);
+    }
+    if let Some(proxy) = &config.proxy {
+        let proxy = reqwest::Proxy::all(proxy.as_str())
+            .map_err(|e| format!("keys.http.proxy: {proxy:?}: {e}"))?
+            .no_proxy(reqwest::NoProxy::from_env());
+        builder = builder.proxy(proxy);
+    }
+    for (name, ip) in &config.resolve {
+        // Port 0: the URL's port (or the scheme's default) applies.
+        builder = builder.resolve(name, SocketAddr::new(*ip, 0));
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+/// GETs `url` and returns its body, at most `max` bytes: `Ok(None)` for 404
+/// and 410 (the server has nothing there), `Err` for any other non-2xx
+/// status, network, TLS and timeout errors, and an answer larger than `max`.
+pub async fn get_bounded(
+    client: &reqwest::Client,
+    url: &url::Url,
+    max: usize,
+) -> Result<Option<Vec<u8>>, String> {
+    fetch(client, url, max).await.map_err(|e| e.message)
+}
+
+/// Why a [`fetch`] failed.
+#[derive(Debug)]
+pub(crate) struct FetchError {
+    pub message: String,
+    /// The host name does not exist (our resolver said so, or the proxy
+    /// could not open a tunnel to it).
+    pub name_not_found: bool,
+}
+
+/// [`get_bounded`] with an error that says whether the host name was unknown.
+pub(crate) async fn fetch(
+    client: &reqwest::Client,
+    url: &url::Url,
+    max: usize,
+) -> Result<Option<Vec<u8>>, FetchError> {
+    let fail = |message: String| FetchError {
+        message,
+        name_not_found: false,
+    };
+    let response = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| FetchError {
+            message: format!("GET {}: {}", redact(url), error_chain(&e)),
+            name_not_found: is_name_not_found(&e),
+        })?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(fail(format!("GET {}: HTTP status {status}", redact(url))));
+    }
+    if let Some(len) = response.content_length() {
+        if len > max as u64 {
+            return Err(fail(format!(
+                "GET {}: answer of {len} bytes is larger than the limit of {max} bytes",
+                redact(url)
+            )));
+        }
+    }
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        fail(format!(
+            "GET {}: reading the answer: {}",
+            redact(url),
+            error_chain(&e)
+        ))
+    })? {
+        if body.len() + chunk.len() > max {
+            return Err(fail(format!(
+                "GET {}: answer is larger than the limit of {max} bytes",
+                redact(url)
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// The OpenPGP certificates in `data` (armored or binary, any number) that
+/// carry a User ID whose email is exactly `address` (case-insensitive).
+/// Everything else a server sent is dropped (logged at debug). Err if
+/// `data` holds no readable OpenPGP data at all.
+pub(crate) fn certs_for_address(
+    data: &[u8],
+    address: &str,
+    source: &str,
+) -> Result<Vec<crate::RecipientKey>, String> {
+    let keys = crate::load::parse_pgp(data).map_err(|e| format!("{source}: bad answer: {e}"))?;
+    let mut out = Vec::new();
+    for key in keys {
+        let crate::RecipientKey::Pgp(cert) = &key else {
+            continue;
+        };
+        let names_address = cert.userids().any(|u| {
+            u.userid()
+                .email()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.eq_ignore_ascii_case(address))
+        });
+        if names_address {
+            out.push(key);
+        } else {
+            tracing::debug!(
+                source,
+                fingerprint = %cert.fingerprint(),
+                "ignoring a key without a User ID for the address asked for"
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The URL for messages: without a password, should one be in it.
+fn redact(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// An error with all its causes, `a: b: c` (reqwest's own message alone
+/// rarely says what went wrong). Duplicate adjacent messages are dropped.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut timed_out = false;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            timed_out |= r.is_timeout();
+        }
+        let text = err.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    let mut out = parts.join(": ");
+    if timed_out && !out.contains("timed out") {
+        out.push_str(" (timed out)");
+    }
+    out
+}
+
+/// True if the error says the host name could not be resolved (by our
+/// resolver, or by the proxy that was asked to open a tunnel to it).
+pub(crate) fn is_name_not_found(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if text == "dns error"
+            || text.starts_with("failed to lookup address")
+            || text == "tunnel error: unsuccessful"
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}

@@ -5,6 +5,7 @@
 
 pub mod hkp;
 pub mod http;
+pub mod ldap_common;
 pub mod ldap_directory;
 pub mod ldap_keyserver;
 pub mod wkd;

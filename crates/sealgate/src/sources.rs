@@ -1,0 +1,206 @@
+//! The key sources named in `[keys]`, built in precedence order.
+//!
+//! Names in `keys.pgp_sources` / `keys.smime_sources`: `upload`, `import`
+//! (keys in the store), `files` (key-store files), `ldap` (every `[[keys.ldap]]`
+//! directory in config order) or `ldap:<name>`, `keyservers` (every entry of
+//! `keys.keyservers`) or `keyserver:<url>`, and `wkd`. Remote sources sit behind
+//! the lookup cache; `verify` asks them directly.
+
+use crate::config::KeysSettings;
+use anyhow::{Context, Result};
+use sealgate_keys::cache::{location, CachedSource};
+use sealgate_keys::files::{FileSource, KeyFiles, LoadSummary};
+use sealgate_keys::resolver::Registered;
+use sealgate_keys::source::{Source, StoreSource};
+use sealgate_keys::sources::hkp::HkpKeyserver;
+use sealgate_keys::sources::http;
+use sealgate_keys::sources::ldap_directory::LdapDirectory;
+use sealgate_keys::sources::ldap_keyserver::LdapKeyserver;
+use sealgate_keys::sources::wkd::Wkd;
+use sealgate_keys::trust::AcceptAllTrust;
+use sealgate_keys::Resolver;
+use sealgate_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Checks the source settings: known names in the precedence lists, unique
+/// directory names, well-formed key server URLs.
+pub fn validate(k: &KeysSettings) -> std::result::Result<(), String> {
+    let mut names = Vec::new();
+    for (i, d) in k.ldap.iter().enumerate() {
+        d.validate()?;
+        if names.contains(&d.name) {
+            return Err(format!("keys.ldap[{i}].name: {:?} is used twice", d.name));
+        }
+        names.push(d.name.clone());
+    }
+    for url in &k.keyservers {
+        keyserver_kind(url).map_err(|e| format!("keys.keyservers: {e}"))?;
+    }
+    k.http.validate()?;
+    if k.cache_positive_secs == 0 && k.cache_negative_secs == 0 {
+        // Allowed: no caching at all. Nothing to check.
+    }
+    for (key, list, allowed_remote) in [
+        ("keys.pgp_sources", &k.pgp_sources, ["keyservers", "wkd"]),
+        ("keys.smime_sources", &k.smime_sources, ["ldap", "ldap"]),
+    ] {
+        for name in list {
+            let ok = match name.as_str() {
+                "upload" | "import" | "files" => true,
+                n if allowed_remote.contains(&n) => true,
+                n if key == "keys.pgp_sources" => n
+                    .strip_prefix("keyserver:")
+                    .is_some_and(|u| k.keyservers.iter().any(|x| x == u)),
+                n => n
+                    .strip_prefix("ldap:")
+                    .is_some_and(|d| k.ldap.iter().any(|x| x.name == d)),
+            };
+            if !ok {
+                return Err(format!(
+                    "{key}: unknown source {name:?} (use upload, import, files, {})",
+                    if key == "keys.pgp_sources" {
+                        "keyservers, keyserver:<url from keys.keyservers>, wkd"
+                    } else {
+                        "ldap, ldap:<name from [[keys.ldap]]>"
+                    }
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+enum KeyserverKind {
+    Hkp,
+    Ldap,
+}
+
+fn keyserver_kind(url: &str) -> std::result::Result<KeyserverKind, String> {
+    let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
+    match scheme.as_str() {
+        "hkp" | "hkps" | "http" | "https" if url.contains("://") => Ok(KeyserverKind::Hkp),
+        "ldap" | "ldaps" if url.contains("://") => Ok(KeyserverKind::Ldap),
+        _ => Err(format!(
+            "{url:?} is not a key server URL (hkp://, hkps://, http://, https://, ldap://, ldaps://)"
+        )),
+    }
+}
+
+/// Every configured source and the resolver over them; also returns the
+/// key-store files (for SIGHUP) and what they held.
+pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
+    let (files, summary) = FileSource::load(KeyFiles {
+        pgp_keyrings: k.pgp_keyrings.clone(),
+        smime_certificates: k.smime_certificates.clone(),
+        bks_passwords: k.bks_passwords.clone(),
+    })
+    .context("keys")?;
+    let files = Arc::new(files);
+    let local_timeout = Duration::from_secs(k.lookup_timeout_secs);
+    let local = |s: Arc<dyn Source>| Registered {
+        name: s.name(),
+        lookup: s.clone(),
+        direct: s,
+        timeout: local_timeout,
+    };
+    let cached = |s: Arc<dyn Source>, config_text: String, timeout: Duration| Registered {
+        name: s.name(),
+        lookup: Arc::new(CachedSource::new(
+            s.clone(),
+            store.clone(),
+            location(&config_text),
+            Duration::from_secs(k.cache_positive_secs),
+            Duration::from_secs(k.cache_negative_secs),
+        )),
+        direct: s,
+        timeout: timeout.min(local_timeout),
+    };
+    let mut all = vec![
+        local(Arc::new(StoreSource::new(store.clone(), "upload"))),
+        local(Arc::new(StoreSource::new(store.clone(), "import"))),
+        local(files.clone()),
+    ];
+    for d in &k.ldap {
+        let text = serde_json::to_string(d)?;
+        let timeout = Duration::from_secs(
+            d.timeout_secs
+                .saturating_mul(2 + d.max_referral_hops as u64),
+        );
+        let src = LdapDirectory::new(d.clone()).map_err(anyhow::Error::msg)?;
+        all.push(cached(Arc::new(src), text, timeout));
+    }
+    let http_client = http::client(&k.http).map_err(anyhow::Error::msg)?;
+    let http_timeout = Duration::from_secs(k.http.timeout_secs.saturating_mul(2));
+    let http_text = serde_json::to_string(&k.http)?;
+    for url in &k.keyservers {
+        let src: Arc<dyn Source> = match keyserver_kind(url).map_err(anyhow::Error::msg)? {
+            KeyserverKind::Hkp => Arc::new(
+                HkpKeyserver::new(url, http_client.clone(), k.http.max_response_bytes)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            KeyserverKind::Ldap => Arc::new(
+                LdapKeyserver::new(
+                    url,
+                    Duration::from_secs(k.http.timeout_secs),
+                    k.http.ca_file.as_deref(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
+        };
+        all.push(cached(src, format!("{url} {http_text}"), http_timeout));
+    }
+    if k.wkd.enabled {
+        let src = Arc::new(Wkd::new(http_client, k.http.max_response_bytes));
+        all.push(cached(src, format!("wkd {http_text}"), http_timeout));
+    }
+    let expand = |list: &[String]| -> Vec<String> {
+        let mut out = Vec::new();
+        for name in list {
+            match name.as_str() {
+                "ldap" => out.extend(k.ldap.iter().map(|d| format!("ldap:{}", d.name))),
+                "keyservers" => out.extend(k.keyservers.iter().map(|u| format!("keyserver:{u}"))),
+                "wkd" if !k.wkd.enabled => {}
+                n => out.push(n.to_string()),
+            }
+        }
+        out
+    };
+    let resolver = Resolver::with_order(
+        all,
+        &expand(&k.pgp_sources),
+        &expand(&k.smime_sources),
+        Arc::new(AcceptAllTrust),
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok((resolver, files, summary))
+}
+
+/// Marks stale the cached answers of sources whose configuration changed
+/// since they were fetched; returns how many entries.
+pub async fn expire_moved(k: &KeysSettings, store: &Store) -> Result<u64> {
+    let http_text = serde_json::to_string(&k.http)?;
+    let mut n = 0;
+    for d in &k.ldap {
+        n += store
+            .cache_expire_moved(
+                &format!("ldap:{}", d.name),
+                &location(&serde_json::to_string(d)?),
+            )
+            .await?;
+    }
+    for url in &k.keyservers {
+        n += store
+            .cache_expire_moved(
+                &format!("keyserver:{url}"),
+                &location(&format!("{url} {http_text}")),
+            )
+            .await?;
+    }
+    if k.wkd.enabled {
+        n += store
+            .cache_expire_moved("wkd", &location(&format!("wkd {http_text}")))
+            .await?;
+    }
+    Ok(n)
+}
