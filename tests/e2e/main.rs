@@ -8,4 +8,5 @@ mod flow;
 mod gateway;
 mod relay_failures;
 mod reload;
+mod sources;
 mod world;

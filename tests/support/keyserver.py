@@ -9,7 +9,8 @@ Modes:
       Serves files under DIR for any Host. GET /pks/lookup?op=get&search=X
       serves DIR/hkp/<hex of lowercased X>; any other path serves DIR/<path>
       (query ignored). A sidecar file <file>.status holding a number makes
-      that the status code. Missing file: 404. Each request is appended to
+      that the status code, <file>.location a Location header (redirects).
+      Missing file: 404. Each request is appended to
       FILE as one line: "GET <target> Host: <host>".
   hang   --bind IP --port N
       Accepts connections and never answers.
@@ -102,10 +103,16 @@ class ServeHandler(http.server.BaseHTTPRequestHandler):
             return self.answer(404, b"not found\n")
         else:
             body = b"status %d\n" % status
-        self.answer(status, body)
+        location = None
+        if os.path.isfile(file + ".location"):
+            with open(file + ".location", encoding="utf-8") as f:
+                location = f.read().strip()
+        self.answer(status, body, location)
 
-    def answer(self, status, body):
+    def answer(self, status, body, location=None):
         self.send_response(status)
+        if location:
+            self.send_header("Location", location)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

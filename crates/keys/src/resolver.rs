@@ -119,12 +119,12 @@ impl Resolver {
         let mut res = Resolution::default();
         for &method in methods {
             for &i in self.order.get(&method).map(Vec::as_slice).unwrap_or(&[]) {
-                if !memo.contains_key(&i) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = memo.entry(i) {
                     let answer = self.ask(&self.sources[i], false, address, now).await;
                     if let Err(e) = &answer {
                         res.errors.push(format!("{}: {e}", self.sources[i].name));
                     }
-                    memo.insert(i, answer);
+                    slot.insert(answer);
                 }
                 if let Some(Ok(found)) = memo.get(&i) {
                     let keys = usable_keys(found, method);

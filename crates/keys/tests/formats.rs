@@ -382,6 +382,7 @@ fn bks_key_entries_give_their_chains() {
                 .unwrap()
                 .data()
                 .to_string()
+                .unwrap()
         })
         .collect();
     subjects.sort();

@@ -198,8 +198,8 @@ pub(crate) async fn fetch(
         .send()
         .await
         .map_err(|e| FetchError {
-            message: format!("GET {}: {}", redact(url), error_chain(&e)),
             name_not_found: is_name_not_found(&e),
+            message: format!("GET {}: {}", redact(url), error_chain(&e.without_url())),
         })?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
@@ -222,7 +222,7 @@ pub(crate) async fn fetch(
         fail(format!(
             "GET {}: reading the answer: {}",
             redact(url),
-            error_chain(&e)
+            error_chain(&e.without_url())
         ))
     })? {
         if body.len() + chunk.len() > max {
@@ -291,7 +291,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
             timed_out |= r.is_timeout();
         }
         let text = err.to_string();
-        if parts.last() != Some(&text) {
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
             parts.push(text);
         }
         cur = err.source();
