@@ -308,7 +308,7 @@ async fn resolver_precedence_and_verify() {
     let (source, keys) = r.keys.get(&Method::Pgp).unwrap();
     assert_eq!(
         (source.as_str(), keys[0].fingerprint()),
-        ("store", in_store.fingerprint().to_hex())
+        ("import", in_store.fingerprint().to_hex())
     );
     // verify asks every source and explains the unusable key.
     let (reports, _) = resolver.verify("alice@example.org").await;

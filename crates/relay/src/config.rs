@@ -31,8 +31,8 @@ fn default_helo() -> String {
     "localhost".into()
 }
 
-/// `[relay]`: where and how sealgate hands mail on.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[relay]`: where and how sealgate hands mail on. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayConfig {
     /// host:port of the next MTA.
@@ -74,6 +74,26 @@ fn default_message_timeout() -> u64 {
 
 fn default_data_timeout() -> u64 {
     300
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("upstream", &self.upstream)
+            .field("tls", &self.tls)
+            .field("tls_verify", &self.tls_verify)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("auth_user", &self.auth_user)
+            .field(
+                "auth_password",
+                &self.auth_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("timeout_secs", &self.timeout_secs)
+            .field("data_timeout_secs", &self.data_timeout_secs)
+            .field("helo_name", &self.helo_name)
+            .field("message_timeout_secs", &self.message_timeout_secs)
+            .finish()
+    }
 }
 
 impl Default for RelayConfig {
@@ -152,5 +172,7 @@ mod tests {
         assert!(c.host_port().unwrap_err().contains("relay.upstream"));
         c.upstream = "mx:0".into();
         assert!(c.validate().is_err());
+        c.auth_password = Some("hunter2".into());
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -100,8 +100,9 @@ impl Default for StoreSettings {
     }
 }
 
-/// `[keys]`: where keys come from, in which order, and how long answers are kept.
-#[derive(Debug, Clone, Deserialize)]
+/// `[keys]`: where keys come from, in which order, and how long answers are
+/// kept. `Debug` hides the BKS passwords.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysSettings {
     pub pgp_keyrings: Vec<PathBuf>,
@@ -148,6 +149,26 @@ impl Default for KeysSettings {
             wkd: WkdSettings::default(),
             http: Default::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for KeysSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bks: Vec<_> = self.bks_passwords.keys().collect();
+        f.debug_struct("KeysSettings")
+            .field("pgp_keyrings", &self.pgp_keyrings)
+            .field("smime_certificates", &self.smime_certificates)
+            .field("bks_passwords (paths)", &bks)
+            .field("lookup_timeout_secs", &self.lookup_timeout_secs)
+            .field("pgp_sources", &self.pgp_sources)
+            .field("smime_sources", &self.smime_sources)
+            .field("cache_positive_secs", &self.cache_positive_secs)
+            .field("cache_negative_secs", &self.cache_negative_secs)
+            .field("ldap", &self.ldap)
+            .field("keyservers", &self.keyservers)
+            .field("wkd", &self.wkd)
+            .field("http", &self.http)
+            .finish()
     }
 }
 

@@ -34,7 +34,7 @@ fn default_max_response_bytes() -> usize {
 
 /// The `[keys.http]` config section: how sealgate talks HTTP(S) to key
 /// servers and WKD hosts.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Outbound proxy for every HTTP source, e.g. `http://proxy:3128`
@@ -70,6 +70,19 @@ impl Default for HttpConfig {
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
+    }
+}
+
+/// `Debug` without proxy credentials (`http://user:***@proxy`).
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("proxy", &self.proxy.as_deref().map(sealgate_store::redact))
+            .field("ca_file", &self.ca_file)
+            .field("resolve", &self.resolve)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
     }
 }
 
@@ -303,17 +316,20 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// True if the error says the host name could not be resolved (by our
-/// resolver, or by the proxy that was asked to open a tunnel to it).
+/// True if the error says the host name does not exist: our resolver found
+/// no address for it (a temporary resolver failure does not count), or the
+/// proxy asked to open a tunnel to it refused (it cannot tell us why).
 pub(crate) fn is_name_not_found(e: &reqwest::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         let text = err.to_string();
-        if text == "dns error"
-            || text.starts_with("failed to lookup address")
-            || text == "tunnel error: unsuccessful"
-        {
+        if text == "tunnel error: unsuccessful" {
             return true;
+        }
+        if text == "dns error" || text.starts_with("failed to lookup address") {
+            let cause = err.source().map(|s| s.to_string()).unwrap_or_default();
+            let temporary = |t: &str| t.contains("Temporary failure") || t.contains("try again");
+            return !temporary(&text) && !temporary(&cause);
         }
         cur = err.source();
     }
