@@ -447,7 +447,13 @@ fn full_run(store_url: Option<String>) -> World {
     let o = w.gateway.cli(&["verify", "--json", "erin@gcm.test"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("verify --json");
     assert_eq!(v["policy"]["matched"], "gcm.test");
-    assert_eq!(v["sources"][1]["keys"][0]["usable"], true);
+    let files = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "files")
+        .expect("the files source is reported");
+    assert_eq!(files["keys"][0]["usable"], true, "{v}");
     w
 }
 

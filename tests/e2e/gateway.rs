@@ -27,21 +27,25 @@ impl Gateway {
         let port = free_port();
         let path = dir.path().join("sealgate.toml");
         std::fs::write(&path, config.replace("{port}", &port.to_string())).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(dir.path())
-            .args(["--config", path.to_str().unwrap(), "serve"])
-            .env_remove("SEALGATE_CONFIG")
-            .env("RUST_LOG", "info");
-        let child = ChildGuard::spawn(cmd, "sealgate");
-        if let Err(e) = wait_for_port(port, Duration::from_secs(30)) {
-            panic!("sealgate did not start: {e}\n{}", child.output_tail(40));
-        }
+        let child = spawn(dir.path(), &path, port);
         Gateway {
             port,
             config: path,
             dir,
             child,
         }
+    }
+
+    /// Stops the daemon and starts it again in the same directory (same
+    /// store) with a new `config` (`{port}` is the same port).
+    pub fn restart(&mut self, config: &str) {
+        crate::gateway::stop(&self.child);
+        std::fs::write(
+            &self.config,
+            config.replace("{port}", &self.port.to_string()),
+        )
+        .unwrap();
+        self.child = spawn(self.dir.path(), &self.config, self.port);
     }
 
     /// Runs a CLI command against the same config and working directory.
@@ -53,6 +57,28 @@ impl Gateway {
     pub fn log(&self) -> String {
         self.child.output()
     }
+}
+
+fn spawn(dir: &Path, config: &Path, port: u16) -> ChildGuard {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("SEALGATE_CONFIG")
+        .env("RUST_LOG", "info");
+    let child = ChildGuard::spawn(cmd, "sealgate");
+    if let Err(e) = wait_for_port(port, Duration::from_secs(30)) {
+        panic!("sealgate did not start: {e}\n{}", child.output_tail(40));
+    }
+    child
+}
+
+/// Stops the daemon with SIGTERM and waits until it has exited.
+fn stop(child: &ChildGuard) {
+    sealgate_testkit::process::signal(child.pid(), 15);
+    sealgate_testkit::process::wait_until(Duration::from_secs(30), "sealgate to stop", || {
+        child.try_wait().is_some()
+    })
+    .unwrap();
 }
 
 /// Runs `sealgate --config CONFIG ARGS...` in `dir`.

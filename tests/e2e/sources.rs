@@ -82,8 +82,9 @@ fn ldap_hkp_and_wkd_only_recipients_through_postfix() {
     );
 
     let sink = Sink::start();
-    let gw = Gateway::start(&format!(
-        r#"
+    let config = |http_timeout: u32| {
+        format!(
+            r#"
 [smtp]
 listen = "127.0.0.1:{{port}}"
 [relay]
@@ -104,15 +105,17 @@ enabled = true
 [keys.http]
 ca_file = "{ca}"
 resolve = {{ "openpgpkey.wkd.test" = "{wkd_ip}", "wkd.test" = "{wkd_ip}" }}
-timeout_secs = 5
+timeout_secs = {http_timeout}
 [policy]
 mode = "mandatory"
 "#,
-        sink = sink.port(),
-        hkp = hkp.port(),
-        ldap = slapd.url(),
-        ca = ca.cert_pem_path.display(),
-    ));
+            sink = sink.port(),
+            hkp = hkp.port(),
+            ldap = slapd.url(),
+            ca = ca.cert_pem_path.display(),
+        )
+    };
+    let mut gw = Gateway::start(&config(5));
     let postfix = Postfix::start(gw.port);
     let msg = |to: &str, marker: &str| {
         format!("From: app@apps.test\r\nTo: {to}\r\nSubject: {marker}\r\nContent-Type: text/plain\r\n\r\nsecret {marker}\r\n").into_bytes()
@@ -200,6 +203,32 @@ mode = "mandatory"
     )
     .unwrap();
     assert_eq!(hkp_requests(), 2, "refetched after cache expire");
+
+    // Changing a source's settings expires its cached answers when the
+    // configuration is loaded: same settings, still cached; changed, refetched.
+    gw.restart(&config(5));
+    smtp_send(
+        gw.port,
+        "app@apps.test",
+        &["hank@hkp.test"],
+        &msg("hank@hkp.test", "SAME"),
+    )
+    .unwrap();
+    assert_eq!(hkp_requests(), 2, "unchanged settings keep the cache");
+    gw.restart(&config(6));
+    assert!(
+        gw.log().contains("cached answers are stale"),
+        "{}",
+        gw.log()
+    );
+    smtp_send(
+        gw.port,
+        "app@apps.test",
+        &["hank@hkp.test"],
+        &msg("hank@hkp.test", "MOVED"),
+    )
+    .unwrap();
+    assert_eq!(hkp_requests(), 3, "changed settings refetch");
     let o = gw.cli(&["cache", "expire"]);
     assert!(o.status.success(), "{}", text(&o));
 
