@@ -141,6 +141,35 @@ fn limits_and_garbage_get_clear_replies() {
 }
 
 #[test]
+fn mail_loops_are_cut_by_the_hop_limit() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&config(sink.port(), "\"127.0.0.0/8\""));
+    let looped: Vec<u8> = [
+        b"Received: from a by b; Sun, 22 Nov 2026 05:00:00 +0000\r\n".repeat(51),
+        b"Subject: loop\r\n\r\nbody\r\n".to_vec(),
+    ]
+    .concat();
+    let err = smtp_send(gw.port, "a@apps.test", &["x@open.test"], &looped).unwrap_err();
+    assert!(err.contains("554") && err.contains("5.4.6"), "{err}");
+    // 50 are still fine, and the relayed copy carries one more: ours.
+    let ok: Vec<u8> = [
+        b"Received: from a by b; Sun, 22 Nov 2026 05:00:00 +0000\r\n".repeat(50),
+        b"Subject: fine\r\n\r\nbody\r\n".to_vec(),
+    ]
+    .concat();
+    smtp_send(gw.port, "a@apps.test", &["x@open.test"], &ok).unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert!(got[0].data.ends_with(&ok));
+    let ours = String::from_utf8_lossy(&got[0].data[..got[0].data.len() - ok.len()]).into_owned();
+    assert!(
+        ours.starts_with("Received: from ")
+            && ours.contains("(sealgate) with ESMTP id ")
+            && ours.contains("for <x@open.test>;"),
+        "{ours}"
+    );
+}
+
+#[test]
 fn client_outside_allowed_networks_is_refused() {
     let sink = Sink::start();
     let gw = Gateway::start(&config(sink.port(), "\"10.0.0.0/8\""));

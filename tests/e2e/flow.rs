@@ -296,6 +296,12 @@ fn full_run(store_url: Option<String>) -> World {
             )
         });
 
+    // Every copy carries sealgate's trace field on top; Postfix reached it over STARTTLS.
+    for m in &msgs {
+        let first = String::from_utf8_lossy(&m.data[..m.data.len().min(300)]).into_owned();
+        assert!(first.starts_with("Received: from postfix-test.localdomain ([127.0.0.1])\r\n\tby sealgate.test (sealgate) with ESMTPS id "), "{first}");
+    }
+
     // 1. Plain text, opportunistic, no key: sent as is.
     let m = find(&msgs, "plain text", &["carol@open.test"]);
     assert!(

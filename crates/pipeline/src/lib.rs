@@ -12,6 +12,7 @@ pub mod group;
 pub mod outcome;
 mod queue_id;
 mod recipient;
+pub mod trace;
 
 pub use recipient::RecipientDecision;
 
@@ -33,6 +34,10 @@ pub struct PipelineOptions {
     /// Longest time all copies of one message may take before the client is
     /// answered; copies not relayed by then count as temporary failures.
     pub message_timeout: Duration,
+    /// The name in sealgate's own `Received:` field.
+    pub hostname: String,
+    /// A message already carrying more `Received:` fields is refused (loop).
+    pub max_hops: usize,
 }
 
 impl Default for PipelineOptions {
@@ -40,6 +45,8 @@ impl Default for PipelineOptions {
         PipelineOptions {
             lookup_timeout: Duration::from_secs(30),
             message_timeout: Duration::from_secs(540),
+            hostname: "localhost".into(),
+            max_hops: 50,
         }
     }
 }
@@ -104,6 +111,20 @@ impl Handler for Pipeline {
         let received_at = sealgate_store::now_unix();
         let parsed = Message::parse(&data);
         let message_id = parsed.header("Message-ID").map(header_value_unfolded);
+        let hops = trace::hops(&parsed);
+        if hops > self.options.max_hops {
+            let reply = Reply::new(
+                554,
+                (5, 4, 6),
+                format!(
+                    "Too many hops ({hops} Received: fields, limit {}): mail loop?",
+                    self.options.max_hops
+                ),
+            );
+            tracing::warn!(queue_id = %queue_id, message_id = message_id.as_deref().unwrap_or("-"), hops, "message refused: too many hops");
+            return reply;
+        }
+        let now = std::time::SystemTime::now();
         let groups = group::plan(&envelope, &data, &parsed);
         let mut results = Vec::with_capacity(groups.len());
         let deadline = tokio::time::Instant::now() + self.options.message_timeout;
@@ -116,13 +137,22 @@ impl Handler for Pipeline {
                             .iter()
                             .map(|&i| envelope.recipients[i].address.clone())
                             .collect();
+                        let single = (recipients.len() == 1).then(|| recipients[0].as_str());
+                        let mut copy = trace::received(
+                            &envelope,
+                            &self.options.hostname,
+                            &queue_id,
+                            single,
+                            now,
+                        );
+                        copy.extend_from_slice(&bytes);
                         self.relay
                             .send(Outbound {
                                 sender: &envelope.sender,
                                 recipients: &recipients,
                                 body_8bitmime: envelope.body_8bitmime,
                                 smtputf8: envelope.smtputf8,
-                                data: &bytes,
+                                data: &copy,
                             })
                             .await
                     }

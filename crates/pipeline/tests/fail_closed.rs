@@ -218,6 +218,7 @@ async fn a_hanging_upstream_is_answered_within_the_message_timeout() {
         PipelineOptions {
             lookup_timeout: Duration::from_secs(1),
             message_timeout: Duration::from_secs(1),
+            ..Default::default()
         },
     )
     .await;

@@ -44,6 +44,8 @@ pub struct SmtpSettings {
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
     pub bare_lf: BareLfSetting,
+    /// Messages already carrying more Received: fields are refused (554 5.4.6).
+    pub max_hops: usize,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub auth_users: Vec<AuthUserSetting>,
@@ -62,6 +64,7 @@ impl Default for SmtpSettings {
             command_timeout_secs: 300,
             data_timeout_secs: 300,
             bare_lf: BareLfSetting::Normalize,
+            max_hops: 50,
             tls_cert_file: None,
             tls_key_file: None,
             auth_users: Vec::new(),
@@ -267,6 +270,9 @@ impl Settings {
         let s = &self.smtp;
         if s.max_message_size < 1024 {
             return Err("smtp.max_message_size: must be at least 1024 bytes".into());
+        }
+        if s.max_hops == 0 {
+            return Err("smtp.max_hops: must be at least 1".into());
         }
         if s.max_recipients == 0 || s.max_connections == 0 {
             return Err("smtp.max_recipients / smtp.max_connections: must be at least 1".into());

@@ -37,6 +37,8 @@ pub async fn run(settings: Settings) -> Result<()> {
         PipelineOptions {
             lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
             message_timeout: Duration::from_secs(settings.relay.message_timeout_secs),
+            hostname: settings.smtp.hostname.clone(),
+            max_hops: settings.smtp.max_hops,
         },
     ));
     let server_config = Arc::new(wiring::server_config(&settings)?);

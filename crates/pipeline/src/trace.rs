@@ -1,0 +1,126 @@
+//! Trace information (RFC 5321 §4.4): the `Received:` field sealgate puts at
+//! the top of every copy it relays, and the hop count that stops mail loops
+//! (a message that already carries more `Received:` fields than
+//! `smtp.max_hops` is refused with 554 5.4.6, as Postfix's hopcount_limit does).
+
+use crate::RecipientDecision;
+use sealgate_crypto::mime::Message;
+use sealgate_smtp_server::Envelope;
+use std::time::SystemTime;
+
+/// How many `Received:` fields the message's header carries.
+pub fn hops(message: &Message<'_>) -> usize {
+    message
+        .headers()
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Received"))
+        .count()
+}
+
+/// The `Received:` field for one copy, CRLF-terminated and folded:
+/// `from <helo> ([ip]) by <hostname> (sealgate) with <protocol> id <queue id>
+/// [for <rcpt>]; <date>`. The protocol follows RFC 3848 (ESMTP, ESMTPS,
+/// ESMTPA, ESMTPSA; UTF8SMTP[S][A] for SMTPUTF8).
+pub fn received(
+    envelope: &Envelope<RecipientDecision>,
+    hostname: &str,
+    queue_id: &str,
+    single_recipient: Option<&str>,
+    now: SystemTime,
+) -> Vec<u8> {
+    let c = &envelope.client;
+    let mut protocol = String::from(if envelope.smtputf8 {
+        "UTF8SMTP"
+    } else {
+        "ESMTP"
+    });
+    if c.tls {
+        protocol.push('S');
+    }
+    if c.authenticated_as.is_some() {
+        protocol.push('A');
+    }
+    let helo = clean(&c.helo);
+    let mut field = format!(
+        "Received: from {} ([{}])\r\n\tby {} (sealgate) with {protocol} id {queue_id}",
+        if helo.is_empty() { "unknown" } else { &helo },
+        c.peer.ip(),
+        clean(hostname),
+    );
+    if let Some(r) = single_recipient {
+        field.push_str(&format!("\r\n\tfor <{}>", clean(r)));
+    }
+    field.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(now)));
+    field.into_bytes()
+}
+
+/// Keeps a value on one header line: no control characters, no `;` (it would
+/// end the tokens part), at most 200 characters.
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && *c != ';')
+        .take(200)
+        .collect()
+}
+
+/// `Sun, 22 Nov 2026 05:41:06 +0000` (RFC 5322 §3.3), in UTC.
+pub fn rfc5322_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0000",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian calendar
+/// (Howard Hinnant's civil_from_days algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        let at = |s: u64| rfc5322_date(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(at(1_795_326_066), "Sun, 22 Nov 2026 05:41:06 +0000");
+        assert_eq!(at(4102444799), "Thu, 31 Dec 2099 23:59:59 +0000");
+        // 2100 is not a leap year.
+        assert_eq!(at(4107542400), "Mon, 01 Mar 2100 00:00:00 +0000");
+    }
+
+    #[test]
+    fn hop_count_and_cleaning() {
+        let raw = b"Received: a\r\nreceived: b\r\n\tfolded\r\nSubject: x\r\n\r\nReceived: not a header\r\n";
+        assert_eq!(hops(&Message::parse(raw)), 2);
+        assert_eq!(clean("evil\r\nInjected: yes; x"), "evilInjected: yes x");
+    }
+}
