@@ -45,6 +45,10 @@ struct Transaction<T> {
     body_8bitmime: bool,
     smtputf8: bool,
     recipients: Vec<Recipient<T>>,
+    /// RCPT commands handed to the handler, accepted or refused: bounded by
+    /// max_recipients too, so refused recipients cannot make one transaction
+    /// run unlimited key lookups.
+    attempts: usize,
 }
 
 /// What the session loop does after a command.
@@ -343,6 +347,7 @@ impl<H: Handler> Session<H> {
             body_8bitmime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
             recipients: Vec::new(),
+            attempts: 0,
         });
         self.ok(reply(250, (2, 1, 0), "Ok"))
     }
@@ -361,7 +366,7 @@ impl<H: Handler> Session<H> {
         if !address.is_ascii() && !tx.smtputf8 {
             return Ok(self.refuse(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8")));
         }
-        if tx.recipients.len() >= self.config.max_recipients {
+        if tx.attempts >= self.config.max_recipients {
             return Ok(self.refuse(reply(452, (4, 5, 3), "Too many recipients")));
         }
         if self.client.authenticated_as.is_none()
@@ -372,6 +377,9 @@ impl<H: Handler> Session<H> {
             return Ok(self.error(reply(554, (5, 7, 1), text)));
         }
         let sender = tx.sender.clone();
+        if let Phase::Mail(tx) = &mut self.phase {
+            tx.attempts += 1;
+        }
         self.flush().await?;
         match self
             .handler

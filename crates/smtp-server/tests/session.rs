@@ -240,7 +240,9 @@ async fn actual_size_over_limit() {
 
 #[tokio::test]
 async fn too_many_recipients() {
-    let server = Server::start(|c| c.max_recipients = 2).await;
+    // Refused recipients count too: a client cannot make one transaction run
+    // unlimited handler (key) lookups by sending refused addresses.
+    let server = Server::start(|c| c.max_recipients = 3).await;
     let mut c = greeted(&server).await;
     c.expect("MAIL FROM:<a@example.com>", "250").await;
     c.expect("RCPT TO:<r1@example.org>", "250").await;
@@ -248,6 +250,7 @@ async fn too_many_recipients() {
     c.expect("RCPT TO:<r2@example.org>", "250").await;
     c.expect("RCPT TO:<r3@example.org>", "452 4.5.3 Too many recipients")
         .await;
+    c.expect("RCPT TO:<refused@example.org>", "452 4.5.3").await;
     c.expect("DATA", "354").await;
     c.send("hi\r\n.\r\n").await;
     c.expect_reply("250").await;
@@ -255,10 +258,18 @@ async fn too_many_recipients() {
         server.handler.messages()[0].recipients,
         ["r1@example.org", "r2@example.org"]
     );
+    assert_eq!(
+        server.handler.rcpt_calls().len(),
+        3,
+        "no handler call past the limit"
+    );
     assert!(!server
         .handler
         .rcpt_calls()
         .contains(&"r3@example.org".into()));
+    // The next transaction starts counting afresh.
+    c.expect("MAIL FROM:<a@example.com>", "250").await;
+    c.expect("RCPT TO:<r4@example.org>", "250").await;
 }
 
 #[tokio::test]
