@@ -43,6 +43,7 @@ pub struct SmtpSettings {
     pub max_connections: usize,
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
+    pub data_deadline_secs: u64,
     pub bare_lf: BareLfSetting,
     /// Messages already carrying more Received: fields are refused (554 5.4.6).
     pub max_hops: usize,
@@ -63,6 +64,7 @@ impl Default for SmtpSettings {
             max_connections: 100,
             command_timeout_secs: 300,
             data_timeout_secs: 300,
+            data_deadline_secs: 1800,
             bare_lf: BareLfSetting::Normalize,
             max_hops: 50,
             tls_cert_file: None,

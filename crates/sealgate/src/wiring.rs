@@ -48,6 +48,7 @@ pub fn server_config(settings: &Settings) -> Result<ServerConfig> {
     c.max_connections = s.max_connections;
     c.command_timeout = Duration::from_secs(s.command_timeout_secs);
     c.data_timeout = Duration::from_secs(s.data_timeout_secs);
+    c.data_deadline = Duration::from_secs(s.data_deadline_secs);
     c.bare_lf = match s.bare_lf {
         BareLfSetting::Normalize => BareLf::Normalize,
         BareLfSetting::Reject => BareLf::Reject,

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub command_timeout: Duration,
     /// Longest wait for each read during DATA.
     pub data_timeout: Duration,
+    /// Longest time the whole DATA phase may take, however steadily bytes
+    /// trickle in (a slow-drip client cannot hold a session slot forever).
+    pub data_deadline: Duration,
     /// Treatment of bare LF line endings in DATA.
     pub bare_lf: BareLf,
     /// STARTTLS is offered only when this is set.
@@ -85,6 +88,7 @@ impl ServerConfig {
             max_connections: 100,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(300),
+            data_deadline: Duration::from_secs(1800),
             bare_lf: BareLf::Normalize,
             tls: None,
             auth_users: Vec::new(),
@@ -110,6 +114,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_connections", &self.max_connections)
             .field("command_timeout", &self.command_timeout)
             .field("data_timeout", &self.data_timeout)
+            .field("data_deadline", &self.data_deadline)
             .field("bare_lf", &self.bare_lf)
             .field("tls", &self.tls.is_some())
             .field("auth_users", &self.auth_users)

@@ -417,6 +417,7 @@ impl<H: Handler> Session<H> {
             config.max_line_length,
             config.bare_lf,
         );
+        let deadline = tokio::time::Instant::now() + config.data_deadline;
         loop {
             if self.conn.has_buffered() {
                 let (used, done) = reader.feed(self.conn.buffered());
@@ -425,7 +426,8 @@ impl<H: Handler> Session<H> {
                     break;
                 }
             }
-            match timeout(self.config.data_timeout, self.conn.fill()).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match timeout(self.config.data_timeout.min(left), self.conn.fill()).await {
                 Err(_) => return Ok(self.timed_out()),
                 Ok(Ok(0)) => {
                     info!(peer = %self.client.peer, "connection lost during DATA");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::{Client, Server, REFUSED};
 use sealgate_smtp_server::BareLf;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 async fn greeted(server: &Server) -> Client<TcpStream> {
@@ -408,6 +409,32 @@ async fn stalled_data_times_out() {
     c.send("partial message\r\n").await;
     c.expect_reply("421 4.4.2").await;
     assert!(c.closed().await);
+    assert!(server.handler.messages().is_empty());
+}
+
+#[tokio::test]
+async fn slow_drip_data_hits_the_deadline() {
+    // Each read comes well within data_timeout, but the whole DATA phase may
+    // not outlast data_deadline.
+    let server = Server::start(|c| {
+        c.data_timeout = Duration::from_secs(2);
+        c.data_deadline = Duration::from_secs(2);
+    })
+    .await;
+    let mut c = greeted(&server).await;
+    c.expect("MAIL FROM:<a@example.com>", "250").await;
+    c.expect("RCPT TO:<x@example.org>", "250").await;
+    c.expect("DATA", "354").await;
+    let started = std::time::Instant::now();
+    for _ in 0..12 {
+        // The server closes after the deadline; later writes may fail.
+        if c.stream.write_all(b"drip\r\n").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    c.expect_reply("421 4.4.2").await;
+    assert!(started.elapsed() < Duration::from_secs(8));
     assert!(server.handler.messages().is_empty());
 }
 
