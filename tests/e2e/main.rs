@@ -6,6 +6,7 @@
 mod bad_input;
 mod flow;
 mod gateway;
+mod privacy;
 mod relay_failures;
 mod reload;
 mod sources;

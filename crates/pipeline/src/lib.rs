@@ -7,6 +7,7 @@
 //! original bytes), hands each to the relay, folds the upstream's answers into
 //! the one reply the client gets ([`outcome`]), and writes the audit row.
 
+mod bcc;
 pub mod build;
 pub mod group;
 pub mod outcome;
@@ -125,12 +126,13 @@ impl Handler for Pipeline {
             return reply;
         }
         let now = std::time::SystemTime::now();
+        let outgoing = bcc::strip(&data, &parsed);
         let groups = group::plan(&envelope, &data, &parsed);
         let mut results = Vec::with_capacity(groups.len());
         let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         for g in &groups {
             let attempt = async {
-                match build::build(g, &data).await {
+                match build::build(g, &outgoing).await {
                     Ok(bytes) => {
                         let recipients: Vec<String> = g
                             .members
