@@ -4,7 +4,7 @@
 //! timeout is a temporary failure.
 
 use sealgate_relay::{Delivery, Outbound, Relay, RelayConfig, SmtpRelay, TlsMode};
-use sealgate_testkit::pki::{CertOptions, TestCa};
+use sealgate_testkit::pki::{server_cert, ServerCert, TestCa};
 use sealgate_testkit::ports::free_port;
 use sealgate_testkit::sink::{Sink, SinkOptions};
 use std::time::Duration;
@@ -16,6 +16,13 @@ fn config(port: u16) -> RelayConfig {
         timeout_secs: 5,
         ..Default::default()
     }
+}
+
+/// A test CA and a server certificate for `localhost`, for a STARTTLS sink.
+fn localhost_cert() -> (TestCa, ServerCert) {
+    let ca = TestCa::new("relay test CA");
+    let cert = server_cert(&ca, &["localhost"]);
+    (ca, cert)
 }
 
 fn out<'a>(recipients: &'a [String], data: &'a [u8]) -> Outbound<'a> {
@@ -130,16 +137,9 @@ async fn failure_at_data_applies_to_accepted_recipients_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn starttls_is_required_and_verified() {
-    let ca = TestCa::new("relay test CA");
-    let cert = ca.issue(CertOptions {
-        email: None,
-        common_name: Some("localhost".into()),
-        key_usage: Some("digitalSignature,keyEncipherment".into()),
-        ext_key_usage: Some("serverAuth".into()),
-        ..Default::default()
-    });
+    let (ca, cert) = localhost_cert();
     let sink = Sink::start_with(SinkOptions {
-        starttls: Some((cert.cert_pem_path.clone(), cert.key_path.clone())),
+        starttls: Some(cert.pair()),
         ..Default::default()
     });
     let rcpts = vec!["a@example.org".to_string()];
@@ -227,16 +227,9 @@ fn bad_relay_config_names_the_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_over_starttls() {
-    let ca = TestCa::new("relay auth CA");
-    let cert = ca.issue(CertOptions {
-        email: None,
-        common_name: Some("localhost".into()),
-        key_usage: Some("digitalSignature,keyEncipherment".into()),
-        ext_key_usage: Some("serverAuth".into()),
-        ..Default::default()
-    });
+    let (ca, cert) = localhost_cert();
     let sink = Sink::start_with(SinkOptions {
-        starttls: Some((cert.cert_pem_path.clone(), cert.key_path.clone())),
+        starttls: Some(cert.pair()),
         auth: Some(("gw".into(), "s3cret".into())),
         ..Default::default()
     });

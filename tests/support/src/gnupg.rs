@@ -155,10 +155,16 @@ impl GnupgHome {
     /// Ok only if gpg exits 0 and reports `[GNUPG:] DECRYPTION_OKAY` on its
     /// status fd; Err carries gpg's status and error output.
     pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, String> {
-        let input = self.temp_file("in", armored_block(data).unwrap_or(data));
+        self.decrypt_with(self.gpg(), "gpg", armored_block(data).unwrap_or(data))
+    }
+
+    /// Runs `tool --status-fd 2 --output F --decrypt INPUT` (gpg or gpgsm:
+    /// same options, same status lines) and returns F's bytes, or Err unless
+    /// the tool exits 0 and reports `[GNUPG:] DECRYPTION_OKAY`.
+    fn decrypt_with(&self, mut cmd: Command, tool: &str, data: &[u8]) -> Result<Vec<u8>, String> {
+        let input = self.temp_file("in", data);
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let out_path = dir.path().join("plain");
-        let mut cmd = self.gpg();
         cmd.args(["--status-fd", "2", "--output"])
             .arg(&out_path)
             .arg("--decrypt")
@@ -170,9 +176,12 @@ impl GnupgHome {
                 .lines()
                 .any(|l| l.starts_with("[GNUPG:] DECRYPTION_OKAY"))
         {
-            return Err(format!("gpg --decrypt failed ({}):\n{stderr}", out.status));
+            return Err(format!(
+                "{tool} --decrypt failed ({}):\n{stderr}",
+                out.status
+            ));
         }
-        std::fs::read(&out_path).map_err(|e| format!("read gpg output: {e}"))
+        std::fs::read(&out_path).map_err(|e| format!("read {tool} output: {e}"))
     }
 
     /// The key ids (16 uppercase hex digits, in packet order) the OpenPGP
@@ -244,27 +253,7 @@ impl GnupgHome {
     /// gpgsm exits 0 and reports `[GNUPG:] DECRYPTION_OKAY`. (gpgsm 2.2
     /// cannot read AES-GCM AuthEnvelopedData.)
     pub fn gpgsm_decrypt(&self, der: &[u8]) -> Result<Vec<u8>, String> {
-        let input = self.temp_file("in", der);
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let out_path = dir.path().join("plain");
-        let mut cmd = self.gpgsm();
-        cmd.args(["--status-fd", "2", "--output"])
-            .arg(&out_path)
-            .arg("--decrypt")
-            .arg(input.path());
-        let out = run_with_timeout(cmd, GPG_TIMEOUT)?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success()
-            || !stderr
-                .lines()
-                .any(|l| l.starts_with("[GNUPG:] DECRYPTION_OKAY"))
-        {
-            return Err(format!(
-                "gpgsm --decrypt failed ({}):\n{stderr}",
-                out.status
-            ));
-        }
-        std::fs::read(&out_path).map_err(|e| format!("read gpgsm output: {e}"))
+        self.decrypt_with(self.gpgsm(), "gpgsm", der)
     }
 
     fn temp_file(&self, prefix: &str, data: &[u8]) -> tempfile::NamedTempFile {

@@ -604,6 +604,87 @@ fn ca_config(dir: &Path) -> String {
     )
 }
 
+/// A TLS server certificate with its key, in a temporary directory.
+pub struct ServerCert {
+    _dir: tempfile::TempDir,
+    /// Certificate, PEM.
+    pub cert_path: PathBuf,
+    /// Unencrypted private key, PEM.
+    pub key_path: PathBuf,
+}
+
+impl ServerCert {
+    /// `(cert, key)`, e.g. for `keyserver::KeyServerOptions::tls`.
+    pub fn pair(&self) -> (PathBuf, PathBuf) {
+        (self.cert_path.clone(), self.key_path.clone())
+    }
+}
+
+/// Issues a server certificate signed by `ca` (serverAuth, valid 30 days)
+/// whose subjectAltName lists `names`: IP addresses as `IP:`, anything else
+/// as `DNS:`.
+///
+/// # Panics
+/// If openssl fails or `names` is empty.
+pub fn server_cert(ca: &TestCa, names: &[&str]) -> ServerCert {
+    assert!(!names.is_empty(), "server_cert: no names");
+    let dir = tempfile::Builder::new()
+        .prefix("sg-https-")
+        .tempdir()
+        .expect("tempdir");
+    let d = dir.path();
+    let key_path = d.join("server.key");
+    let csr = d.join("server.csr");
+    let cert_path = d.join("server.crt");
+    let ext = d.join("server.ext");
+    let san: Vec<String> = names
+        .iter()
+        .map(|n| {
+            if n.parse::<std::net::IpAddr>().is_ok() {
+                format!("IP:{n}")
+            } else {
+                format!("DNS:{n}")
+            }
+        })
+        .collect();
+    std::fs::write(
+        &ext,
+        format!(
+            "basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage = serverAuth\nsubjectAltName = {}\n",
+            san.join(",")
+        ),
+    )
+    .expect("write ext");
+    let mut cmd = Command::new("openssl");
+    cmd.args(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+        .arg(&key_path)
+        .args(["-subj", &format!("/CN={}", names[0]), "-out"])
+        .arg(&csr);
+    run_ok(cmd, OPENSSL_TIMEOUT).unwrap_or_else(|e| panic!("openssl req: {e}"));
+    let mut cmd = Command::new("openssl");
+    cmd.args(["x509", "-req", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca.cert_pem_path)
+        .arg("-CAkey")
+        .arg(&ca.key_path)
+        .args([
+            "-set_serial",
+            &(crate::ports::random_u64() >> 2).to_string(),
+        ])
+        .args(["-days", "30", "-extfile"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(&cert_path);
+    run_ok(cmd, OPENSSL_TIMEOUT).unwrap_or_else(|e| panic!("openssl x509 -req: {e}"));
+    ServerCert {
+        _dir: dir,
+        cert_path,
+        key_path,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

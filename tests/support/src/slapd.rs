@@ -266,14 +266,7 @@ impl Slapd {
     }
 }
 
-/// A TLS server certificate for `127.0.0.1` / `localhost`, with its key.
-pub struct ServerCert {
-    _dir: tempfile::TempDir,
-    /// Certificate, PEM.
-    pub cert_path: PathBuf,
-    /// Unencrypted private key, PEM.
-    pub key_path: PathBuf,
-}
+pub use crate::pki::ServerCert;
 
 /// Issues a server certificate (SAN IP:127.0.0.1, DNS:localhost, serverAuth)
 /// signed by `ca`, valid for 30 days.
@@ -281,46 +274,5 @@ pub struct ServerCert {
 /// # Panics
 /// If openssl fails.
 pub fn server_cert(ca: &TestCa) -> ServerCert {
-    let dir = tempfile::Builder::new()
-        .prefix("sg-tls-")
-        .tempdir()
-        .expect("tempdir");
-    let d = dir.path();
-    let key_path = d.join("server.key");
-    let csr = d.join("server.csr");
-    let cert_path = d.join("server.crt");
-    let ext = d.join("server.ext");
-    std::fs::write(
-        &ext,
-        "basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("write ext");
-    let mut cmd = Command::new("openssl");
-    cmd.args(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout"])
-        .arg(&key_path)
-        .args(["-subj", "/CN=127.0.0.1", "-out"])
-        .arg(&csr);
-    run_ok(cmd, TOOL_TIMEOUT).unwrap_or_else(|e| panic!("openssl req: {e}"));
-    let mut cmd = Command::new("openssl");
-    cmd.args(["x509", "-req", "-in"])
-        .arg(&csr)
-        .arg("-CA")
-        .arg(&ca.cert_pem_path)
-        .arg("-CAkey")
-        .arg(&ca.key_path)
-        .args([
-            "-set_serial",
-            &(crate::ports::random_u64() >> 2).to_string(),
-        ])
-        .args(["-days", "30", "-extfile"])
-        .arg(&ext)
-        .arg("-out")
-        .arg(&cert_path);
-    run_ok(cmd, TOOL_TIMEOUT).unwrap_or_else(|e| panic!("openssl x509 -req: {e}"));
-    ServerCert {
-        _dir: dir,
-        cert_path,
-        key_path,
-    }
+    crate::pki::server_cert(ca, &["127.0.0.1", "localhost"])
 }
