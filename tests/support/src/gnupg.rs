@@ -43,10 +43,17 @@ impl GnupgHome {
     /// A `gpg --homedir H --batch` command with the loopback pinentry and an
     /// empty passphrase.
     pub fn gpg(&self) -> Command {
-        let mut cmd = Command::new("gpg");
+        let mut cmd = self.tool("gpg");
+        cmd.arg("--no-tty");
+        cmd
+    }
+
+    /// `program --homedir H --batch --yes` with the loopback pinentry and an
+    /// empty passphrase: what gpg and gpgsm share.
+    fn tool(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         cmd.arg("--homedir").arg(self.path()).args([
             "--batch",
-            "--no-tty",
             "--yes",
             "--pinentry-mode",
             "loopback",
@@ -224,16 +231,7 @@ impl GnupgHome {
     /// A `gpgsm --homedir H --batch` command with the loopback pinentry and
     /// an empty passphrase (the S/MIME side of GnuPG, same home).
     pub fn gpgsm(&self) -> Command {
-        let mut cmd = Command::new("gpgsm");
-        cmd.arg("--homedir").arg(self.path()).args([
-            "--batch",
-            "--yes",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ]);
-        cmd
+        self.tool("gpgsm")
     }
 
     /// Imports a PKCS#12 file with an empty password into gpgsm. gpgsm 2.2

@@ -374,20 +374,12 @@ pub fn cms_decrypt(message: &[u8], cert: &IssuedCert) -> Result<Vec<u8>, String>
     std::fs::read(&output).map_err(|e| format!("read openssl output: {e}"))
 }
 
-/// The recipients an S/MIME message (whole mail or DER CMS) is encrypted
-/// to, one entry per RecipientInfo (per recipient encrypted key for key
-/// agreement), in order, from `openssl cms -cmsout -print`: issuer and
-/// serial as `issuer=CN=Test CA;serial=1000` (see
-/// [`IssuedCert::recipient_id`]), or `skid=<hex>` for a subject key
-/// identifier.
-///
-/// # Panics
-/// If openssl cannot parse the message.
-pub fn cms_recipients(message: &[u8]) -> Vec<String> {
+/// `openssl cms -cmsout -print` of a whole message or a DER structure.
+fn cms_print(message: &[u8]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in");
     std::fs::write(&input, message).expect("write message");
-    let printed = openssl(|c| {
+    openssl(|c| {
         c.args([
             "cms",
             "-cmsout",
@@ -398,7 +390,20 @@ pub fn cms_recipients(message: &[u8]) -> Vec<String> {
             "-in",
         ])
         .arg(&input);
-    });
+    })
+}
+
+/// The recipients an S/MIME message (whole mail or DER CMS) is encrypted
+/// to, one entry per RecipientInfo (per recipient encrypted key for key
+/// agreement), in order, from `openssl cms -cmsout -print`: issuer and
+/// serial as `issuer=CN=Test CA;serial=1000` (see
+/// [`IssuedCert::recipient_id`]), or `skid=<hex>` for a subject key
+/// identifier.
+///
+/// # Panics
+/// If openssl cannot parse the message.
+pub fn cms_recipients(message: &[u8]) -> Vec<String> {
+    let printed = cms_print(message);
     let mut out = Vec::new();
     let mut lines = printed.lines().map(str::trim);
     while let Some(line) = lines.next() {
@@ -447,21 +452,7 @@ pub fn cms_recipients(message: &[u8]) -> Vec<String> {
 /// # Panics
 /// If openssl cannot parse the message.
 pub fn cms_content_type(message: &[u8]) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in");
-    std::fs::write(&input, message).expect("write message");
-    let printed = openssl(|c| {
-        c.args([
-            "cms",
-            "-cmsout",
-            "-print",
-            "-noout",
-            "-inform",
-            input_form(message),
-            "-in",
-        ])
-        .arg(&input);
-    });
+    let printed = cms_print(message);
     printed
         .lines()
         .find_map(|l| l.trim().strip_prefix("contentType:"))
