@@ -11,7 +11,8 @@
 //! new `MIME-Version`/`Content-*` headers describe the encrypted wrapper.
 //!
 //! - [`mime`] splits a raw message into headers and body without copying and
-//!   tells whether it is already encrypted (such mail passes unchanged).
+//!   tells whether it is already encrypted, which [`inspect`] decides from
+//!   the OpenPGP packets or the CMS content type, never from labels.
 //! - [`pgp`] selects a certificate's usable encryption subkeys and writes
 //!   PGP/MIME (RFC 3156) with sequoia-openpgp.
 //! - [`smime`] writes S/MIME enveloped-data / authEnveloped-data (RFC 8551)
@@ -23,6 +24,7 @@
 mod boundary;
 mod compose;
 mod error;
+pub mod inspect;
 pub mod mime;
 pub mod pgp;
 pub mod smime;

@@ -1,56 +1,106 @@
-//! Recognising mail that is already encrypted.
+//! Recognising mail that is already encrypted, from its content.
 //!
-//! Such mail passes the gateway unchanged (design invariant 6): encrypting it
-//! again would only make it unreadable. The rules cover PGP/MIME, S/MIME
-//! enveloped and authEnveloped data (also the old `x-pkcs7-mime` type and
-//! `.p7m` attachments without `smime-type`), and inline PGP. Signed-only mail
-//! is not encrypted.
+//! The label says where to look; the content decides ([`crate::inspect`]):
+//! - `multipart/encrypted; protocol="application/pgp-encrypted"` (RFC 3156):
+//!   exactly two parts, `application/pgp-encrypted` then
+//!   `application/octet-stream`, whose body is one armored OpenPGP message
+//!   made of session-key packets and an encrypted container;
+//! - `application/pkcs7-mime` / `application/x-pkcs7-mime` (any `smime-type`
+//!   or name): the decoded body is one CMS ContentInfo of type enveloped-data
+//!   or authEnveloped-data;
+//! - `text/plain` (or no Content-Type): the body is one armored encrypted
+//!   OpenPGP message and nothing else but white space (inline PGP).
+//!
+//! Anything else, signed-only mail included, is plaintext. The preamble and
+//! epilogue of a PGP/MIME message may hold at most [`MAX_PREAMBLE`] bytes
+//! each (clients put a line such as "This is an OpenPGP/MIME encrypted
+//! message" there); more would be readable text outside the encryption.
 
-use super::content_type::parse_value;
-use super::{header_value_unfolded, Message};
+use super::{header_value_unfolded, multipart, Message};
+use crate::inspect::{cms, openpgp, Encryption};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use std::borrow::Cow;
+
+/// Longest preamble or epilogue of a PGP/MIME message that still counts as
+/// encrypted.
+pub const MAX_PREAMBLE: usize = 1024;
 
 impl Message<'_> {
-    /// True if the message is already encrypted:
-    /// - `multipart/encrypted` (PGP/MIME, RFC 3156/1847);
-    /// - `application/pkcs7-mime` or `application/x-pkcs7-mime` with
-    ///   `smime-type=enveloped-data` or `authEnveloped-data`, or without
-    ///   `smime-type` and a `name` (or Content-Disposition `filename`)
-    ///   ending in `.p7m`;
-    /// - inline PGP: `text/plain` (or no Content-Type) whose body's first
-    ///   non-blank line starts with `-----BEGIN PGP MESSAGE-----`.
-    pub fn is_encrypted(&self) -> bool {
+    /// What the content says about encryption; see the module documentation.
+    pub fn encryption(&self) -> Encryption {
         let ct = self.content_type();
-        match ct.mime_type.as_str() {
-            "multipart/encrypted" => true,
-            "application/pkcs7-mime" | "application/x-pkcs7-mime" => match ct.param("smime-type") {
-                Some(t) => {
-                    t.eq_ignore_ascii_case("enveloped-data")
-                        || t.eq_ignore_ascii_case("authenveloped-data")
+        let found = match ct.mime_type.as_str() {
+            "multipart/encrypted" => {
+                let pgp = ct
+                    .param("protocol")
+                    .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-encrypted"));
+                match (pgp, ct.param("boundary")) {
+                    (true, Some(b)) => pgp_mime(self.body(), b),
+                    _ => None,
                 }
-                None => {
-                    let filename = self.header("Content-Disposition").and_then(|h| {
-                        let (_, params) = parse_value(&header_value_unfolded(h));
-                        params
-                            .into_iter()
-                            .find(|(n, _)| n == "filename")
-                            .map(|(_, v)| v)
-                    });
-                    [ct.param("name").map(str::to_string), filename]
-                        .into_iter()
-                        .flatten()
-                        .any(|n| n.to_ascii_lowercase().trim_end().ends_with(".p7m"))
-                }
-            },
-            "text/plain" => starts_with_pgp_message(self.body()),
-            _ => false,
-        }
+            }
+            "application/pkcs7-mime" | "application/x-pkcs7-mime" => transfer_decoded(self)
+                .and_then(|der| cms::recipients(&der))
+                .map(|recipients| Encryption::Cms { recipients }),
+            "text/plain" => transfer_decoded(self)
+                .and_then(|text| openpgp::armored_recipients(&text))
+                .map(|recipients| Encryption::OpenPgp { recipients }),
+            _ => None,
+        };
+        found.unwrap_or(Encryption::None)
+    }
+
+    /// True if [`Message::encryption`] finds encrypted content.
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption().is_encrypted()
     }
 }
 
-/// Whether the first line of `body` that is not blank starts with the
-/// OpenPGP armor header line of an encrypted message.
-fn starts_with_pgp_message(body: &[u8]) -> bool {
-    body.split(|&b| b == b'\n')
-        .find(|line| !line.iter().all(|&b| b == b' ' || b == b'\t' || b == b'\r'))
-        .is_some_and(|line| line.starts_with(b"-----BEGIN PGP MESSAGE-----"))
+fn pgp_mime(body: &[u8], boundary: &str) -> Option<Encryption> {
+    let m = multipart::split(body, boundary);
+    if !m.closed
+        || m.parts.len() != 2
+        || m.preamble.len() > MAX_PREAMBLE
+        || m.epilogue.len() > MAX_PREAMBLE
+    {
+        return None;
+    }
+    let control = Message::parse(m.parts[0]);
+    let payload = Message::parse(m.parts[1]);
+    if control.content_type().mime_type != "application/pgp-encrypted"
+        || payload.content_type().mime_type != "application/octet-stream"
+    {
+        return None;
+    }
+    let text = transfer_decoded(&payload)?;
+    openpgp::armored_recipients(&text).map(|recipients| Encryption::OpenPgp { recipients })
+}
+
+/// The body with its Content-Transfer-Encoding undone: identity for 7bit,
+/// 8bit, binary (or none), base64 decoded; `None` for anything else
+/// (quoted-printable would have to be decoded, and encrypted payloads are
+/// never sent that way) or for invalid base64.
+fn transfer_decoded<'a>(m: &Message<'a>) -> Option<Cow<'a, [u8]>> {
+    let cte = m
+        .header("Content-Transfer-Encoding")
+        .map(|h| header_value_unfolded(h).to_ascii_lowercase());
+    match cte.as_deref() {
+        None | Some("7bit") | Some("8bit") | Some("binary") => Some(Cow::Borrowed(m.body())),
+        Some("base64") => {
+            let clean: Vec<u8> = m
+                .body()
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            const LENIENT: GeneralPurpose = GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+            );
+            LENIENT.decode(clean).ok().map(Cow::Owned)
+        }
+        _ => None,
+    }
 }
