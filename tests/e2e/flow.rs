@@ -252,6 +252,8 @@ fn full_run(store_url: Option<String>) -> World {
             "--armor",
             "--trust-model",
             "always",
+            "--output",
+            "-",
             "--encrypt",
             "-r",
             "alice@example.org",
@@ -267,6 +269,7 @@ fn full_run(store_url: Option<String>) -> World {
         )
         .unwrap();
         assert!(out.status.success());
+        assert!(out.stdout.starts_with(b"-----BEGIN PGP MESSAGE-----"));
         out.stdout
     };
     let mut pgp_entity = b"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"pre-enc\"\r\n\r\n--pre-enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n--pre-enc\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
@@ -278,16 +281,22 @@ fn full_run(store_url: Option<String>) -> World {
     );
     pgp_entity.extend_from_slice(b"\r\n--pre-enc--\r\n");
     let pre_mail = Mail::new("already encrypted", "bob@example.org", None, &pgp_entity);
+    // To alice (mandatory, and it is encrypted to her key), carol
+    // (opportunistic) and bob (mandatory, S/MIME: it names none of his keys).
     w.postfix
-        .send("sender@apps.test", &["bob@example.org"], &pre_mail.bytes())
+        .send(
+            "sender@apps.test",
+            &["alice@example.org", "bob@example.org", "carol@open.test"],
+            &pre_mail.bytes(),
+        )
         .unwrap();
 
     // Expected sink transactions: 1 + 1 + 1 + 1 + 1 + 5 (alice, frank, bob,
-    // carol, dave) + 1 (alice) + 1, plus Postfix's bounce for nokey@example.org
+    // carol, dave) + 1 (alice) + 2 (already encrypted: alice with carol, bob), plus Postfix's bounce for nokey@example.org
     // (it goes to sender@apps.test through sealgate, as plaintext: no key).
     let msgs = w
         .sink
-        .wait_for(13, Duration::from_secs(90))
+        .wait_for(14, Duration::from_secs(90))
         .unwrap_or_else(|e| {
             panic!(
                 "{e}\nsealgate log:\n{}\nPostfix log:\n{}",
@@ -395,12 +404,29 @@ fn full_run(store_url: Option<String>) -> World {
         .iter()
         .all(|m| !m.rcpt_to.iter().any(|r| r == "nokey@example.org")));
 
-    // 8. Already encrypted: unchanged.
+    // 8. Already encrypted: unchanged for alice (encrypted to her key) and
+    // carol (opportunistic); encrypted again for bob, whose mandatory policy
+    // needs his own key: his S/MIME copy holds the PGP/MIME entity.
+    let pass: Vec<&SinkMessage> = msgs
+        .iter()
+        .filter(|m| contains(&m.data, b"Subject: already encrypted\r\n"))
+        .filter(|m| !m.rcpt_to.iter().any(|r| r == "bob@example.org"))
+        .collect();
+    let mut served: Vec<&str> = pass
+        .iter()
+        .flat_map(|m| m.rcpt_to.iter().map(String::as_str))
+        .collect();
+    served.sort();
+    assert_eq!(served, ["alice@example.org", "carol@open.test"]);
+    for m in pass {
+        assert!(
+            m.data.ends_with(&pgp_entity),
+            "already-encrypted message was altered for {:?}",
+            m.rcpt_to
+        );
+    }
     let m = find(&msgs, "already encrypted", &["bob@example.org"]);
-    assert!(
-        m.data.ends_with(&pgp_entity),
-        "already-encrypted message was altered"
-    );
+    assert_smime(m, &w.keys.bob, &pgp_entity, "enveloped-data");
 
     // Plaintext of encrypted messages never reached the sink, except inside
     // Postfix's bounce, which returns the sender's own message to the sender.

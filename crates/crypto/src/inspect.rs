@@ -51,10 +51,10 @@ impl Encryption {
             return false;
         };
         let keys = crate::pgp::encryption_subkeys(cert, now);
-        recipients.iter().flatten().any(|r| {
-            keys.iter()
-                .any(|k| k.key().key_handle().aliases(r))
-        })
+        recipients
+            .iter()
+            .flatten()
+            .any(|r| keys.iter().any(|k| k.key().key_handle().aliases(r)))
     }
 
     /// True if a RecipientInfo names `cert`, by issuer and serial number or
@@ -64,14 +64,13 @@ impl Encryption {
             return false;
         };
         let issuer = cert.issuer_name().to_der().ok();
-        let serial = cert
-            .serial_number()
-            .to_bn()
-            .ok()
-            .map(|bn| bn.to_vec());
+        let serial = cert.serial_number().to_bn().ok().map(|bn| bn.to_vec());
         let ski = cert.subject_key_id().map(|s| s.as_slice().to_vec());
         recipients.iter().any(|r| match r {
-            CmsRecipient::IssuerSerial { issuer: i, serial: s } => {
+            CmsRecipient::IssuerSerial {
+                issuer: i,
+                serial: s,
+            } => {
                 issuer.as_deref() == Some(i.as_slice())
                     && serial.as_deref().map(strip_leading_zeros) == Some(s.as_slice())
             }

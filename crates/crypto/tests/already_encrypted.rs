@@ -38,7 +38,8 @@ fn run(mut cmd: Command, input: &[u8]) -> Vec<u8> {
 
 fn gpg(home: &GnupgHome, args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut c = home.gpg();
-    c.args(["--trust-model", "always", "--output", "-"]).args(args);
+    c.args(["--trust-model", "always", "--output", "-"])
+        .args(args);
     run(c, input)
 }
 
@@ -50,7 +51,9 @@ fn pgp_mime(armored: &[u8]) -> Vec<u8> {
 }
 
 fn inline(armored: &[u8]) -> Vec<u8> {
-    let mut m = b"From: a@example.org\r\nSubject: s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n".to_vec();
+    let mut m =
+        b"From: a@example.org\r\nSubject: s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+            .to_vec();
     m.extend_from_slice(armored);
     m
 }
@@ -94,7 +97,15 @@ fn gpg_encrypted_mail_is_recognised_with_its_recipients() {
         &["--armor", "--encrypt", "-r", "alice@example.org"],
         b"secret text\n",
     );
-    for raw in [pgp_mime(&armored), inline(&armored)] {
+    let crlf = String::from_utf8_lossy(&armored)
+        .replace('\n', "\r\n")
+        .into_bytes();
+    for raw in [
+        pgp_mime(&armored),
+        inline(&armored),
+        pgp_mime(&crlf),
+        inline(&crlf),
+    ] {
         let e = encryption(&raw);
         assert!(e.is_encrypted(), "{e:?}");
         assert!(e.names_pgp(&w.alice, now));
@@ -118,7 +129,13 @@ fn gpg_encrypted_mail_is_recognised_with_its_recipients() {
     // Hidden recipient (--throw-keyids) and password-only: encrypted, but
     // they name nobody, so a mandatory recipient gets its own copy.
     for args in [
-        &["--armor", "--throw-keyids", "--encrypt", "-r", "alice@example.org"][..],
+        &[
+            "--armor",
+            "--throw-keyids",
+            "--encrypt",
+            "-r",
+            "alice@example.org",
+        ][..],
         &["--armor", "--symmetric", "--passphrase", "pw"][..],
     ] {
         let e = encryption(&pgp_mime(&gpg(&w.home, args, b"x\n")));
@@ -130,7 +147,11 @@ fn gpg_encrypted_mail_is_recognised_with_its_recipients() {
 #[test]
 fn signed_or_doctored_openpgp_is_plaintext() {
     let w = pgp_world();
-    let signed = gpg(&w.home, &["--armor", "--sign", "-u", "alice@example.org"], b"readable\n");
+    let signed = gpg(
+        &w.home,
+        &["--armor", "--sign", "-u", "alice@example.org"],
+        b"readable\n",
+    );
     assert!(signed.starts_with(b"-----BEGIN PGP MESSAGE-----"));
     // `gpg --decrypt` reads it without any key: it is not encrypted.
     assert!(!encryption(&pgp_mime(&signed)).is_encrypted());
@@ -155,8 +176,9 @@ fn signed_or_doctored_openpgp_is_plaintext() {
     let bin_lit = gpg(&w.home, &["--store"], b"readable\n");
     let mut glued = bin_enc;
     glued.extend_from_slice(&bin_lit);
-    let mut w_ = sequoia_openpgp::armor::Writer::new(Vec::new(), sequoia_openpgp::armor::Kind::Message)
-        .unwrap();
+    let mut w_ =
+        sequoia_openpgp::armor::Writer::new(Vec::new(), sequoia_openpgp::armor::Kind::Message)
+            .unwrap();
     std::io::Write::write_all(&mut w_, &glued).unwrap();
     let glued_armored = w_.finalize().unwrap();
     assert!(!encryption(&pgp_mime(&glued_armored)).is_encrypted());
@@ -180,7 +202,9 @@ fn signed_or_doctored_openpgp_is_plaintext() {
 /// `openssl ARGS -in INPUT [RECIPIENT]`: recipient certificates go last.
 fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
     let (certs, opts): (Vec<&str>, Vec<&str>) = match args.split_last() {
-        Some((l, rest)) if l.starts_with('/') && !rest.last().is_some_and(|p| p.starts_with('-')) => {
+        Some((l, rest))
+            if l.starts_with('/') && !rest.last().is_some_and(|p| p.starts_with('-')) =>
+        {
             (vec![*l], rest.to_vec())
         }
         _ => (vec![], args.to_vec()),
@@ -190,7 +214,11 @@ fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut c = Command::new("openssl");
     c.args(opts).arg("-in").arg(f.path()).args(certs);
     let out = run_with_timeout(c, T).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -219,15 +247,67 @@ fn cms_enveloped_data_is_recognised_with_its_recipients() {
     let body = b"Content-Type: text/plain\r\n\r\nsecret\r\n";
     let cases: Vec<(Vec<String>, &IssuedCert, &str)> = vec![
         // issuer+serial, DER
-        (vec!["-encrypt".into(), "-aes256".into(), "-outform".into(), "DER".into(), path(&rsa)], &rsa, "enveloped-data"),
+        (
+            vec![
+                "-encrypt".into(),
+                "-aes256".into(),
+                "-outform".into(),
+                "DER".into(),
+                path(&rsa),
+            ],
+            &rsa,
+            "enveloped-data",
+        ),
         // subject key identifier
-        (vec!["-encrypt".into(), "-keyid".into(), "-aes256".into(), "-outform".into(), "DER".into(), path(&rsa)], &rsa, "enveloped-data"),
+        (
+            vec![
+                "-encrypt".into(),
+                "-keyid".into(),
+                "-aes256".into(),
+                "-outform".into(),
+                "DER".into(),
+                path(&rsa),
+            ],
+            &rsa,
+            "enveloped-data",
+        ),
         // BER with indefinite lengths (streaming)
-        (vec!["-encrypt".into(), "-stream".into(), "-aes256".into(), "-outform".into(), "DER".into(), path(&rsa)], &rsa, "enveloped-data"),
+        (
+            vec![
+                "-encrypt".into(),
+                "-stream".into(),
+                "-aes256".into(),
+                "-outform".into(),
+                "DER".into(),
+                path(&rsa),
+            ],
+            &rsa,
+            "enveloped-data",
+        ),
         // ECDH key agreement
-        (vec!["-encrypt".into(), "-aes256".into(), "-outform".into(), "DER".into(), path(&ec)], &ec, "enveloped-data"),
+        (
+            vec![
+                "-encrypt".into(),
+                "-aes256".into(),
+                "-outform".into(),
+                "DER".into(),
+                path(&ec),
+            ],
+            &ec,
+            "enveloped-data",
+        ),
         // AES-GCM authEnveloped-data
-        (vec!["-encrypt".into(), "-aes-256-gcm".into(), "-outform".into(), "DER".into(), path(&rsa)], &rsa, "authEnveloped-data"),
+        (
+            vec![
+                "-encrypt".into(),
+                "-aes-256-gcm".into(),
+                "-outform".into(),
+                "DER".into(),
+                path(&rsa),
+            ],
+            &rsa,
+            "authEnveloped-data",
+        ),
     ];
     for (mut args, cert, kind) in cases {
         args.insert(0, "cms".into());
@@ -247,10 +327,21 @@ fn cms_enveloped_data_is_recognised_with_its_recipients() {
     }
     // Password-only recipient: encrypted, names no certificate.
     let der = openssl(
-        &["cms", "-encrypt", "-pwri_password", "pw", "-aes256", "-outform", "DER"],
+        &[
+            "cms",
+            "-encrypt",
+            "-pwri_password",
+            "pw",
+            "-aes256",
+            "-outform",
+            "DER",
+        ],
         body,
     );
-    let e = encryption(&smime(&der, "application/pkcs7-mime; smime-type=enveloped-data"));
+    let e = encryption(&smime(
+        &der,
+        "application/pkcs7-mime; smime-type=enveloped-data",
+    ));
     assert!(e.is_encrypted() && !e.names_x509(&x(&rsa)), "{e:?}");
 }
 
@@ -263,7 +354,18 @@ fn opaque_signed_data_and_other_cms_are_plaintext() {
     let key = rsa.key_path.to_str().unwrap();
     // Opaque signed-data, named smime.p7m, labelled as enveloped-data.
     let signed = openssl(
-        &["cms", "-sign", "-nodetach", "-binary", "-outform", "DER", "-signer", cert, "-inkey", key],
+        &[
+            "cms",
+            "-sign",
+            "-nodetach",
+            "-binary",
+            "-outform",
+            "DER",
+            "-signer",
+            cert,
+            "-inkey",
+            key,
+        ],
         body,
     );
     // (-compress needs zlib, which Debian's OpenSSL lacks.)
@@ -277,7 +379,10 @@ fn opaque_signed_data_and_other_cms_are_plaintext() {
         }
     }
     // An enveloped-data with bytes glued after it is not one ContentInfo.
-    let mut der = openssl(&["cms", "-encrypt", "-aes256", "-outform", "DER", cert], body);
+    let mut der = openssl(
+        &["cms", "-encrypt", "-aes256", "-outform", "DER", cert],
+        body,
+    );
     assert!(encryption(&smime(&der, "application/pkcs7-mime")).is_encrypted());
     der.extend_from_slice(b"trailing");
     assert!(!encryption(&smime(&der, "application/pkcs7-mime")).is_encrypted());

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 pub async fn build<'a>(group: &Group, data: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
     match &group.kind {
         GroupKind::Plain | GroupKind::PassThrough => Ok(Cow::Borrowed(data)),
+        GroupKind::Refused { reason } => Err(reason.clone()),
         GroupKind::Encrypt {
             method,
             keys,

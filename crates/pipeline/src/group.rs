@@ -5,16 +5,24 @@
 //! Bcc recipient, as far as the gateway can tell) gets an encrypted copy of its
 //! own, so that no other copy lists its key and it sees nobody else's. Plaintext
 //! recipients share one copy: it is the original message, exactly what the
-//! sending MTA would have delivered. Mail that is already encrypted goes to
-//! everyone unchanged.
+//! sending MTA would have delivered.
+//!
+//! Mail whose content is already encrypted ([`Message::encryption`]: the
+//! OpenPGP packets or the CMS content type, never a label) goes unchanged to
+//! every recipient, except to a recipient whose mode is `mandatory` when the
+//! encryption names none of that recipient's keys: such a recipient gets the
+//! message encrypted again to its own keys, or is refused (554 5.7.1) when
+//! its `foreign_encryption` setting is `reject`.
 
 use crate::RecipientDecision;
+use sealgate_crypto::inspect::Encryption;
 use sealgate_crypto::mime::Message;
 use sealgate_crypto::smime::SmimeCipher;
 use sealgate_keys::{Method, RecipientKey};
-use sealgate_policy::Decision;
+use sealgate_policy::{Decision, ForeignEncryption, Mode};
 use sealgate_smtp_server::Envelope;
 use std::collections::HashSet;
+use std::time::SystemTime;
 
 /// What an output message is.
 #[derive(Debug, Clone)]
@@ -28,6 +36,8 @@ pub enum GroupKind {
         keys: Vec<RecipientKey>,
         smime_cipher: SmimeCipher,
     },
+    /// Nothing is sent: policy refuses these recipients at DATA.
+    Refused { reason: String },
 }
 
 /// One output message: its kind and the envelope recipients (indices into
@@ -46,17 +56,37 @@ pub fn plan(
     raw: &[u8],
     parsed: &Message<'_>,
 ) -> Vec<Group> {
-    let all: Vec<usize> = (0..envelope.recipients.len()).collect();
-    if parsed.is_encrypted() {
-        return vec![Group {
-            kind: GroupKind::PassThrough,
-            members: all,
-            bcc: false,
-        }];
-    }
+    let encryption = parsed.encryption();
+    let now = SystemTime::now();
     let visible = visible_addresses(raw);
     let mut groups: Vec<(Option<String>, Group)> = Vec::new();
     for (i, rcpt) in envelope.recipients.iter().enumerate() {
+        if encryption.is_encrypted() {
+            let keys: &[RecipientKey] = match &rcpt.token.decision {
+                Decision::Encrypt { keys, .. } => keys,
+                Decision::Plain { .. } => &[],
+            };
+            let own = keys.iter().any(|k| names(&encryption, k, now));
+            if rcpt.token.mode != Mode::Mandatory || keys.is_empty() || own {
+                push(
+                    &mut groups,
+                    Some("pass-through".into()),
+                    i,
+                    GroupKind::PassThrough,
+                    false,
+                );
+                continue;
+            }
+            if rcpt.token.foreign_encryption == ForeignEncryption::Reject {
+                let reason = format!(
+                    "<{}>: the message is already encrypted, but not to a key of this recipient, whose policy ({}) makes encryption mandatory",
+                    rcpt.address, rcpt.token.policy
+                );
+                push(&mut groups, None, i, GroupKind::Refused { reason }, false);
+                continue;
+            }
+            // Encrypted, but not for this recipient: encrypt it again.
+        }
         match &rcpt.token.decision {
             Decision::Plain { .. } => push(
                 &mut groups,
@@ -88,6 +118,15 @@ pub fn plan(
         }
     }
     groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Whether the message's encryption names `key` (one of its valid
+/// encryption subkeys, or the certificate's issuer and serial or SKI).
+fn names(encryption: &Encryption, key: &RecipientKey, now: SystemTime) -> bool {
+    match key {
+        RecipientKey::Pgp(cert) => encryption.names_pgp(cert, now),
+        RecipientKey::Smime(x509) => encryption.names_x509(x509),
+    }
 }
 
 /// Adds recipient `i` to the group with the same key, or opens a new group
@@ -126,6 +165,9 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
     match &group.kind {
         GroupKind::Plain => format!("plain to {to}"),
         GroupKind::PassThrough => format!("already encrypted, unchanged, to {to}"),
+        GroupKind::Refused { .. } => {
+            format!("refused (already encrypted, not to the mandatory recipient's keys): {to}")
+        }
         GroupKind::Encrypt { method, keys, .. } => format!(
             "encrypt {method} [{}]{} to {to}",
             keys.iter()

@@ -132,6 +132,9 @@ impl Handler for Pipeline {
         let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         for g in &groups {
             let attempt = async {
+                if let group::GroupKind::Refused { reason } = &g.kind {
+                    return vec![Delivery::Permanent(reason.clone()); g.members.len()];
+                }
                 match build::build(g, &outgoing).await {
                     Ok(bytes) => {
                         let recipients: Vec<String> = g

@@ -32,11 +32,19 @@ pub fn fold(
     let n = envelope.recipients.len();
     let mut per: Vec<(String, Delivery)> =
         vec![("none".into(), Delivery::Transient("not attempted".into())); n];
+    // Recipients that policy refused (nothing was sent to them).
+    let mut by_policy = vec![false; n];
     for (group, deliveries) in results {
+        if matches!(group.kind, GroupKind::Refused { .. }) {
+            for &i in &group.members {
+                by_policy[i] = true;
+            }
+        }
         let label = match group.kind {
             GroupKind::Plain => "plain",
             GroupKind::PassThrough => "pass-through",
             GroupKind::Encrypt { .. } => "encrypt",
+            GroupKind::Refused { .. } => "refused",
         };
         for (&i, d) in group.members.iter().zip(deliveries) {
             per[i] = (label.to_string(), d.clone());
@@ -71,17 +79,17 @@ pub fn fold(
         )
     } else if let Some((i, reason)) = permanent {
         let k = count(|d| matches!(d, Delivery::Permanent(_)));
-        (
-            Reply::new(
-                554,
-                (5, 0, 0),
-                one_line(&format!(
-                    "{queue_id}: upstream refused {k} of {n} recipient(s) (<{}>: {reason})",
-                    envelope.recipients[i].address
-                )),
-            ),
-            "rejected",
-        )
+        let text = if by_policy[i] {
+            // The reason names the recipient already.
+            format!("{queue_id}: {k} of {n} recipient(s) refused ({reason})")
+        } else {
+            format!(
+                "{queue_id}: upstream refused {k} of {n} recipient(s) (<{}>: {reason})",
+                envelope.recipients[i].address
+            )
+        };
+        let status = if by_policy[i] { (5, 7, 1) } else { (5, 0, 0) };
+        (Reply::new(554, status, one_line(&text)), "rejected")
     } else {
         (
             Reply::new(250, (2, 0, 0), format!("Ok: queued as {queue_id}")),

@@ -3,7 +3,7 @@
 //! recipient was accepted with.
 
 use sealgate_keys::{Method, Resolution, Resolver};
-use sealgate_policy::{Decision, Policy, Refusal};
+use sealgate_policy::{Decision, ForeignEncryption, Mode, Policy, Refusal};
 use sealgate_smtp_server::Reply;
 use std::time::Duration;
 
@@ -13,6 +13,11 @@ pub struct RecipientDecision {
     pub decision: Decision,
     /// The policy entry that applied (`global` or a domain key).
     pub policy: String,
+    /// The recipient's mode: a mandatory recipient gets already-encrypted
+    /// mail unchanged only if it names one of the recipient's keys.
+    pub mode: Mode,
+    /// What to do when it does not.
+    pub foreign_encryption: ForeignEncryption,
 }
 
 impl RecipientDecision {
@@ -50,7 +55,7 @@ pub async fn decide(
     address: &str,
 ) -> Result<RecipientDecision, Reply> {
     let settings = policy.settings_for(address);
-    let resolution = if settings.mode == sealgate_policy::Mode::Off {
+    let resolution = if settings.mode == Mode::Off {
         Resolution::default()
     } else {
         match tokio::time::timeout(timeout, resolver.resolve(address, &settings.methods)).await {
@@ -68,6 +73,8 @@ pub async fn decide(
         Ok(decision) => Ok(RecipientDecision {
             decision,
             policy: settings.matched,
+            mode: settings.mode,
+            foreign_encryption: settings.foreign_encryption,
         }),
         Err(Refusal::NoKey(reason)) => Err(Reply::new(
             550,

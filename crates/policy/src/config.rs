@@ -62,6 +62,19 @@ pub enum OnSourceError {
     Skip,
 }
 
+/// What to do when a message is already encrypted, but not to any usable key
+/// of a recipient whose mode is `mandatory` (a hidden or password-only
+/// recipient, or someone else's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForeignEncryption {
+    /// Encrypt the (encrypted) message again, to the recipient's own keys.
+    #[default]
+    Reencrypt,
+    /// Refuse the recipient at the end of DATA with 554 5.7.1.
+    Reject,
+}
+
 fn default_on_source_error() -> OnSourceError {
     OnSourceError::Defer
 }
@@ -88,6 +101,8 @@ pub struct PolicyConfig {
     pub smime_cipher: SmimeCipherName,
     #[serde(default = "default_on_source_error")]
     pub on_source_error: OnSourceError,
+    #[serde(default)]
+    pub foreign_encryption: ForeignEncryption,
     /// Keyed by domain (`example.com`) or wildcard (`*.example.com`, which
     /// matches subdomains only).
     #[serde(default)]
@@ -101,6 +116,7 @@ impl Default for PolicyConfig {
             methods: default_methods(),
             smime_cipher: default_cipher(),
             on_source_error: default_on_source_error(),
+            foreign_encryption: ForeignEncryption::default(),
             domains: BTreeMap::new(),
         }
     }
@@ -114,6 +130,7 @@ pub struct DomainPolicy {
     pub methods: Option<Vec<MethodName>>,
     pub smime_cipher: Option<SmimeCipherName>,
     pub on_source_error: Option<OnSourceError>,
+    pub foreign_encryption: Option<ForeignEncryption>,
 }
 
 impl PolicyConfig {

@@ -1,6 +1,6 @@
 //! Effective settings for an address and the decision for it.
 
-use crate::config::{Mode, OnSourceError, PolicyConfig};
+use crate::config::{ForeignEncryption, Mode, OnSourceError, PolicyConfig};
 use sealgate_crypto::smime::SmimeCipher;
 use sealgate_keys::{Method, RecipientKey, Resolution};
 
@@ -11,6 +11,7 @@ pub struct Settings {
     pub methods: Vec<Method>,
     pub smime_cipher: SmimeCipher,
     pub on_source_error: OnSourceError,
+    pub foreign_encryption: ForeignEncryption,
     /// The policy entry that supplied the mode: `global` or the domain key.
     pub matched: String,
 }
@@ -65,6 +66,7 @@ impl Policy {
             methods: c.methods.iter().map(|&m| m.into()).collect(),
             smime_cipher: c.smime_cipher.into(),
             on_source_error: c.on_source_error,
+            foreign_encryption: c.foreign_encryption,
             matched: "global".into(),
         };
         let domain = address
@@ -92,6 +94,9 @@ impl Policy {
             }
             if let Some(e) = d.on_source_error {
                 s.on_source_error = e;
+            }
+            if let Some(f) = d.foreign_encryption {
+                s.foreign_encryption = f;
             }
             s.matched = key.clone();
         }

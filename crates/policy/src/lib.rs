@@ -10,5 +10,7 @@
 mod config;
 mod decide;
 
-pub use config::{DomainPolicy, MethodName, Mode, OnSourceError, PolicyConfig, SmimeCipherName};
+pub use config::{
+    DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, SmimeCipherName,
+};
 pub use decide::{Decision, Policy, Refusal, Settings};

@@ -33,7 +33,8 @@ fn parse(input: &[u8]) -> Result<Vec<CmsRecipient>, ()> {
     }
     let mut fields = content_info.children();
     let oid = fields.expect()?;
-    if oid.tag != der::OID || !(oid.contents == ENVELOPED_DATA || oid.contents == AUTH_ENVELOPED_DATA)
+    if oid.tag != der::OID
+        || !(oid.contents == ENVELOPED_DATA || oid.contents == AUTH_ENVELOPED_DATA)
     {
         return Err(());
     }

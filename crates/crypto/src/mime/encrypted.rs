@@ -97,7 +97,8 @@ fn transfer_decoded<'a>(m: &Message<'a>) -> Option<Cow<'a, [u8]>> {
                 .collect();
             const LENIENT: GeneralPurpose = GeneralPurpose::new(
                 &base64::alphabet::STANDARD,
-                GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+                GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(DecodePaddingMode::Indifferent),
             );
             LENIENT.decode(clean).ok().map(Cow::Owned)
         }
