@@ -186,3 +186,46 @@ fn client_outside_allowed_networks_is_refused() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(sink.messages().is_empty());
 }
+
+#[test]
+fn envelope_addresses_are_data_never_syntax() {
+    let sink = Sink::start();
+    let config = format!(
+        "{}[policy.domains.\"mandatory.example\"]\nmode = \"mandatory\"\n",
+        config(sink.port(), "\"127.0.0.0/8\"")
+    );
+    let gw = Gateway::start(&config);
+    let (mut c, _) = Client::connect(gw.port);
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@apps.test>").starts_with("250"));
+    // mandatory.example is mandatory (and has no key)...
+    let r = c.cmd("RCPT TO:<victim@mandatory.example>");
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    // ...a quoted local part that names it is a local part at open.example,
+    // and stays one address upstream: no ORCPT parameter, no policy bypass.
+    let injection = r#""victim@mandatory.example> ORCPT=rfc822;x"@open.example"#;
+    let r = c.cmd(&format!("RCPT TO:<{injection}>"));
+    assert!(r.starts_with("250 2.1.5"), "{r}");
+    c.raw(b"RCPT TO:<\"victim@mandatory.example\rx\"@open.example>\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("553 5.1.3"), "{r}");
+    let r = c.cmd("RCPT TO:<postmaster>");
+    assert!(r.starts_with("250 2.1.5"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.raw(b"Subject: quoted\r\n\r\nbody\r\n.\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("QUIT").starts_with("221"));
+
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert_eq!(got[0].rcpt_to, [injection, "postmaster"]);
+    assert_eq!(
+        got[0].commands[1..],
+        [
+            format!("RCPT TO:<{injection}>"),
+            "RCPT TO:<postmaster>".to_string()
+        ]
+    );
+    assert!(got[0].rcpt_options.is_empty(), "{:?}", got[0].rcpt_options);
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}

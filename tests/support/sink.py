@@ -19,8 +19,10 @@ Options (JSON object):
 Every accepted message N is stored as <dir>/<N>.eml (the data exactly as
 received after dot-unstuffing, CRLF line endings untouched) and then
 <dir>/<N>.json ({"mail_from", "rcpt_tos", "mail_options", "rcpt_options",
-"helo", "tls", "auth_user"}), each written to a temporary name and renamed, the JSON last:
+"helo", "tls", "auth_user", "commands"}), each written to a temporary name and renamed, the JSON last:
 once N.json exists, N.eml is complete. N counts from 1 (six digits).
+"commands" lists the transaction's MAIL and RCPT command lines as received
+(without the line ending; bytes that are not UTF-8 as \\xNN), accepted or not.
 
 Prints "READY <port>" once listening, "BINDFAIL <error>" (exit 2) if the port
 cannot be bound. Exits when stdin reaches EOF (the test process went away),
@@ -28,6 +30,7 @@ on SIGTERM, or SIGINT.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -42,6 +45,25 @@ class PermissiveSMTP(SMTP):
     # Store what the client sends instead of judging line lengths (RFC 5321
     # allows 1000): tests check the gateway's output themselves.
     line_length_limit = 1024 * 1024
+
+    # Record the MAIL and RCPT lines as the client wrote them (aiosmtpd hands
+    # over the text after the verb), before aiosmtpd parses them.
+    def record_command(self, verb, arg):
+        text = verb if arg is None else verb + " " + arg
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        if not hasattr(self.envelope, "commands"):
+            self.envelope.commands = []
+        self.envelope.commands.append(text)
+
+    @functools.wraps(SMTP.smtp_MAIL)
+    async def smtp_MAIL(self, arg):
+        self.record_command("MAIL", arg)
+        await super().smtp_MAIL(arg)
+
+    @functools.wraps(SMTP.smtp_RCPT)
+    async def smtp_RCPT(self, arg):
+        self.record_command("RCPT", arg)
+        await super().smtp_RCPT(arg)
 
 
 class Handler:
@@ -76,6 +98,7 @@ class Handler:
             "helo": session.host_name,
             "tls": session.ssl is not None,
             "auth_user": auth_user(session),
+            "commands": list(getattr(envelope, "commands", [])),
         }
         write_atomic(base + ".json", json.dumps(meta).encode("utf-8"))
         logging.info("stored message %d from %r to %r options %r (%d bytes)",

@@ -66,6 +66,26 @@ impl SmtpRelay {
     }
 
     async fn attempt(&self, msg: &Outbound<'_>) -> Result<Vec<Delivery>, Delivery> {
+        // Addresses are written into the dialogue as they are: one that is
+        // not a single RFC 5321 path is refused here, never sent.
+        if let Err(why) = check_path(msg.sender, Verb::Mail) {
+            return Err(Delivery::Permanent(format!(
+                "553 5.1.7 sender {:?} not relayed: {why}",
+                msg.sender
+            )));
+        }
+        let refused: Vec<Option<Delivery>> = msg
+            .recipients
+            .iter()
+            .map(|r| {
+                check_path(r, Verb::Rcpt).err().map(|why| {
+                    Delivery::Permanent(format!("553 5.1.3 recipient {r:?} not relayed: {why}"))
+                })
+            })
+            .collect();
+        if refused.iter().all(Option::is_some) {
+            return Ok(refused.into_iter().flatten().collect());
+        }
         let t = self.config.timeout_secs;
         let client_id = ClientId::Domain(self.config.helo_name.clone());
         let implicit = match self.config.tls {
@@ -137,7 +157,11 @@ impl SmtpRelay {
         )
         .await?;
         let mut results = Vec::with_capacity(msg.recipients.len());
-        for rcpt in msg.recipients {
+        for (rcpt, refused) in msg.recipients.iter().zip(refused) {
+            if let Some(refused) = refused {
+                results.push(refused);
+                continue;
+            }
             let r = self
                 .step(
                     "RCPT TO",
@@ -198,6 +222,81 @@ fn without_final_crlf(data: &[u8]) -> &[u8] {
     data.strip_suffix(b"\r\n").unwrap_or(data)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Mail,
+    Rcpt,
+}
+
+/// Whether `address`, written between `<` and `>`, is read by any RFC 5321
+/// server as exactly one path and nothing else: a dot-atom or quoted-string
+/// local part, `@`, a domain name or address literal; `""` (MAIL only) and
+/// `postmaster` (RCPT only) without a domain. The listener hands over that
+/// form (smtp-server's `address.rs`); this is the check that nothing else,
+/// from any caller, can add parameters or lines to the upstream dialogue.
+fn check_path(address: &str, verb: Verb) -> Result<(), &'static str> {
+    if address.chars().any(char::is_control) {
+        return Err("control character");
+    }
+    if address.is_empty() {
+        return match verb {
+            Verb::Mail => Ok(()),
+            Verb::Rcpt => Err("empty"),
+        };
+    }
+    let domain = if let Some(quoted) = address.strip_prefix('"') {
+        let mut chars = quoted.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => {
+                    chars.next().ok_or("unbalanced quote")?;
+                }
+                Some((i, '"')) => break i + 1,
+                Some(_) => {}
+                None => return Err("unbalanced quote"),
+            }
+        };
+        let rest = &quoted[end..];
+        rest.strip_prefix('@')
+            .ok_or("text after the quoted local part")?
+    } else {
+        let (local, domain) = match address.split_once('@') {
+            Some((local, domain)) => (local, Some(domain)),
+            None => (address, None),
+        };
+        let atext = |c: char| {
+            c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || !c.is_ascii()
+        };
+        if local.is_empty() || !local.chars().all(atext) {
+            return Err("local part neither dot-atom nor quoted");
+        }
+        match domain {
+            Some(domain) => domain,
+            None if verb == Verb::Rcpt && local.eq_ignore_ascii_case("postmaster") => return Ok(()),
+            None => return Err("no domain"),
+        }
+    };
+    let ok = match domain.strip_prefix('[') {
+        Some(literal) => literal.strip_suffix(']').is_some_and(|inner| {
+            !inner.is_empty()
+                && inner
+                    .bytes()
+                    .all(|b| (33..=126).contains(&b) && !matches!(b, b'[' | b'\\' | b']'))
+        }),
+        None => {
+            !domain.is_empty()
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c) || !c.is_ascii())
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("malformed domain")
+    }
+}
+
 /// An SMTP command line written as is (lettre adds nothing).
 struct Raw(String);
 
@@ -220,7 +319,51 @@ fn classify(what: &str, e: &SmtpError) -> Delivery {
 
 #[cfg(test)]
 mod tests {
-    use super::without_final_crlf;
+    use super::{check_path, without_final_crlf, Verb};
+
+    #[test]
+    fn only_single_rfc5321_paths_are_written() {
+        for ok in [
+            "a@example.org",
+            "jörg@bücher.example",
+            r#""a b"@example.org"#,
+            r#""victim@mandatory.example> ORCPT=rfc822;x"@open.example"#,
+            r#""a\"b\\"@example.org"#,
+            "u@[192.0.2.1]",
+            "u@[IPv6:2001:db8::1]",
+            "u@example.org.",
+        ] {
+            assert_eq!(check_path(ok, Verb::Rcpt), Ok(()), "{ok}");
+            assert_eq!(check_path(ok, Verb::Mail), Ok(()), "{ok}");
+        }
+        assert_eq!(check_path("", Verb::Mail), Ok(()));
+        assert!(check_path("", Verb::Rcpt).is_err());
+        assert_eq!(check_path("Postmaster", Verb::Rcpt), Ok(()));
+        assert!(check_path("postmaster", Verb::Mail).is_err());
+        for bad in [
+            // What the listener handed over before addresses were kept quoted.
+            "victim@mandatory.example> ORCPT=rfc822;x@open.example",
+            "a b@example.org",
+            "a@example.org>\r\nRSET",
+            "a@example.org\r\nRCPT TO:<b@example.org",
+            "a\0b@example.org",
+            r#""a b@example.org"#,
+            r#""a\"@example.org"#,
+            r#""a"b@example.org"#,
+            r#"a"b"@example.org"#,
+            "a<b@example.org",
+            "a@b@example.org",
+            "a@exa mple.org",
+            "a@[1.2.3.4",
+            "a@[1 2]",
+            "a@",
+            "@example.org",
+            "root",
+        ] {
+            assert!(check_path(bad, Verb::Rcpt).is_err(), "{bad}");
+            assert!(check_path(bad, Verb::Mail).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn final_crlf_is_left_to_the_terminator() {

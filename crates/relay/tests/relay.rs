@@ -263,3 +263,61 @@ async fn auth_over_starttls() {
     );
     assert_eq!(sink.messages().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn addresses_are_written_as_one_path_never_as_syntax() {
+    let sink = Sink::start();
+    let relay = SmtpRelay::new(config(sink.port())).unwrap();
+    let quoted = r#""victim@mandatory.example> ORCPT=rfc822;x"@open.example"#;
+    let rcpts: Vec<String> = [
+        quoted,
+        r#""a\"b\\c"@example.org"#,
+        "postmaster",
+        // Not in RFC 5321 form (what the listener handed over before it kept
+        // local parts quoted): refused, never written.
+        "victim@mandatory.example> ORCPT=rfc822;x@open.example",
+        "x@example.org>\r\nRCPT TO:<y@example.org",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut msg = out(&rcpts, b"Subject: q\r\n\r\nx\r\n");
+    msg.sender = r#""app sender"@apps.test"#;
+    let d = relay.send(msg).await;
+    assert_eq!(
+        d[..3],
+        [Delivery::Accepted, Delivery::Accepted, Delivery::Accepted]
+    );
+    for refused in &d[3..] {
+        assert!(
+            matches!(refused, Delivery::Permanent(r) if r.starts_with("553 5.1.3")),
+            "{d:?}"
+        );
+    }
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        got[0].commands,
+        [
+            r#"MAIL FROM:<"app sender"@apps.test>"#.to_string(),
+            format!("RCPT TO:<{quoted}>"),
+            r#"RCPT TO:<"a\"b\\c"@example.org>"#.to_string(),
+            "RCPT TO:<postmaster>".to_string(),
+        ],
+        "exactly these lines, one path each"
+    );
+    // aiosmtpd (Python's address parser) reads each as one address, no
+    // parameters.
+    assert_eq!(got[0].rcpt_to, rcpts[..3]);
+    assert!(got[0].rcpt_options.is_empty(), "{:?}", got[0].rcpt_options);
+    assert_eq!(got[0].mail_from, r#""app sender"@apps.test"#);
+
+    // A sender that is not one path: nothing is sent at all.
+    let mut msg = out(&rcpts[..1], b"x\r\n");
+    msg.sender = "a@apps.test> SIZE=1";
+    let d = relay.send(msg).await;
+    assert!(
+        matches!(&d[0], Delivery::Permanent(r) if r.starts_with("553 5.1.7")),
+        "{d:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 1);
+}

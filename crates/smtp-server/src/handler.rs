@@ -23,7 +23,10 @@ pub struct ClientInfo {
 /// One accepted recipient and the handler's per-recipient state for it.
 #[derive(Debug)]
 pub struct Recipient<T> {
-    /// The RCPT TO address, without angle brackets.
+    /// The RCPT TO address, without angle brackets, in RFC 5321 form (see
+    /// `address.rs`): a local part that is not a dot-atom stays quoted
+    /// (`"a b"@example.org`), so the domain is what follows the last `@`;
+    /// `postmaster` (RFC 5321 §4.5.1) has no domain.
     pub address: String,
     /// What [`Handler::recipient`] returned for it.
     pub token: T,
@@ -34,7 +37,8 @@ pub struct Recipient<T> {
 pub struct Envelope<T> {
     /// The session's client at the end of DATA.
     pub client: ClientInfo,
-    /// MAIL FROM address; `""` is the null sender `<>`.
+    /// MAIL FROM address in the same RFC 5321 form; `""` is the null sender
+    /// `<>`.
     pub sender: String,
     /// Accepted recipients, in RCPT order.
     pub recipients: Vec<Recipient<T>>,

@@ -10,6 +10,7 @@
 //! Map of the crate:
 //! * [`serve`] (`listener.rs`): accept loop, connection limit, shutdown;
 //! * `session.rs`: the per-connection state machine;
+//! * `address.rs`: MAIL/RCPT paths read and kept in RFC 5321 form;
 //! * `line.rs`: buffered I/O with bounded command lines;
 //! * `data.rs`: DATA decoding (dot-unstuffing, bare LF, NUL, size, line length,
 //!   SMTP smuggling defence);
@@ -18,6 +19,7 @@
 //!   the public types.
 
 mod access;
+mod address;
 mod auth;
 mod config;
 mod data;

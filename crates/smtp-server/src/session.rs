@@ -18,6 +18,7 @@ use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 use crate::access::network_allowed;
+use crate::address::{self, AddressError, PathCommand, Verb};
 use crate::config::MAX_COMMAND_LINE;
 use crate::data::DataReader;
 use crate::line::{Connection, Line};
@@ -118,8 +119,10 @@ fn parse_error_reply(error: smtp_proto::Error) -> Reply {
     match error {
         E::UnknownCommand => reply(500, (5, 5, 2), "Unknown command"),
         E::SyntaxError { syntax } => reply(501, (5, 5, 4), format!("Syntax: {syntax}")),
-        E::InvalidSenderAddress => reply(501, (5, 1, 7), "Bad sender address syntax"),
-        E::InvalidRecipientAddress => reply(501, (5, 1, 3), "Bad recipient address syntax"),
+        // address.rs reads the paths, so smtp-proto only sees `<>`; kept for
+        // completeness, with the code address.rs uses.
+        E::InvalidSenderAddress => reply(553, (5, 1, 7), "Bad sender address syntax"),
+        E::InvalidRecipientAddress => reply(553, (5, 1, 3), "Bad recipient address syntax"),
         E::InvalidParameter { param } => reply(
             501,
             (5, 5, 4),
@@ -137,6 +140,14 @@ fn parse_error_reply(error: smtp_proto::Error) -> Reply {
             reply(500, (5, 5, 2), "Syntax error")
         }
     }
+}
+
+/// The address as address.rs read it. `None` if smtp-proto found a MAIL or
+/// RCPT command where address.rs found none (smtp-proto tolerates CRs between
+/// the words, say): such a command is refused, its address never taken from
+/// smtp-proto.
+fn address_of(path: Option<PathCommand>, verb: Verb) -> Option<Result<String, AddressError>> {
+    path.and_then(|p| (p.verb == verb).then_some(p.address))
 }
 
 fn has_control(s: &str) -> bool {
@@ -221,16 +232,33 @@ impl<H: Handler> Session<H> {
     }
 
     async fn command(&mut self, line: &[u8]) -> io::Result<Flow> {
-        let request = match Request::parse(&mut line.iter()) {
-            Ok(request) => request.into_owned(),
-            Err(e) => return Ok(self.error(parse_error_reply(e))),
+        // The path of MAIL and RCPT is read by address.rs (smtp-proto would
+        // unquote it); smtp-proto parses the rest, with `<>` in its place.
+        let path = address::path_command(line);
+        let parsed = match &path {
+            Some(p) => Request::parse(&mut p.neutral.iter()).map(Request::into_owned),
+            None => Request::parse(&mut line.iter()).map(Request::into_owned),
+        };
+        let request = match parsed {
+            Ok(request) => request,
+            Err(e) => {
+                if let Some(PathCommand {
+                    verb,
+                    address: Err(bad),
+                    ..
+                }) = &path
+                {
+                    return Ok(self.error(bad.reply(*verb)));
+                }
+                return Ok(self.error(parse_error_reply(e)));
+            }
         };
         debug!(peer = %self.client.peer, command = request.name(), "command");
         Ok(match request {
             Request::Ehlo { host } => self.helo(host, true),
             Request::Helo { host } => self.helo(host, false),
-            Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to).await?,
+            Request::Mail { from } => self.mail(from, address_of(path, Verb::Mail)),
+            Request::Rcpt { to } => self.rcpt(to, address_of(path, Verb::Rcpt)).await?,
             Request::Data => self.data().await?,
             Request::StartTls => self.starttls().await?,
             Request::Auth {
@@ -303,7 +331,12 @@ impl<H: Handler> Session<H> {
         Flow::Continue
     }
 
-    fn mail(&mut self, from: MailFrom<String>) -> Flow {
+    /// `address`: the canonical sender from address.rs (`""` for `<>`).
+    fn mail(
+        &mut self,
+        from: MailFrom<String>,
+        address: Option<Result<String, AddressError>>,
+    ) -> Flow {
         match self.phase {
             Phase::Connected => {
                 return self.error(reply(503, (5, 5, 1), "Send HELO/EHLO first"));
@@ -311,6 +344,13 @@ impl<H: Handler> Session<H> {
             Phase::Mail(_) => return self.error(reply(503, (5, 5, 1), "Nested MAIL command")),
             Phase::Greeted => {}
         }
+        let sender = match address {
+            Some(Ok(sender)) => sender,
+            Some(Err(bad)) => return self.error(bad.reply(Verb::Mail)),
+            None => {
+                return self.error(reply(501, (5, 5, 4), "Syntax: MAIL FROM:<address>"));
+            }
+        };
         const SUPPORTED: u64 =
             smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
         // AUTH= (RFC 4954 §5) is accepted and ignored; everything else we do
@@ -335,15 +375,12 @@ impl<H: Handler> Session<H> {
             ));
         }
         let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
-        if has_control(&from.address) {
-            return self.error(reply(501, (5, 1, 7), "Bad sender address syntax"));
-        }
-        if !from.address.is_ascii() && !smtputf8 {
+        if !sender.is_ascii() && !smtputf8 {
             return self.refuse(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"));
         }
-        debug!(peer = %self.client.peer, sender = %from.address, "MAIL FROM accepted");
+        debug!(peer = %self.client.peer, %sender, "MAIL FROM accepted");
         self.phase = Phase::Mail(Transaction {
-            sender: from.address,
+            sender,
             body_8bitmime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
             recipients: Vec::new(),
@@ -352,16 +389,24 @@ impl<H: Handler> Session<H> {
         self.ok(reply(250, (2, 1, 0), "Ok"))
     }
 
-    async fn rcpt(&mut self, to: RcptTo<String>) -> io::Result<Flow> {
+    /// `address`: the canonical recipient from address.rs.
+    async fn rcpt(
+        &mut self,
+        to: RcptTo<String>,
+        address: Option<Result<String, AddressError>>,
+    ) -> io::Result<Flow> {
         let Phase::Mail(tx) = &self.phase else {
             return Ok(self.error(reply(503, (5, 5, 1), "Need MAIL command")));
         };
+        let address = match address {
+            Some(Ok(address)) => address,
+            Some(Err(bad)) => return Ok(self.error(bad.reply(Verb::Rcpt))),
+            None => {
+                return Ok(self.error(reply(501, (5, 5, 4), "Syntax: RCPT TO:<address>")));
+            }
+        };
         if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
             return Ok(self.error(reply(555, (5, 5, 4), "Unsupported RCPT TO parameter")));
-        }
-        let address = to.address;
-        if address.is_empty() || has_control(&address) {
-            return Ok(self.error(reply(501, (5, 1, 3), "Bad recipient address syntax")));
         }
         if !address.is_ascii() && !tx.smtputf8 {
             return Ok(self.refuse(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8")));

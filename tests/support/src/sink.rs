@@ -52,6 +52,11 @@ pub struct SinkMessage {
     pub tls: bool,
     /// The AUTH identity the client logged in with, if any.
     pub auth_user: Option<String>,
+    /// The transaction's MAIL and RCPT command lines as the client wrote
+    /// them, accepted or not: the verb in capitals, then the rest of the line
+    /// without the line ending (bytes that are not UTF-8 as `\xNN`), e.g.
+    /// `RCPT TO:<"a b"@example.org>`.
+    pub commands: Vec<String>,
     /// Exactly the bytes after dot-unstuffing, CRLF line endings as received
     /// (ends with the CRLF before the final dot).
     pub data: Vec<u8>,
@@ -262,6 +267,7 @@ fn read_message(json_path: &Path) -> SinkMessage {
         helo: meta["helo"].as_str().unwrap_or_default().to_string(),
         tls: meta["tls"].as_bool().unwrap_or(false),
         auth_user: meta["auth_user"].as_str().map(str::to_string),
+        commands: strings("commands"),
         data,
     }
 }
