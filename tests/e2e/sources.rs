@@ -272,6 +272,7 @@ fn precedence_between_sources() {
     std::fs::write(&certs, &sam_file.cert_pem).unwrap();
     let upload = dir.path().join("upload.asc");
     std::fs::write(&upload, gpg.export_armored(&from_upload)).unwrap();
+    let ldap_url = slapd.url();
     let config = |name: &str, pgp: &str, smime: &str| {
         let path = dir.path().join(format!("{name}.toml"));
         std::fs::write(
@@ -282,7 +283,7 @@ fn precedence_between_sources() {
                 ring = ring.display(),
                 certs = certs.display(),
                 hkp = hkp.port(),
-                ldap = slapd.url()
+                ldap = ldap_url
             ),
         )
         .unwrap();
@@ -360,6 +361,36 @@ fn precedence_between_sources() {
         d.contains(&sha(&sam_ldap.cert_pem)) && d.contains("source ldap:corp"),
         "{d}"
     );
+    // Precedence holds when a source fails (issue 6 item 2): with the
+    // directory down, the lower-ranked key file must not decide; sam is
+    // deferred. Before, the file's certificate was used. With
+    // on_source_error = "skip" the file decides.
+    let mut slapd = slapd;
+    slapd.stop();
+    let d = decision(&hkp_first, "sam@prec.test");
+    assert!(d.contains("451 4.4.3") && d.contains("ldap:corp"), "{d}");
+    let skip = dir.path().join("skip.toml");
+    let mut skip_text = std::fs::read_to_string(&hkp_first).unwrap();
+    skip_text.push_str("[policy]\non_source_error = \"skip\"\n");
+    std::fs::write(&skip, skip_text).unwrap();
+    let d = decision(&skip, "sam@prec.test");
+    assert!(
+        d.contains(&sha(&sam_file.cert_pem)) && d.contains("source files"),
+        "{d}"
+    );
+    // verify decides as the gateway does (issue 6 item 4): a failing source
+    // of a method the domain's policy excludes plays no part. Before, verify
+    // walked every method and said "defer" where the gateway sent plain.
+    let pgp_only = dir.path().join("pgp-only.toml");
+    let mut text_ = std::fs::read_to_string(&hkp_first).unwrap();
+    text_.push_str("[policy.domains.\"prec.test\"]\nmethods = [\"pgp\"]\n");
+    std::fs::write(&pgp_only, text_).unwrap();
+    let d = decision(&pgp_only, "sam@prec.test");
+    assert!(d.starts_with("send unencrypted"), "{d}");
+    // pat's PGP keys do not depend on the directory (policy methods put pgp
+    // first and it has keys), so pat is still served from HKP.
+    let d = decision(&hkp_first, "pat@prec.test");
+    assert!(d.contains(&from_hkp), "{d}");
     // A name in a precedence list that is not configured is a config error naming the key.
     let bad = config("bad", r#"["files", "ldap:nope"]"#, r#"["files"]"#);
     let o = crate::gateway::cli(dir.path(), &bad, &["check-config"]);

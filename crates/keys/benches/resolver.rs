@@ -11,7 +11,7 @@ use sealgate_keys::import::key_text;
 use sealgate_keys::resolver::Registered;
 use sealgate_keys::source::Source;
 use sealgate_keys::trust::AcceptAllTrust;
-use sealgate_keys::{Method, RecipientKey, Resolver};
+use sealgate_keys::{Method, OnError, RecipientKey, Resolver};
 use sequoia_openpgp::cert::CertBuilder;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -79,14 +79,14 @@ async fn main() {
 
     // Warm up (connections, page cache).
     for a in addresses.iter().take(50) {
-        resolver.resolve(a, &[Method::Pgp]).await;
+        resolver.resolve(a, &[Method::Pgp], OnError::Stop).await;
     }
     let mut lat = Vec::with_capacity(ADDRESSES * ROUNDS);
     let start = Instant::now();
     for _ in 0..ROUNDS {
         for a in &addresses {
             let t = Instant::now();
-            let r = resolver.resolve(a, &[Method::Pgp]).await;
+            let r = resolver.resolve(a, &[Method::Pgp], OnError::Stop).await;
             lat.push(t.elapsed());
             assert!(
                 r.keys_for(Method::Pgp).is_some(),

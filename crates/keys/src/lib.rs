@@ -22,7 +22,7 @@ pub mod trust;
 pub mod usable;
 
 pub use key::{Method, RecipientKey};
-pub use resolver::{Resolution, Resolver};
+pub use resolver::{OnError, Resolution, Resolver};
 pub use source::{FoundKey, SourceReport};
 
 /// Errors while reading key material.

@@ -16,12 +16,30 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// What the walk does when a source fails (its answer is unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop: no lower-ranked source may decide (`on_source_error = "defer"`).
+    Stop,
+    /// Go on as if the failed source had no key (`on_source_error = "skip"`).
+    Skip,
+}
+
+type Answer = Result<Vec<FoundKey>, String>;
+
+/// One step of the precedence walk.
+enum Walk {
+    Ask(usize),
+    Done(Resolution),
+}
+
 /// The usable keys for one address.
 #[derive(Debug, Clone, Default)]
 pub struct Resolution {
     /// Per method: the source that decided and its usable keys (never empty).
     pub keys: BTreeMap<Method, (String, Vec<RecipientKey>)>,
-    /// Sources that failed (their answer is unknown), as `source: error`.
+    /// Sources that failed (their answer is unknown), as `source: error`,
+    /// in the order the walk met them.
     pub errors: Vec<String>,
 }
 
@@ -112,74 +130,114 @@ impl Resolver {
     }
 
     /// Usable keys for `address`, for the `methods` in the policy's preference
-    /// order: the walk stops at the first method that has keys.
-    pub async fn resolve(&self, address: &str, methods: &[Method]) -> Resolution {
+    /// order: the walk stops at the first method that has keys. With
+    /// [`OnError::Stop`] it also stops at the first source that fails: a
+    /// lower-ranked source must not decide when a higher one could not answer
+    /// (whoever can make the directory fail could otherwise steer mail to a
+    /// key-server key).
+    pub async fn resolve(
+        &self,
+        address: &str,
+        methods: &[Method],
+        on_error: OnError,
+    ) -> Resolution {
         let now = SystemTime::now();
-        let mut memo: BTreeMap<usize, Result<Vec<FoundKey>, String>> = BTreeMap::new();
-        let mut res = Resolution::default();
-        for &method in methods {
-            for &i in self.order.get(&method).map(Vec::as_slice).unwrap_or(&[]) {
-                if let std::collections::btree_map::Entry::Vacant(slot) = memo.entry(i) {
+        let mut answers: BTreeMap<usize, Answer> = BTreeMap::new();
+        loop {
+            match self.walk(methods, on_error, &answers) {
+                Walk::Ask(i) => {
                     let answer = self.ask(&self.sources[i], false, address, now).await;
-                    if let Err(e) = &answer {
-                        res.errors.push(format!("{}: {e}", self.sources[i].name));
-                    }
-                    slot.insert(answer);
+                    answers.insert(i, answer);
                 }
-                if let Some(Ok(found)) = memo.get(&i) {
-                    let keys = usable_keys(found, method);
-                    if !keys.is_empty() {
-                        res.keys
-                            .insert(method, (self.sources[i].name.clone(), keys));
-                        break;
-                    }
-                }
-            }
-            if res.keys.contains_key(&method) {
-                break;
+                Walk::Done(res) => return res,
             }
         }
-        res
     }
 
     /// What every source says about `address`, asked directly (no cache),
-    /// usable or not, for `sealgate verify`; the second value is what the
-    /// precedence order makes of it, per method.
-    pub async fn verify(&self, address: &str) -> (Vec<SourceReport>, Resolution) {
+    /// usable or not, for `sealgate verify`; the second value is what
+    /// [`Resolver::resolve`] makes of the same answers for these `methods`
+    /// and `on_error`, so that `verify` and the gateway decide alike.
+    pub async fn verify(
+        &self,
+        address: &str,
+        methods: &[Method],
+        on_error: OnError,
+    ) -> (Vec<SourceReport>, Resolution) {
         let now = SystemTime::now();
-        let mut reports = Vec::with_capacity(self.sources.len());
-        for s in &self.sources {
-            let answer = self.ask(s, true, address, now).await;
-            reports.push(match answer {
-                Ok(keys) => SourceReport {
+        let mut answers: BTreeMap<usize, Answer> = BTreeMap::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            answers.insert(i, self.ask(s, true, address, now).await);
+        }
+        let res = match self.walk(methods, on_error, &answers) {
+            Walk::Done(res) => res,
+            // Unreachable: every source was asked above.
+            Walk::Ask(_) => Resolution::default(),
+        };
+        let reports = self
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match answers.remove(&i) {
+                Some(Ok(keys)) => SourceReport {
                     source: s.name.clone(),
                     keys,
                     error: None,
                 },
-                Err(e) => SourceReport {
+                Some(Err(e)) => SourceReport {
                     source: s.name.clone(),
                     keys: Vec::new(),
                     error: Some(e),
                 },
-            });
-        }
+                None => SourceReport {
+                    source: s.name.clone(),
+                    keys: Vec::new(),
+                    error: None,
+                },
+            })
+            .collect();
+        (reports, res)
+    }
+
+    /// The precedence walk over the answers known so far: either the
+    /// resolution, or the next source whose answer it needs. The one place
+    /// that turns answers into a [`Resolution`], for both `resolve` and
+    /// `verify`.
+    fn walk(
+        &self,
+        methods: &[Method],
+        on_error: OnError,
+        answers: &BTreeMap<usize, Answer>,
+    ) -> Walk {
         let mut res = Resolution::default();
-        for (&method, order) in &self.order {
-            for &i in order {
-                let r = &reports[i];
-                if let Some(e) = &r.error {
-                    res.errors.push(format!("{}: {e}", r.source));
-                    continue;
+        let mut seen: Vec<usize> = Vec::new();
+        for &method in methods {
+            for &i in self.order.get(&method).map(Vec::as_slice).unwrap_or(&[]) {
+                let Some(answer) = answers.get(&i) else {
+                    return Walk::Ask(i);
+                };
+                match answer {
+                    Err(e) => {
+                        if !seen.contains(&i) {
+                            res.errors.push(format!("{}: {e}", self.sources[i].name));
+                        }
+                        if on_error == OnError::Stop {
+                            return Walk::Done(res);
+                        }
+                    }
+                    Ok(found) => {
+                        let keys = usable_keys(found, method);
+                        if !keys.is_empty() {
+                            res.keys
+                                .insert(method, (self.sources[i].name.clone(), keys));
+                            return Walk::Done(res);
+                        }
+                    }
                 }
-                let keys = usable_keys(&r.keys, method);
-                if !keys.is_empty() {
-                    res.keys.insert(method, (r.source.clone(), keys));
-                    break;
-                }
+                seen.push(i);
             }
         }
-        res.errors.dedup();
-        (reports, res)
+        Walk::Done(res)
     }
 
     async fn ask(

@@ -415,9 +415,65 @@ async fn wkd_direct_method_when_the_advanced_host_does_not_exist() {
         requests[0].ends_with("Host: wkd-direct.test"),
         "{requests:?}"
     );
-    // Neither host exists: unknown, not "none".
+    // Neither host exists: the domain has no WKD, that is "no key" (issue 6
+    // item 4: before, it was an error, and every keyless recipient of such a
+    // domain was deferred on every retry).
     let nowhere = Wkd::new(client(&wkd_config(&ca, &[])), 1 << 20);
-    assert!(nowhere.lookup("alice@wkd-nowhere.test").await.is_err());
+    assert_eq!(
+        nowhere
+            .lookup("alice@wkd-nowhere.test")
+            .await
+            .map(|k| k.len()),
+        Ok(0)
+    );
+    // Addresses WKD cannot express are "no key" too.
+    assert_eq!(nowhere.lookup("postmaster").await.map(|k| k.len()), Ok(0));
+}
+
+/// The WKD outcome table (issue 6 item 4): "this source has nothing" is no
+/// key; only "we could not find out" is an error.
+#[tokio::test]
+async fn wkd_outcomes_are_classified() {
+    let (home, fprs) = keys(&["Alice <alice@wkd-cls.test>"]);
+    let ca = TestCa::new("WKD Test CA 5");
+    let server = https_443(
+        &ca,
+        "127.0.1.5",
+        &["openpgpkey.wkd-cls.test", "wkd-cls.test"],
+    );
+    server.put_wkd(
+        true,
+        "alice@wkd-cls.test",
+        &export_binary(&home, &[&fprs[0]]),
+    );
+    server.put_wkd(true, "empty@wkd-cls.test", b"");
+    server.put_status(&wkd_path(true, "gone@wkd-cls.test"), 410);
+    server.put_status(&wkd_path(true, "busy@wkd-cls.test"), 503);
+    server.put_wkd(true, "junk@wkd-cls.test", b"<html>not a key</html>");
+    let pins = [
+        ("openpgpkey.wkd-cls.test", "127.0.1.5"),
+        ("wkd-cls.test", "127.0.1.5"),
+    ];
+    let source = Wkd::new(client(&wkd_config(&ca, &pins)), 1 << 20);
+    assert_eq!(
+        fingerprints(&source.lookup("alice@wkd-cls.test").await.unwrap()),
+        fprs
+    );
+    for none in [
+        "nobody@wkd-cls.test",
+        "empty@wkd-cls.test",
+        "gone@wkd-cls.test",
+    ] {
+        assert_eq!(source.lookup(none).await.map(|k| k.len()), Ok(0), "{none}");
+    }
+    for error in ["busy@wkd-cls.test", "junk@wkd-cls.test"] {
+        assert!(source.lookup(error).await.is_err(), "{error}");
+    }
+    // A TLS failure (a certificate we do not trust) is an error.
+    let other_ca = TestCa::new("WKD Other CA");
+    let untrusting = Wkd::new(client(&wkd_config(&other_ca, &pins)), 1 << 20);
+    let err = untrusting.lookup("alice@wkd-cls.test").await.unwrap_err();
+    assert!(err.contains("advanced"), "{err}");
 }
 
 #[tokio::test]
@@ -439,10 +495,10 @@ async fn wkd_is_never_asked_over_plain_http() {
         ],
     );
     let source = Wkd::new(client(&config), config.max_response_bytes);
-    // HTTPS to 127.0.1.3:443 is refused: that is an error (the advanced host
-    // exists), and nothing is tried over http.
-    let err = source.lookup("alice@wkd-plain.test").await.unwrap_err();
-    assert!(err.contains("advanced"), "{err}");
+    // HTTPS to 127.0.1.3:443 is refused: nothing serves WKD there, so no
+    // key, and nothing is tried over http.
+    let found = source.lookup("alice@wkd-plain.test").await;
+    assert_eq!(found.map(|k| k.len()), Ok(0));
     assert!(plain.requests().is_empty(), "{:?}", plain.requests());
     let (a, d) = wkd::wkd_urls("alice@wkd-plain.test").unwrap();
     assert_eq!((a.scheme(), d.scheme()), ("https", "https"));

@@ -6,7 +6,7 @@ use sealgate_keys::load::{load_file, parse_pgp, parse_x509};
 use sealgate_keys::source::{Source, StoreSource};
 use sealgate_keys::trust::AcceptAllTrust;
 use sealgate_keys::usable::{check_pgp, check_x509};
-use sealgate_keys::{Method, RecipientKey, Resolver};
+use sealgate_keys::{Method, OnError, RecipientKey, Resolver};
 use sealgate_testkit::gnupg::GnupgHome;
 use sealgate_testkit::pki::{CertOptions, TestCa};
 use sequoia_openpgp::cert::CertBuilder;
@@ -291,7 +291,9 @@ async fn resolver_precedence_and_verify() {
         Arc::new(AcceptAllTrust),
     );
     // Only the file has keys: the usable one is chosen, the expired one is not.
-    let r = resolver.resolve("alice@example.org", &[Method::Pgp]).await;
+    let r = resolver
+        .resolve("alice@example.org", &[Method::Pgp], OnError::Stop)
+        .await;
     let (source, keys) = r.keys.get(&Method::Pgp).unwrap();
     assert_eq!(source, "files");
     assert_eq!(
@@ -304,14 +306,22 @@ async fn resolver_precedence_and_verify() {
         .put_key(&sealgate_keys::import::to_stored(&k, "import").unwrap())
         .await
         .unwrap();
-    let r = resolver.resolve("alice@example.org", &[Method::Pgp]).await;
+    let r = resolver
+        .resolve("alice@example.org", &[Method::Pgp], OnError::Stop)
+        .await;
     let (source, keys) = r.keys.get(&Method::Pgp).unwrap();
     assert_eq!(
         (source.as_str(), keys[0].fingerprint()),
         ("import", in_store.fingerprint().to_hex())
     );
     // verify asks every source and explains the unusable key.
-    let (reports, _) = resolver.verify("alice@example.org").await;
+    let (reports, _) = resolver
+        .verify(
+            "alice@example.org",
+            &[Method::Pgp, Method::Smime],
+            OnError::Stop,
+        )
+        .await;
     assert_eq!(reports.len(), 2);
     let file_report = &reports[1];
     assert_eq!(file_report.keys.len(), 2);
@@ -321,7 +331,9 @@ async fn resolver_precedence_and_verify() {
         .any(|k| k.usable.as_ref().is_err_and(|e| e.contains("expired"))));
     // A failing source is reported as an error, not as "no key".
     store.close().await;
-    let r = resolver.resolve("alice@example.org", &[Method::Pgp]).await;
+    let r = resolver
+        .resolve("alice@example.org", &[Method::Pgp], OnError::Stop)
+        .await;
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
     assert!(r.errors[0].starts_with("import:"));
 }

@@ -58,7 +58,12 @@ pub async fn decide(
     let resolution = if settings.mode == Mode::Off {
         Resolution::default()
     } else {
-        match tokio::time::timeout(timeout, resolver.resolve(address, &settings.methods)).await {
+        match tokio::time::timeout(
+            timeout,
+            resolver.resolve(address, &settings.methods, settings.on_error()),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Resolution {
                 errors: vec![format!(

@@ -244,3 +244,56 @@ async fn a_hanging_upstream_is_answered_within_the_message_timeout() {
     assert!(reply.text.contains("message_timeout_secs"), "{reply}");
     assert!(t.elapsed() < Duration::from_secs(10));
 }
+
+/// Precedence holds when a source fails (issue 6 item 2): a failing source
+/// ranked above one that has a key defers the recipient (451 4.4.3) instead
+/// of letting the lower-ranked key decide; only `on_source_error = "skip"`
+/// lets it. Before, the lower-ranked key was used.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_higher_source_is_not_overruled_by_a_lower_one() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = CertBuilder::general_purpose(Some("<a@example.org>"))
+        .generate()
+        .unwrap();
+    let fixed = Arc::new(Fixed(vec![RecipientKey::Pgp(Arc::new(key.clone()))]));
+    for (skip_domain, expect_defer) in [(false, true), (true, false)] {
+        let mut policy = PolicyConfig::default();
+        policy.domains.insert(
+            "example.org".into(),
+            DomainPolicy {
+                mode: Some(Mode::Mandatory),
+                on_source_error: skip_domain.then_some(sealgate_policy::OnSourceError::Skip),
+                ..Default::default()
+            },
+        );
+        let store = Store::open(&format!("sqlite://{}/p.db", dir.path().display()))
+            .await
+            .unwrap();
+        let p = Pipeline::new(
+            Policy::new(policy).unwrap(),
+            Arc::new(Resolver::new(
+                vec![Arc::new(Failing) as Arc<dyn Source>, fixed.clone()],
+                Arc::new(AcceptAllTrust),
+            )),
+            Arc::new(
+                SmtpRelay::new(RelayConfig {
+                    upstream: format!("127.0.0.1:{}", sink.port()),
+                    tls: TlsMode::None,
+                    ..Default::default()
+                })
+                .unwrap(),
+            ),
+            store,
+            PipelineOptions::default(),
+        );
+        let r = p.recipient(&client(), "s@apps.test", "a@example.org").await;
+        if expect_defer {
+            let r = r.unwrap_err();
+            assert_eq!((r.code, r.status), (451, (4, 4, 3)), "{r}");
+        } else {
+            let tok = r.unwrap();
+            assert_eq!(tok.fingerprints(), vec![key.fingerprint().to_hex()]);
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use crate::config::{ForeignEncryption, Mode, OnSourceError, PolicyConfig};
 use sealgate_crypto::smime::SmimeCipher;
-use sealgate_keys::{Method, RecipientKey, Resolution};
+use sealgate_keys::{Method, OnError, RecipientKey, Resolution};
 
 /// The settings that apply to one recipient after inheritance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,17 @@ pub struct Settings {
     pub foreign_encryption: ForeignEncryption,
     /// The policy entry that supplied the mode: `global` or the domain key.
     pub matched: String,
+}
+
+impl Settings {
+    /// How the key resolver treats a failing source for this recipient:
+    /// `defer` stops the precedence walk there, `skip` goes on.
+    pub fn on_error(&self) -> OnError {
+        match self.on_source_error {
+            OnSourceError::Defer => OnError::Stop,
+            OnSourceError::Skip => OnError::Skip,
+        }
+    }
 }
 
 /// What happens to one recipient.
@@ -115,6 +126,11 @@ impl Policy {
                 reason: format!("policy {} has mode off", settings.matched),
             });
         }
+        if !resolution.errors.is_empty() && settings.on_source_error == OnSourceError::Defer {
+            // The answer is unknown: never guess plaintext, and never let a
+            // lower-ranked source decide in place of the one that failed.
+            return Err(Refusal::SourceFailed(resolution.errors.join("; ")));
+        }
         for &method in &settings.methods {
             if let Some((source, keys)) = resolution.keys.get(&method) {
                 return Ok(Decision::Encrypt {
@@ -124,10 +140,6 @@ impl Policy {
                     source: source.clone(),
                 });
             }
-        }
-        if !resolution.errors.is_empty() && settings.on_source_error == OnSourceError::Defer {
-            // The answer is unknown: never guess plaintext.
-            return Err(Refusal::SourceFailed(resolution.errors.join("; ")));
         }
         match settings.mode {
             Mode::Mandatory => Err(Refusal::NoKey(format!(
@@ -236,6 +248,27 @@ mod tests {
         let mut s = p.settings_for("a@example.com");
         s.on_source_error = OnSourceError::Skip;
         assert!(matches!(p.decide(&s, &failed), Err(Refusal::NoKey(_))));
+        // A key found below a failed source does not decide unless skip.
+        let mut below = failed.clone();
+        let (cert, _) =
+            sequoia_openpgp::cert::CertBuilder::general_purpose(Some("<a@example.com>"))
+                .generate()
+                .unwrap();
+        below.keys.insert(
+            Method::Pgp,
+            (
+                "files".into(),
+                vec![RecipientKey::Pgp(std::sync::Arc::new(cert))],
+            ),
+        );
+        let s = p.settings_for("a@example.com");
+        assert!(matches!(
+            p.decide(&s, &below),
+            Err(Refusal::SourceFailed(_))
+        ));
+        let mut s = p.settings_for("a@example.com");
+        s.on_source_error = OnSourceError::Skip;
+        assert!(matches!(p.decide(&s, &below), Ok(Decision::Encrypt { .. })));
     }
 
     #[test]

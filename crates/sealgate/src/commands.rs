@@ -92,7 +92,13 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
     let (resolver, _, _) = wiring::resolver(settings, &store)?;
     let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     let policy_settings = policy.settings_for(address);
-    let (reports, resolution) = resolver.verify(address).await;
+    let (reports, resolution) = resolver
+        .verify(
+            address,
+            &policy_settings.methods,
+            policy_settings.on_error(),
+        )
+        .await;
     let decision = policy.decide(&policy_settings, &resolution);
     let methods: Vec<&str> = policy_settings.methods.iter().map(|m| m.as_str()).collect();
     let decision_text = match &decision {

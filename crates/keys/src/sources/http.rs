@@ -194,6 +194,8 @@ pub(crate) struct FetchError {
     /// The host name does not exist (our resolver said so, or the proxy
     /// could not open a tunnel to it).
     pub name_not_found: bool,
+    /// The host exists and refused the TCP connection: nothing listens there.
+    pub connection_refused: bool,
 }
 
 /// [`get_bounded`] with an error that says whether the host name was unknown.
@@ -205,6 +207,7 @@ pub(crate) async fn fetch(
     let fail = |message: String| FetchError {
         message,
         name_not_found: false,
+        connection_refused: false,
     };
     let response = client
         .get(url.clone())
@@ -212,6 +215,7 @@ pub(crate) async fn fetch(
         .await
         .map_err(|e| FetchError {
             name_not_found: is_name_not_found(&e),
+            connection_refused: is_connection_refused(&e),
             message: format!("GET {}: {}", redact(url), error_chain(&e.without_url())),
         })?;
     let status = response.status();
@@ -258,6 +262,10 @@ pub(crate) fn certs_for_address(
     address: &str,
     source: &str,
 ) -> Result<Vec<crate::RecipientKey>, String> {
+    if data.iter().all(u8::is_ascii_whitespace) {
+        // An empty answer: the server has nothing for this address.
+        return Ok(Vec::new());
+    }
     let keys = crate::load::parse_pgp(data).map_err(|e| format!("{source}: bad answer: {e}"))?;
     let mut out = Vec::new();
     for key in keys {
@@ -314,6 +322,21 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         out.push_str(" (timed out)");
     }
     out
+}
+
+/// True if the connection was refused (an RST to our SYN): the host is there
+/// and nothing listens on that port.
+pub(crate) fn is_connection_refused(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// True if the error says the host name does not exist: our resolver found

@@ -9,10 +9,25 @@
 //! is tried first. As the draft says, the direct method
 //! (`https://<domain>/.well-known/openpgpkey/hu/<hash>?l=<local>`) is used
 //! only if the `openpgpkey.<domain>` host does not exist: its name does not
-//! resolve (or, through a proxy, the proxy cannot open a tunnel to it). Any
-//! other failure of the advanced host (refused, timeout, TLS, 5xx) is an
-//! error, and its 404 means "no key". HTTPS only: a plain-HTTP URL is never
-//! requested, and redirects to http are refused by the shared client.
+//! resolve (or, through a proxy, the proxy cannot open a tunnel to it).
+//! HTTPS only: a plain-HTTP URL is never requested, and redirects to http are
+//! refused by the shared client.
+//!
+//! WKD is opportunistic: most domains publish nothing, and that must not
+//! defer their mail. So the outcomes are classified (docs/configuration.md
+//! has the same table):
+//!
+//! | outcome (of the method that was used) | result |
+//! |---|---|
+//! | host name does not exist (NXDOMAIN), also for the direct method | no key (cached as negative) |
+//! | connection refused | no key |
+//! | HTTP 404 or 410 | no key |
+//! | HTTP 2xx with an empty body | no key |
+//! | an address WKD cannot express (no domain, an address literal) | no key |
+//! | timeout, TLS failure (certificate, handshake), temporary DNS failure | error ("could not find out") |
+//! | any other HTTP status (5xx, 403, ...) | error |
+//! | an answer cut short, larger than `max_response_bytes`, or not OpenPGP | error |
+//!
 //! Only certificates with a User ID that is exactly the address are kept.
 
 use super::http::{certs_for_address, fetch};
@@ -98,7 +113,13 @@ impl Source for Wkd {
     }
 
     async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
-        let (advanced, direct) = wkd_urls(address)?;
+        let (advanced, direct) = match wkd_urls(address) {
+            Ok(urls) => urls,
+            Err(e) => {
+                tracing::debug!("WKD: no lookup: {e}");
+                return Ok(Vec::new());
+            }
+        };
         let body = match fetch(&self.client, &advanced, self.max_response_bytes).await {
             Ok(body) => body,
             Err(e) if e.name_not_found => {
@@ -107,9 +128,18 @@ impl Source for Wkd {
                     advanced.host_str().unwrap_or_default(),
                     e.message
                 );
-                fetch(&self.client, &direct, self.max_response_bytes)
-                    .await
-                    .map_err(|e| format!("WKD direct method: {}", e.message))?
+                match fetch(&self.client, &direct, self.max_response_bytes).await {
+                    Ok(body) => body,
+                    Err(e) if e.name_not_found || e.connection_refused => {
+                        tracing::debug!("WKD direct method: no key ({})", e.message);
+                        None
+                    }
+                    Err(e) => return Err(format!("WKD direct method: {}", e.message)),
+                }
+            }
+            Err(e) if e.connection_refused => {
+                tracing::debug!("WKD advanced method: no key ({})", e.message);
+                None
             }
             Err(e) => return Err(format!("WKD advanced method: {}", e.message)),
         };
