@@ -48,6 +48,14 @@ fn upstream_down_gives_451() {
         err.starts_with("451") || err.contains(" 451 ") || err.contains("451 4.3.0"),
         "{err}"
     );
+    // The reply names no upstream host or library error (issue 6 item 6);
+    // the log does.
+    assert!(
+        !err.contains(&format!(":{closed}")) && !err.to_lowercase().contains("refused"),
+        "{err}"
+    );
+    let log = gw.log();
+    assert!(log.contains(&format!("127.0.0.1:{closed}")), "{log}");
     assert!(gw.child.try_wait().is_none(), "gateway still running");
 }
 
@@ -60,6 +68,8 @@ fn upstream_permanent_rejection_gives_554() {
     let gw = Gateway::start(&config(sink.port()));
     let err = smtp_send(gw.port, "a@apps.test", &["gone@open.test"], MSG).unwrap_err();
     assert!(err.contains("554") && err.contains("5.1.1"), "{err}");
+    // The upstream's own text (it may name internal hosts) is not passed on.
+    assert!(!err.contains("no such user"), "{err}");
     // A good recipient in another transaction is still served.
     smtp_send(gw.port, "a@apps.test", &["x@open.test"], MSG).unwrap();
     let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();

@@ -432,3 +432,37 @@ fn hanging_key_server_defers_with_443_never_plaintext() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].rcpt_to, vec!["o@skip.test".to_string()]);
 }
+
+/// URL userinfo never reaches a source name, `verify`'s output or the log
+/// (issue 6 item 6): `hkp://u:pw@ks` is shown as `hkp://***@ks`. Before, the
+/// source name was the URL as configured, password included.
+#[test]
+fn key_server_credentials_stay_out_of_names_and_logs() {
+    let ks = KeyServer::start_http();
+    let sink = Sink::start();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n[keys]\nkeyservers = [\"hkp://sguser:SECRETPW42@127.0.0.1:{}\"]\n[log]\nlevel = \"debug\"\n",
+        sink.port(),
+        ks.port()
+    ));
+    let o = gw.cli(&["verify", "x@open.test"]);
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    assert!(
+        !shown.contains("SECRETPW42") && !shown.contains("sguser"),
+        "{shown}"
+    );
+    assert!(shown.contains("keyserver:hkp://***@127.0.0.1:"), "{shown}");
+    let o = gw.cli(&["check-config"]);
+    assert!(!text(&o).contains("SECRETPW42"), "{}", text(&o));
+    smtp_send(
+        gw.port,
+        "a@apps.test",
+        &["x@open.test"],
+        b"From: a@apps.test\r\nSubject: t\r\n\r\nhi\r\n",
+    )
+    .unwrap();
+    sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    let log = gw.log();
+    assert!(!log.contains("SECRETPW42"), "{log}");
+}

@@ -5,7 +5,9 @@
 //! upstream accepted every recipient; if any recipient failed temporarily the
 //! client gets 451 and retries the whole message (recipients already served may
 //! then get it twice, never zero times); if some failed for good and none
-//! temporarily, 554 with the upstream's reason so the client bounces.
+//! temporarily, 554 (with the upstream's enhanced status code) so the client
+//! bounces. Replies carry the queue id and a generic reason only: upstream
+//! texts, host names and library errors go to the log.
 
 use crate::group::{Group, GroupKind};
 use crate::RecipientDecision;
@@ -64,14 +66,15 @@ pub fn fold(
         _ => None,
     });
     let count = |f: fn(&Delivery) -> bool| per.iter().filter(|(_, d)| f(d)).count();
-    let (reply, outcome) = if let Some((i, reason)) = transient {
+    let (reply, outcome) = if let Some((i, _reason)) = transient {
         let k = count(|d| matches!(d, Delivery::Transient(_)));
         (
             Reply::new(
                 451,
                 (4, 3, 0),
+                // The reason (upstream host, library error) goes to the log only.
                 one_line(&format!(
-                    "{queue_id}: {k} of {n} recipient(s) not delivered yet, try again later (<{}>: {reason})",
+                    "{queue_id}: {k} of {n} recipient(s) not delivered yet, try again later (first: <{}>)",
                     envelope.recipients[i].address
                 )),
             ),
@@ -83,12 +86,20 @@ pub fn fold(
             // The reason names the recipient already.
             format!("{queue_id}: {k} of {n} recipient(s) refused ({reason})")
         } else {
+            // The next hop's own text may name internal hosts: log only;
+            // its enhanced status code is passed on.
             format!(
-                "{queue_id}: upstream refused {k} of {n} recipient(s) (<{}>: {reason})",
+                "{queue_id}: the next hop refused {k} of {n} recipient(s) (first: <{}>)",
                 envelope.recipients[i].address
             )
         };
-        let status = if by_policy[i] { (5, 7, 1) } else { (5, 0, 0) };
+        let status = if by_policy[i] {
+            (5, 7, 1)
+        } else {
+            enhanced_status(&reason)
+                .filter(|s| s.0 == 5)
+                .unwrap_or((5, 0, 0))
+        };
         (Reply::new(554, status, one_line(&text)), "rejected")
     } else {
         (
@@ -101,6 +112,28 @@ pub fn fold(
         outcome,
         recipients: per,
     }
+}
+
+/// The first RFC 3463 enhanced status code (`5.1.1`) in an upstream's reply
+/// text, if any.
+fn enhanced_status(text: &str) -> Option<(u8, u16, u16)> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find_map(|word| {
+            let mut it = word.split('.');
+            let (a, b, c) = (it.next()?, it.next()?, it.next()?);
+            if it.next().is_some()
+                || a.len() != 1
+                || b.is_empty()
+                || b.len() > 3
+                || c.is_empty()
+                || c.len() > 3
+            {
+                return None;
+            }
+            let class: u8 = a.parse().ok()?;
+            matches!(class, 2 | 4 | 5).then_some(())?;
+            Some((class, b.parse().ok()?, c.parse().ok()?))
+        })
 }
 
 fn one_line(s: &str) -> String {
@@ -178,5 +211,21 @@ impl Outcome {
             outcome: self.outcome.to_string(),
             reply: self.reply.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enhanced_status;
+
+    #[test]
+    fn enhanced_status_codes_are_found_in_upstream_texts() {
+        assert_eq!(
+            enhanced_status("RCPT TO: permanent error (550): 5.1.1 no such user"),
+            Some((5, 1, 1))
+        );
+        assert_eq!(enhanced_status("550 no such user at 10.0.0.1"), None);
+        assert_eq!(enhanced_status("v1.2.3 or 5.7.26"), Some((5, 7, 26)));
+        assert_eq!(enhanced_status(""), None);
     }
 }

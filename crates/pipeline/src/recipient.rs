@@ -86,10 +86,16 @@ pub async fn decide(
             (5, 7, 1),
             format!("<{address}>: recipient requires encryption: {reason}"),
         )),
-        Err(Refusal::SourceFailed(reason)) => Err(Reply::new(
-            451,
-            (4, 4, 3),
-            format!("<{address}>: key lookup failed, try again later ({reason})"),
-        )),
+        Err(Refusal::SourceFailed(reason)) => {
+            // The reason names hosts, DNs and library errors: log only. The
+            // client gets a reference to find the log line by.
+            let reference = crate::queue_id::next();
+            tracing::warn!(recipient = address, reference = %reference, reason = %reason, "key lookup failed");
+            Err(Reply::new(
+                451,
+                (4, 4, 3),
+                format!("<{address}>: key lookup failed, try again later (ref {reference})"),
+            ))
+        }
     }
 }

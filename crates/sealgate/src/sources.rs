@@ -159,9 +159,17 @@ pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSourc
         for name in list {
             match name.as_str() {
                 "ldap" => out.extend(k.ldap.iter().map(|d| format!("ldap:{}", d.name))),
-                "keyservers" => out.extend(k.keyservers.iter().map(|u| format!("keyserver:{u}"))),
+                "keyservers" => out.extend(
+                    k.keyservers
+                        .iter()
+                        .map(|u| format!("keyserver:{}", sealgate_store::redact(u))),
+                ),
                 "wkd" if !k.wkd.enabled => {}
-                n => out.push(n.to_string()),
+                n => match n.strip_prefix("keyserver:") {
+                    // Source names never carry URL userinfo.
+                    Some(url) => out.push(format!("keyserver:{}", sealgate_store::redact(url))),
+                    None => out.push(n.to_string()),
+                },
             }
         }
         out
@@ -192,7 +200,7 @@ pub async fn expire_moved(k: &KeysSettings, store: &Store) -> Result<u64> {
     for url in &k.keyservers {
         n += store
             .cache_expire_moved(
-                &format!("keyserver:{url}"),
+                &format!("keyserver:{}", sealgate_store::redact(url)),
                 &location(&format!("{url} {http_text}")),
             )
             .await?;

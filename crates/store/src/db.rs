@@ -98,17 +98,18 @@ fn normalise_url(url: &str) -> Result<(Backend, String)> {
     }
 }
 
-/// The URL without a password, for error messages and logs.
+/// The URL without its userinfo (`https://u:pw@ks` becomes `https://***@ks`),
+/// for names, error messages and logs. Any text that is not a URL is returned
+/// as it is.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    let Some(s) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[s + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..s + 3], &rest[at..]),
+        None => url.to_string(),
     }
 }
 
@@ -118,9 +119,17 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://***@h/db");
+        assert_eq!(redact("https://u:pw@ks"), "https://***@ks");
+        // A bare user part may be a token: it goes too.
+        assert_eq!(redact("https://tok3n@ks/x"), "https://***@ks/x");
         assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+        // An @ after the authority is not userinfo.
+        assert_eq!(
+            redact("https://ks/pks/lookup?search=a@b.example"),
+            "https://ks/pks/lookup?search=a@b.example"
+        );
+        assert_eq!(redact("no url"), "no url");
     }
 
     #[test]

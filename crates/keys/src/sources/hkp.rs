@@ -101,7 +101,7 @@ fn base_url(configured: &str) -> Result<url::Url, String> {
 #[async_trait::async_trait]
 impl Source for HkpKeyserver {
     fn name(&self) -> String {
-        format!("keyserver:{}", self.configured)
+        format!("keyserver:{}", sealgate_store::redact(&self.configured))
     }
 
     async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {

@@ -292,13 +292,9 @@ pub(crate) fn certs_for_address(
     Ok(out)
 }
 
-/// The URL for messages: without a password, should one be in it.
+/// The URL for messages: without its userinfo, should it have one.
 fn redact(url: &url::Url) -> String {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    u.to_string()
+    sealgate_store::redact(url.as_str())
 }
 
 /// An error with all its causes, `a: b: c` (reqwest's own message alone

@@ -132,7 +132,7 @@ async fn key_space(ldap: &mut Ldap, timeout: Duration) -> Result<String, Failure
 #[async_trait::async_trait]
 impl Source for LdapKeyserver {
     fn name(&self) -> String {
-        format!("keyserver:{}", self.url)
+        format!("keyserver:{}", sealgate_store::redact(&self.url))
     }
 
     async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
