@@ -41,6 +41,14 @@ pub struct SmtpSettings {
     pub max_recipients: usize,
     pub max_line_length: usize,
     pub max_connections: usize,
+    /// Concurrent sessions from one client address (421 4.7.0 beyond).
+    pub max_connections_per_client: usize,
+    /// Failed AUTH attempts per session before 421 4.7.0 and close.
+    pub max_auth_failures: u32,
+    /// Failed AUTH attempts per client address per auth_failure_window_secs;
+    /// beyond, AUTH gets 454 4.7.0 without a password check.
+    pub auth_failure_limit: usize,
+    pub auth_failure_window_secs: u64,
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
     pub data_deadline_secs: u64,
@@ -62,6 +70,10 @@ impl Default for SmtpSettings {
             max_recipients: 1000,
             max_line_length: 4096,
             max_connections: 100,
+            max_connections_per_client: 20,
+            max_auth_failures: 3,
+            auth_failure_limit: 10,
+            auth_failure_window_secs: 60,
             command_timeout_secs: 300,
             data_timeout_secs: 300,
             data_deadline_secs: 1800,
@@ -281,6 +293,19 @@ impl Settings {
         }
         if s.max_line_length < 1000 {
             return Err("smtp.max_line_length: must be at least 1000 (RFC 5321)".into());
+        }
+        for (key, value) in [
+            (
+                "smtp.max_connections_per_client",
+                s.max_connections_per_client as u64,
+            ),
+            ("smtp.max_auth_failures", u64::from(s.max_auth_failures)),
+            ("smtp.auth_failure_limit", s.auth_failure_limit as u64),
+            ("smtp.auth_failure_window_secs", s.auth_failure_window_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("{key}: must be at least 1"));
+            }
         }
         if s.command_timeout_secs == 0 || s.data_timeout_secs == 0 {
             return Err(

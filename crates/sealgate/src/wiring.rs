@@ -46,6 +46,10 @@ pub fn server_config(settings: &Settings) -> Result<ServerConfig> {
     c.max_recipients = s.max_recipients;
     c.max_line_length = s.max_line_length;
     c.max_connections = s.max_connections;
+    c.max_connections_per_client = s.max_connections_per_client;
+    c.max_auth_failures = s.max_auth_failures;
+    c.auth_failure_limit = s.auth_failure_limit;
+    c.auth_failure_window = Duration::from_secs(s.auth_failure_window_secs);
     c.command_timeout = Duration::from_secs(s.command_timeout_secs);
     c.data_timeout = Duration::from_secs(s.data_timeout_secs);
     c.data_deadline = Duration::from_secs(s.data_deadline_secs);

@@ -4,14 +4,20 @@
 //! security-critical: passwords are stored only as salted PBKDF2-HMAC-SHA256
 //! hashes, compared in constant time, and an unknown user costs the same work
 //! as a wrong password. The network exchange itself lives in the session; this
-//! file only turns SASL payloads into credentials and checks them.
+//! file only turns SASL payloads into credentials and checks them, on the
+//! blocking thread pool and at most one check per CPU at a time, process-wide
+//! ([`check_credentials_bounded`]), so sessions cannot occupy every core with
+//! PBKDF2 (the per-client budget of failures is in `anvil.rs`).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::AuthUser;
+use crate::{AuthUser, ServerConfig};
 
 const ITERATIONS: u32 = 210_000;
 const SALT_LEN: usize = 16;
@@ -87,6 +93,36 @@ pub(crate) fn check_credentials(users: &[AuthUser], name: &str, password: &str) 
             false
         }
     }
+}
+
+/// Password checks that may run at once in this process: one per CPU.
+fn running_checks() -> &'static Semaphore {
+    static CHECKS: OnceLock<Semaphore> = OnceLock::new();
+    CHECKS
+        .get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
+}
+
+/// [`check_credentials`] against `config.auth_users` on the blocking thread pool, once one of the
+/// per-CPU permits is free. `None` if none became free within `wait` (the
+/// check did not run). The permit travels with the blocking task, so a
+/// session that goes away mid-check still holds it until PBKDF2 ends.
+pub(crate) async fn check_credentials_bounded(
+    config: Arc<ServerConfig>,
+    name: String,
+    password: String,
+    wait: Duration,
+) -> Option<bool> {
+    let permit = tokio::time::timeout(wait, running_checks().acquire())
+        .await
+        .ok()?
+        .ok()?;
+    let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        check_credentials(&config.auth_users, &name, &password)
+    })
+    .await
+    .unwrap_or(false);
+    Some(verified)
 }
 
 /// Why a SASL payload could not be used.

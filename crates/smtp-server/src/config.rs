@@ -55,6 +55,19 @@ pub struct ServerConfig {
     pub max_line_length: usize,
     /// Concurrent sessions; more get `421 4.3.2`.
     pub max_connections: usize,
+    /// Concurrent sessions from one client address (IPv4, or one IPv6
+    /// address; IPv4-mapped IPv6 counts as IPv4); more get `421 4.7.0`.
+    pub max_connections_per_client: usize,
+    /// Failed AUTH attempts per session; the last one is answered `421 4.7.0`
+    /// and the session closes. 0 behaves as 1.
+    pub max_auth_failures: u32,
+    /// Failed AUTH attempts one client address may make per
+    /// [`auth_failure_window`](Self::auth_failure_window), over all its
+    /// sessions; once they are used up, AUTH gets `454 4.7.0` at once, without
+    /// a password check. Checks in progress count against the budget.
+    pub auth_failure_limit: usize,
+    /// The sliding window of [`auth_failure_limit`](Self::auth_failure_limit).
+    pub auth_failure_window: Duration,
     /// Longest wait for a complete command line (and for writing a reply).
     pub command_timeout: Duration,
     /// Longest wait for each read during DATA.
@@ -86,6 +99,10 @@ impl ServerConfig {
             max_recipients: 1000,
             max_line_length: 4096,
             max_connections: 100,
+            max_connections_per_client: 20,
+            max_auth_failures: 3,
+            auth_failure_limit: 10,
+            auth_failure_window: Duration::from_secs(60),
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(300),
             data_deadline: Duration::from_secs(1800),
@@ -112,6 +129,13 @@ impl fmt::Debug for ServerConfig {
             .field("max_recipients", &self.max_recipients)
             .field("max_line_length", &self.max_line_length)
             .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
+            .field("max_auth_failures", &self.max_auth_failures)
+            .field("auth_failure_limit", &self.auth_failure_limit)
+            .field("auth_failure_window", &self.auth_failure_window)
             .field("command_timeout", &self.command_timeout)
             .field("data_timeout", &self.data_timeout)
             .field("data_deadline", &self.data_deadline)

@@ -8,7 +8,8 @@
 //! client. It knows nothing about encryption.
 //!
 //! Map of the crate:
-//! * [`serve`] (`listener.rs`): accept loop, connection limit, shutdown;
+//! * [`serve`] (`listener.rs`): accept loop, connection limits, shutdown;
+//! * `anvil.rs`: per-client counters (sessions, AUTH failures);
 //! * `session.rs`: the per-connection state machine;
 //! * `address.rs`: MAIL/RCPT paths read and kept in RFC 5321 form;
 //! * `line.rs`: buffered I/O with bounded command lines;
@@ -20,6 +21,7 @@
 
 mod access;
 mod address;
+mod anvil;
 mod auth;
 mod config;
 mod data;

@@ -5,17 +5,33 @@
 //! buffer, hands out command lines of bounded length (discarding the rest of
 //! an overlong line), exposes the raw buffer to the DATA reader, and queues
 //! replies so pipelined commands are answered in one write (RFC 2920).
+//!
+//! Replies are bounded too: while pipelined commands wait, queued replies are
+//! handed to the socket without waiting ([`Connection::write_ready`]), and
+//! when all input is used up the replies are written while more input is
+//! taken in ([`Connection::flush_or_read`]), so a client that keeps writing
+//! is never stuck behind its own unread replies. What the socket does not
+//! take stays queued, and a client that lets [`MAX_UNREAD_REPLIES`] pile up
+//! that way is not reading (the session gives it a short grace to catch up,
+//! then closes).
 
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::stream::Stream;
 use crate::Reply;
 
 const READ_BUFFER: usize = 16 * 1024;
-/// Queued reply bytes that force a flush even while pipelined input is waiting.
+/// Queued reply bytes that are handed to the socket even while pipelined
+/// input is waiting.
 const MAX_PENDING_OUTPUT: usize = 16 * 1024;
+/// Queued reply bytes the socket would not take (its buffers being full of
+/// replies already) beyond which the client counts as not reading them.
+pub(crate) const MAX_UNREAD_REPLIES: usize = 64 * 1024;
 
 /// Result of reading one line.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,6 +42,16 @@ pub(crate) enum Line {
     TooLong,
     /// The peer closed the connection (a partial last line is dropped).
     Eof,
+}
+
+/// What [`Connection::flush_or_read`] got done first.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// All queued output is written.
+    Flushed,
+    /// This many bytes arrived (0: the peer closed its side) while output is
+    /// still queued.
+    Received(usize),
 }
 
 /// A stream plus its read buffer and pending output.
@@ -57,11 +83,21 @@ impl Connection {
         self.start < self.end
     }
 
-    /// Whether queued replies should be written now: when the next command
-    /// read would have to wait for the network (RFC 2920 §3.2), or when a
-    /// client keeps pipelining without reading and the output piles up.
+    /// Whether queued replies must be written out now: when the next command
+    /// read would have to wait for the network (RFC 2920 §3.2).
     pub(crate) fn should_flush(&self) -> bool {
-        !self.buffered().contains(&b'\n') || self.out.len() >= MAX_PENDING_OUTPUT
+        !self.buffered().contains(&b'\n')
+    }
+
+    /// Whether a client pipelining on has enough replies queued that they
+    /// should go to the socket (without waiting: [`write_ready`](Self::write_ready)).
+    pub(crate) fn output_piled_up(&self) -> bool {
+        self.out.len() >= MAX_PENDING_OUTPUT
+    }
+
+    /// Queued reply bytes not yet taken by the socket.
+    pub(crate) fn unread_replies(&self) -> usize {
+        self.out.len()
     }
 
     /// Marks `n` buffered bytes as used.
@@ -76,8 +112,8 @@ impl Connection {
         self.end = 0;
     }
 
-    /// Reads more bytes into the buffer; returns how many (0 = end of stream).
-    pub(crate) async fn fill(&mut self) -> io::Result<usize> {
+    /// Moves the unconsumed bytes to the front when the buffer's end is reached.
+    fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -86,6 +122,11 @@ impl Connection {
             self.end -= self.start;
             self.start = 0;
         }
+    }
+
+    /// Reads more bytes into the buffer; returns how many (0 = end of stream).
+    pub(crate) async fn fill(&mut self) -> io::Result<usize> {
+        self.make_room();
         let n = self.stream.read(&mut self.buf[self.end..]).await?;
         self.end += n;
         Ok(n)
@@ -141,6 +182,71 @@ impl Connection {
             self.out.clear();
         }
         self.stream.flush().await
+    }
+
+    /// Writes as much queued output as the socket takes right now, without
+    /// waiting for the peer to read; the rest stays queued (in order) for the
+    /// next write. The queue only ever grows at its end between writes, as a
+    /// TLS write that could not finish must be retried with the same bytes.
+    pub(crate) async fn write_ready(&mut self) -> io::Result<()> {
+        while !self.out.is_empty() {
+            let stream = &mut self.stream;
+            let out = &self.out;
+            let written = poll_fn(|cx| match Pin::new(&mut *stream).poll_write(cx, out) {
+                Poll::Pending => Poll::Ready(None),
+                Poll::Ready(result) => Poll::Ready(Some(result)),
+            })
+            .await;
+            match written {
+                None => break,
+                Some(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Some(Ok(n)) => {
+                    self.out.drain(..n.min(self.out.len()));
+                }
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes queued output, but returns early if input arrives first (it is
+    /// added to the buffer): a client still pipelining gets its commands
+    /// read while its replies wait for it. With no room left in the read
+    /// buffer this is a plain [`flush`](Self::flush).
+    pub(crate) async fn flush_or_read(&mut self) -> io::Result<Progress> {
+        self.make_room();
+        if self.end == self.buf.len() {
+            self.flush().await?;
+            return Ok(Progress::Flushed);
+        }
+        poll_fn(|cx| {
+            while !self.out.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.out) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => {
+                        self.out.drain(..n.min(self.out.len()));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if self.out.is_empty() {
+                return Pin::new(&mut self.stream)
+                    .poll_flush(cx)
+                    .map_ok(|()| Progress::Flushed);
+            }
+            let mut read = ReadBuf::new(&mut self.buf[self.end..]);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    let n = read.filled().len();
+                    self.end += n;
+                    Poll::Ready(Ok(Progress::Received(n)))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Moves the stream out (for the TLS upgrade), leaving `Stream::Closed`.

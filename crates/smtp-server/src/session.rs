@@ -3,13 +3,19 @@
 //! A session moves through [`Phase`]s: connected (no HELO yet), greeted, and in
 //! a mail transaction. Commands are read with a bounded line reader and
 //! answered in order; replies are flushed when no more pipelined input is
-//! waiting, and always before waiting on DATA content or on the handler. The
+//! waiting, and always before waiting on DATA content; before waiting on the
+//! handler, and when replies pile up under pipelining, they are handed to the
+//! socket without waiting, and a client that leaves more than
+//! `MAX_UNREAD_REPLIES` of them unread gets `UNREAD_GRACE` to read them, then
+//! is disconnected (it must not pin a session, or grow its output, by writing
+//! commands and never reading the answers). The
 //! SMTP-level checks (sequencing, limits, access, TLS, AUTH) happen here; what
 //! to do with recipients and messages is the [`Handler`]'s business.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use smtp_proto::{MailFrom, RcptTo, Request};
 use tokio::net::TcpStream;
@@ -19,9 +25,10 @@ use tracing::{debug, info, warn};
 
 use crate::access::network_allowed;
 use crate::address::{self, AddressError, PathCommand, Verb};
+use crate::anvil::Anvil;
 use crate::config::MAX_COMMAND_LINE;
 use crate::data::DataReader;
-use crate::line::{Connection, Line};
+use crate::line::{Connection, Line, Progress, MAX_UNREAD_REPLIES};
 use crate::stream::Stream;
 use crate::{ClientInfo, Envelope, Handler, Recipient, Reply, ServerConfig};
 
@@ -29,6 +36,9 @@ mod sasl;
 
 /// Unknown, malformed or out-of-sequence commands in a row before we hang up.
 const MAX_BAD_COMMANDS: u32 = 10;
+/// How long a client with more than `MAX_UNREAD_REPLIES` unread replies has
+/// to read them before it is disconnected.
+const UNREAD_GRACE: Duration = Duration::from_secs(10);
 
 /// Where the session is in the SMTP dialogue.
 enum Phase<T> {
@@ -69,6 +79,8 @@ pub(crate) struct Session<H: Handler> {
     phase: Phase<H::Token>,
     bad_commands: u32,
     auth_failures: u32,
+    /// Per-client counters shared by the listener's sessions (AUTH budget).
+    anvil: Arc<Anvil>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -79,6 +91,7 @@ pub(crate) async fn run<H: Handler>(
     peer: SocketAddr,
     config: Arc<ServerConfig>,
     handler: Arc<H>,
+    anvil: Arc<Anvil>,
     shutdown: watch::Receiver<bool>,
 ) {
     info!(%peer, "connect");
@@ -95,6 +108,7 @@ pub(crate) async fn run<H: Handler>(
         phase: Phase::Connected,
         bad_commands: 0,
         auth_failures: 0,
+        anvil,
         shutdown,
     };
     if let Err(e) = session.serve().await {
@@ -160,7 +174,15 @@ impl<H: Handler> Session<H> {
         self.conn.queue_raw(&greeting);
         loop {
             if self.conn.should_flush() {
-                self.flush().await?;
+                match self.flush_or_read().await? {
+                    Progress::Flushed => {}
+                    // The client closed its side: its replies still go out.
+                    Progress::Received(0) => self.flush().await?,
+                    // Still pipelining: read on before waiting for the write.
+                    Progress::Received(_) => continue,
+                }
+            } else if self.conn.output_piled_up() {
+                self.send_ready().await?;
             }
             let read = tokio::select! {
                 biased;
@@ -189,11 +211,49 @@ impl<H: Handler> Session<H> {
     }
 
     /// Writes queued replies, bounded by the command timeout (a client that
-    /// does not read must not pin the session forever).
+    /// does not read must not pin the session forever), or by `UNREAD_GRACE`
+    /// if it already left more than `MAX_UNREAD_REPLIES` unread.
     async fn flush(&mut self) -> io::Result<()> {
+        if self.conn.unread_replies() > MAX_UNREAD_REPLIES {
+            self.send_ready().await?;
+        }
         match timeout(self.config.command_timeout, self.conn.flush()).await {
             Ok(result) => result,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+        }
+    }
+
+    /// Writes queued replies before waiting for the next command, unless more
+    /// commands arrive first; bounded like [`flush`](Self::flush).
+    async fn flush_or_read(&mut self) -> io::Result<Progress> {
+        if self.conn.unread_replies() > MAX_UNREAD_REPLIES {
+            self.send_ready().await?;
+        }
+        match timeout(self.config.command_timeout, self.conn.flush_or_read()).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+        }
+    }
+
+    /// Hands queued replies to the socket without waiting for the client to
+    /// read them. If more than `MAX_UNREAD_REPLIES` stay queued, the client
+    /// is not reading: it gets `UNREAD_GRACE` to catch up, else the session
+    /// ends (no 421: the client would not read it either).
+    async fn send_ready(&mut self) -> io::Result<()> {
+        self.conn.write_ready().await?;
+        let unread = self.conn.unread_replies();
+        if unread <= MAX_UNREAD_REPLIES {
+            return Ok(());
+        }
+        match timeout(UNREAD_GRACE, self.conn.flush()).await {
+            Ok(result) => result,
+            Err(_) => {
+                warn!(peer = %self.client.peer, unread, "client does not read its replies, closing");
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client does not read its replies",
+                ))
+            }
         }
     }
 
@@ -425,7 +485,9 @@ impl<H: Handler> Session<H> {
         if let Phase::Mail(tx) = &mut self.phase {
             tx.attempts += 1;
         }
-        self.flush().await?;
+        // Earlier replies go out before a possibly slow lookup, but without
+        // waiting for a client that does not read them.
+        self.send_ready().await?;
         match self
             .handler
             .recipient(&self.client, &sender, &address)

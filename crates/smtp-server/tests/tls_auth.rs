@@ -318,3 +318,163 @@ async fn failed_handshake_closes_quietly() {
     let mut d = server.client().await;
     d.expect("EHLO client.test", "250-mx.test").await;
 }
+
+/// A TLS session from `from` (127.0.0.1 or 127.0.0.2), greeted under TLS.
+async fn tls_session(server: &Server, from: &str) -> Client<SslStream<TcpStream>> {
+    tls_session_with(server, from, None).await
+}
+
+/// [`tls_session`] with the client's socket receive buffer set.
+async fn tls_session_with(
+    server: &Server,
+    from: &str,
+    recv_buffer: Option<u32>,
+) -> Client<SslStream<TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let mut c = Client::new(socket.connect(server.addr).await.unwrap());
+    c.expect_reply("220 mx.test").await;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("STARTTLS", "220").await;
+    let mut c = Client::new(tls_connect(c.into_stream()).await);
+    c.expect("EHLO client.test", "250").await;
+    c
+}
+
+/// `\0alice\0bad` and `\0alice\0pw`.
+const WRONG: &str = "AUTH PLAIN AGFsaWNlAGJhZA==";
+const RIGHT: &str = "AUTH PLAIN AGFsaWNlAHB3";
+/// Only the per-client failure budget produces this reply.
+const RATE_LIMITED: &str =
+    "454 4.7.0 Too many failed authentications from your address, try again later";
+
+#[tokio::test]
+async fn max_auth_failures_is_configurable() {
+    let server = Server::start(|c| {
+        tls_auth_config(c);
+        c.max_auth_failures = 1;
+    })
+    .await;
+    let mut c = tls_session(&server, "127.0.0.1").await;
+    c.expect(
+        WRONG,
+        "421 4.7.0 mx.test Error: too many authentication failures",
+    )
+    .await;
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn auth_failures_per_client_are_rate_limited() {
+    let server = Server::start(|c| {
+        tls_auth_config(c);
+        c.max_auth_failures = 10;
+        c.auth_failure_limit = 2;
+    })
+    .await;
+    let mut c = tls_session(&server, "127.0.0.1").await;
+    c.expect(WRONG, "535 5.7.8").await;
+    c.expect(WRONG, "535 5.7.8").await;
+    // Budget used up: refused before the SASL exchange, and no password
+    // check runs, not even for the right password.
+    c.expect(WRONG, RATE_LIMITED).await;
+    c.expect("AUTH LOGIN", RATE_LIMITED).await;
+    c.expect(RIGHT, RATE_LIMITED).await;
+    // The session itself goes on.
+    c.expect("NOOP", "250").await;
+    // The budget is the client's, not the session's.
+    let mut again = tls_session(&server, "127.0.0.1").await;
+    again.expect(RIGHT, RATE_LIMITED).await;
+    // Another client address is not affected.
+    let mut other = tls_session(&server, "127.0.0.2").await;
+    other.expect(RIGHT, "235 2.7.0").await;
+}
+
+#[tokio::test]
+async fn parallel_sessions_cannot_overdraw_the_auth_budget() {
+    let server = Server::start(|c| {
+        tls_auth_config(c);
+        c.auth_failure_limit = 2;
+    })
+    .await;
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(tls_session(&server, "127.0.0.1").await);
+    }
+    // All six ask at once: checks in progress count against the budget, so
+    // only two password checks run.
+    for c in &mut sessions {
+        c.send(format!("{WRONG}\r\n")).await;
+    }
+    let mut replies = Vec::new();
+    for c in &mut sessions {
+        replies.push(c.reply().await);
+    }
+    let checked = replies
+        .iter()
+        .filter(|r| r.starts_with("535 5.7.8"))
+        .count();
+    let limited = replies.iter().filter(|r| *r == RATE_LIMITED).count();
+    assert_eq!((checked, limited), (2, 4), "{replies:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_pipelining_under_tls_is_answered_in_order() {
+    // Replies the socket does not take at once stay queued and are retried
+    // (a TLS write must be retried with the same bytes): all arrive, in order.
+    let server = Server::start(tls_auth_config).await;
+    // A small receive buffer, so the server's writes often cannot finish.
+    let c = tls_session_with(&server, "127.0.0.1", Some(4096)).await;
+    let (mut rd, mut wr) = tokio::io::split(c.into_stream());
+    const N: usize = 6_000;
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let batch = format!("{}QUIT\r\n", "NOOP\r\n".repeat(N));
+        wr.write_all(batch.as_bytes()).await.unwrap();
+        wr
+    });
+    let mut all = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        use tokio::io::AsyncReadExt;
+        // The server closes without a TLS close_notify; what came is enough.
+        let _ = rd.read_to_end(&mut all).await;
+    })
+    .await
+    .expect("all replies within 60 s");
+    let _wr = writer.await.unwrap();
+    let text = String::from_utf8(all).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), N + 1);
+    assert!(lines[..N].iter().all(|l| *l == "250 2.0.0 Ok"));
+    assert!(lines[N].starts_with("221 2.0.0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_read_late_under_tls_arrive_complete_and_in_order() {
+    // The client pipelines a batch whose replies (about 84 KB) are more than
+    // the sockets take, and reads only after a pause: the server keeps the
+    // rest queued (under the unread bound), retries the interrupted TLS
+    // writes with the grown queue, and everything arrives in order.
+    let server = Server::start(tls_auth_config).await;
+    let mut c = tls_session_with(&server, "127.0.0.1", Some(4096)).await;
+    const N: usize = 6_000;
+    c.send(format!("{}QUIT\r\n", "NOOP\r\n".repeat(N))).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut all = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        use tokio::io::AsyncReadExt;
+        let _ = c.stream.read_to_end(&mut all).await;
+    })
+    .await
+    .expect("all replies within 60 s");
+    let text = String::from_utf8(all).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), N + 1);
+    assert!(lines[..N].iter().all(|l| *l == "250 2.0.0 Ok"));
+    assert!(lines[N].starts_with("221 2.0.0"));
+}

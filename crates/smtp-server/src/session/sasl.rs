@@ -3,7 +3,14 @@
 //! Kept apart from the main state machine because it is the one place where
 //! the session reads lines that are not commands (334 challenges) and where
 //! credentials pass through: nothing here logs them, and checking them runs
-//! on a blocking thread (PBKDF2 is deliberately slow).
+//! on a blocking thread (PBKDF2 is deliberately slow), at most one per CPU at
+//! a time (`auth::check_credentials_bounded`).
+//!
+//! Failures are bounded twice: per session (`max_auth_failures`, then
+//! `421 4.7.0` and close) and per client address over all its sessions
+//! (`auth_failure_limit` per `auth_failure_window`, kept by `anvil.rs`); a
+//! client whose budget is used up gets `454 4.7.0` at once, and no password
+//! check runs for it.
 
 use std::io;
 
@@ -15,9 +22,6 @@ use crate::auth::{self, SaslError};
 use crate::config::MAX_COMMAND_LINE;
 use crate::line::Line;
 use crate::{Handler, Reply};
-
-/// Failed AUTH attempts per session before we hang up.
-const MAX_AUTH_FAILURES: u32 = 3;
 
 /// Outcome of a SASL exchange that did not yield credentials.
 enum SaslStop {
@@ -51,6 +55,10 @@ impl<H: Handler> Session<H> {
                 "AUTH not permitted during a mail transaction",
             )));
         }
+        let ip = self.client.peer.ip();
+        if !self.anvil.auth_allowed(ip) {
+            return Ok(self.rate_limited());
+        }
         let credentials = match mechanism {
             smtp_proto::AUTH_PLAIN => self.sasl_plain(initial).await?,
             smtp_proto::AUTH_LOGIN => self.sasl_login(initial).await?,
@@ -65,21 +73,40 @@ impl<H: Handler> Session<H> {
             Err(SaslStop::Reply(r)) => return Ok(self.error(r)),
             Err(SaslStop::Flow(f)) => return Ok(f),
         };
-        let name = user.clone();
-        let verified = tokio::task::spawn_blocking(move || {
-            auth::check_credentials(&config.auth_users, &name, &password)
-        })
-        .await
-        .unwrap_or(false);
-        if verified {
-            info!(peer = %self.client.peer, user = %user, "authenticated");
-            self.client.authenticated_as = Some(user);
-            self.auth_failures = 0;
-            return Ok(self.ok(reply(235, (2, 7, 0), "Authentication successful")));
+        // Reserved before the check, so parallel sessions of one client
+        // cannot run more checks than its budget has failures left.
+        let Some(attempt) = self.anvil.begin_auth(ip) else {
+            return Ok(self.rate_limited());
+        };
+        let verified = auth::check_credentials_bounded(
+            config.clone(),
+            user.clone(),
+            password,
+            config.command_timeout,
+        )
+        .await;
+        match verified {
+            None => {
+                drop(attempt);
+                warn!(peer = %self.client.peer, "password checks busy, AUTH deferred");
+                return Ok(self.refuse(reply(
+                    454,
+                    (4, 7, 0),
+                    "Temporary authentication failure, try again later",
+                )));
+            }
+            Some(true) => {
+                drop(attempt);
+                info!(peer = %self.client.peer, user = %user, "authenticated");
+                self.client.authenticated_as = Some(user);
+                self.auth_failures = 0;
+                return Ok(self.ok(reply(235, (2, 7, 0), "Authentication successful")));
+            }
+            Some(false) => attempt.failed(),
         }
         self.auth_failures += 1;
         warn!(peer = %self.client.peer, "authentication failed");
-        if self.auth_failures >= MAX_AUTH_FAILURES {
+        if self.auth_failures >= config.max_auth_failures.max(1) {
             let text = format!(
                 "{} Error: too many authentication failures",
                 self.config.hostname
@@ -88,6 +115,17 @@ impl<H: Handler> Session<H> {
             return Ok(Flow::Close);
         }
         Ok(self.refuse(reply(535, (5, 7, 8), "Authentication credentials invalid")))
+    }
+
+    /// The client address has used up its AUTH failure budget: refused
+    /// without a password check (and counted as a bad command).
+    fn rate_limited(&mut self) -> Flow {
+        warn!(peer = %self.client.peer, "AUTH refused: too many recent failures from this address");
+        self.error(reply(
+            454,
+            (4, 7, 0),
+            "Too many failed authentications from your address, try again later",
+        ))
     }
 
     async fn sasl_plain(
