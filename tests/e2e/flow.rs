@@ -486,6 +486,14 @@ fn full_run(store_url: Option<String>) -> World {
         .find(|s| s["source"] == "files")
         .expect("the files source is reported");
     assert_eq!(files["keys"][0]["usable"], true, "{v}");
+    // A certificate CMS cannot encrypt to is shown as not usable, with why,
+    // and the mandatory recipient is refused (issue 6 item 3).
+    let o = w.gateway.cli(&["verify", "gina@gcm.test"]);
+    let t = text(&o);
+    assert!(
+        t.contains("NOT usable: Ed25519 key cannot be encrypted to") && t.contains("550 5.7.1"),
+        "{t}"
+    );
     w
 }
 

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 /// * dave@example.org: OpenPGP rsa3072, imported into the store with `keys import`
 /// * bob@example.org: S/MIME RSA certificate (PEM file)
 /// * erin@gcm.test: S/MIME EC P-256 certificate in a .p7b bundle; gcm.test uses AES-256-GCM
+/// * gina@gcm.test: S/MIME Ed25519 certificate (PEM file), which CMS cannot
+///   encrypt to: not usable, so she is refused like a recipient without a key
 /// * nokey@example.org: no key; example.org is mandatory
 /// * carol@open.test: no key; global policy is opportunistic
 pub struct Keys {
@@ -32,6 +34,7 @@ pub struct Keys {
     pub dave_key: PathBuf,
     pub bob_pem: PathBuf,
     pub erin_p7b: PathBuf,
+    pub gina_pem: PathBuf,
     pub gateway_cert: IssuedCert,
 }
 
@@ -70,6 +73,14 @@ impl Keys {
         std::fs::write(&bob_pem, &bob.cert_pem).unwrap();
         let erin_p7b = files.path().join("erin.p7b");
         std::fs::write(&erin_p7b, TestCa::p7b(&[&erin])).unwrap();
+        let gina = ca.issue(CertOptions {
+            email: Some("gina@gcm.test".into()),
+            key: "ed25519".into(),
+            key_usage: Some("digitalSignature".into()),
+            ..Default::default()
+        });
+        let gina_pem = files.path().join("gina.pem");
+        std::fs::write(&gina_pem, &gina.cert_pem).unwrap();
         let gateway_cert = ca.issue(CertOptions {
             common_name: Some("sealgate.test".into()),
             key_usage: Some("digitalSignature,keyEncipherment".into()),
@@ -90,6 +101,7 @@ impl Keys {
             dave_key,
             bob_pem,
             erin_p7b,
+            gina_pem,
             gateway_cert,
         }
     }
@@ -113,7 +125,7 @@ url = "{store_url}"
 
 [keys]
 pgp_keyrings = ["{armored}", "{binary}"]
-smime_certificates = ["{bob}", "{erin}"]
+smime_certificates = ["{bob}", "{erin}", "{gina}"]
 
 [policy]
 mode = "opportunistic"
@@ -133,6 +145,7 @@ smime_cipher = "aes-256-gcm"
             binary = self.pgp_binary.display(),
             bob = self.bob_pem.display(),
             erin = self.erin_p7b.display(),
+            gina = self.gina_pem.display(),
         )
     }
 }

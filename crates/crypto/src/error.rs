@@ -17,12 +17,36 @@ pub enum CryptoError {
         /// Fingerprint of the certificate's primary key (hex).
         fingerprint: String,
     },
+    /// A certificate's key is of a type CMS cannot encrypt to.
+    #[error("certificate {subject} cannot be encrypted to: {reason}")]
+    UnusableCertificate {
+        /// The certificate's subject DN, for the log.
+        subject: String,
+        /// Why (key type, key length, curve).
+        reason: String,
+    },
     /// sequoia-openpgp failed.
     #[error("OpenPGP error: {0}")]
     OpenPgp(String),
     /// OpenSSL failed (CMS encryption, random numbers).
     #[error("OpenSSL error: {0}")]
     OpenSsl(String),
+}
+
+impl CryptoError {
+    /// Whether the same input would fail again: no recipients, a certificate
+    /// without a usable subkey, a key type that cannot be encrypted to. The
+    /// caller refuses such a copy (5xx) instead of deferring it forever.
+    /// Library failures (`OpenPgp`, `OpenSsl`) are not known to repeat and
+    /// count as transient.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            CryptoError::NoRecipients
+                | CryptoError::NoEncryptionSubkey { .. }
+                | CryptoError::UnusableCertificate { .. }
+        )
+    }
 }
 
 impl From<openssl::error::ErrorStack> for CryptoError {

@@ -11,6 +11,8 @@
 
 use base64::Engine as _;
 use openssl::cms::{CMSOptions, CmsContentInfo};
+use openssl::nid::Nid;
+use openssl::pkey::Id;
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::X509;
@@ -56,9 +58,10 @@ impl SmimeCipher {
 /// RecipientInfo, and no other.
 ///
 /// # Errors
-/// [`CryptoError::NoRecipients`] for an empty `certs`, [`CryptoError::OpenSsl`]
-/// if OpenSSL refuses (e.g. a certificate whose key type it cannot encrypt
-/// to).
+/// [`CryptoError::NoRecipients`] for an empty `certs`,
+/// [`CryptoError::UnusableCertificate`] for a certificate whose key type CMS
+/// cannot encrypt to ([`key_transport_support`]; both are permanent), and
+/// [`CryptoError::OpenSsl`] if OpenSSL fails otherwise.
 pub fn encrypt_smime(
     message: &[u8],
     certs: &[X509],
@@ -72,6 +75,10 @@ pub fn encrypt_smime(
 
     let mut stack = Stack::new()?;
     for cert in certs {
+        key_transport_support(cert).map_err(|reason| CryptoError::UnusableCertificate {
+            subject: subject_line(cert),
+            reason,
+        })?;
         stack.push(cert.clone())?;
     }
     let cms = CmsContentInfo::encrypt(&stack, &inner, cipher.openssl(), CMSOptions::BINARY)?;
@@ -88,6 +95,74 @@ pub fn encrypt_smime(
         "Content-Description: S/MIME Encrypted Message\r\n",
     ];
     Ok(assemble(&original, &fields, &base64_lines(&der)))
+}
+
+/// Whether CMS can encrypt to this certificate's key: RSA (`rsaEncryption`)
+/// of 2048 bits or more through key transport, or EC on P-256, P-384 or P-521
+/// through ECDH key agreement. Everything else (Ed25519, Ed448, DSA, RSA-PSS,
+/// RSA under 2048 bits, other curves) is refused with the reason.
+pub fn key_transport_support(cert: &X509) -> Result<(), String> {
+    let key = cert
+        .public_key()
+        .map_err(|e| format!("the public key cannot be read: {e}"))?;
+    match key.id() {
+        Id::RSA => {
+            let bits = key.bits();
+            if bits < 2048 {
+                return Err(format!(
+                    "RSA key of {bits} bits is too short to encrypt to (at least 2048)"
+                ));
+            }
+            Ok(())
+        }
+        Id::EC => {
+            let curve = key
+                .ec_key()
+                .ok()
+                .and_then(|k| k.group().curve_name());
+            match curve {
+                Some(Nid::X9_62_PRIME256V1 | Nid::SECP384R1 | Nid::SECP521R1) => Ok(()),
+                Some(nid) => Err(format!(
+                    "EC key on curve {} cannot be encrypted to (only P-256, P-384, P-521)",
+                    nid.short_name().unwrap_or("unknown")
+                )),
+                None => Err("EC key with explicit curve parameters cannot be encrypted to".into()),
+            }
+        }
+        id => Err(format!(
+            "{} key cannot be encrypted to with CMS (only RSA of 2048 bits or more, and EC P-256/P-384/P-521)",
+            key_type_name(id)
+        )),
+    }
+}
+
+fn key_type_name(id: Id) -> String {
+    match id {
+        Id::ED25519 => "Ed25519".into(),
+        Id::ED448 => "Ed448".into(),
+        Id::X25519 => "X25519".into(),
+        Id::X448 => "X448".into(),
+        Id::DSA => "DSA".into(),
+        Id::DH => "DH".into(),
+        Id::RSA_PSS => "RSA-PSS (signature only)".into(),
+        other => Nid::from_raw(other.as_raw())
+            .short_name()
+            .map(str::to_string)
+            .unwrap_or_else(|_| format!("key type {}", other.as_raw())),
+    }
+}
+
+/// The subject DN in one line, for error texts (no key material).
+fn subject_line(cert: &X509) -> String {
+    cert.subject_name()
+        .entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("?");
+            let value = String::from_utf8_lossy(e.data().as_slice());
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Base64 of `data` in lines of 76 characters, each ending in CRLF.

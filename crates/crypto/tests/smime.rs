@@ -197,3 +197,50 @@ fn empty_recipient_list_is_an_error() {
     let err = encrypt_smime(&common::plain_ascii().raw, &[], SmimeCipher::Aes256Gcm).unwrap_err();
     assert!(matches!(err, CryptoError::NoRecipients), "{err}");
 }
+
+/// Issue 6 item 3: P-384 and P-521 are encrypted to (ECDH) and read back by
+/// openssl; key types CMS cannot encrypt to are refused before OpenSSL is
+/// asked, with a permanent error (the pipeline answers 554 5.7.5, not 451).
+#[test]
+fn key_types_supported_and_refused() {
+    let ca = TestCa::new("Crypto Test CA key types");
+    let sample = common::plain_ascii();
+    for key in ["ec-p384", "ec-p521"] {
+        let cert = ca.issue(CertOptions {
+            key: key.to_string(),
+            key_usage: Some("digitalSignature,keyAgreement".to_string()),
+            ..CertOptions::default()
+        });
+        let encrypted =
+            encrypt_smime(&sample.raw, &[x509(&cert)], SmimeCipher::Aes256Cbc).expect(key);
+        let plain = cms_decrypt(&encrypted, &cert).unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(plain, Message::parse(&sample.raw).inner_entity(), "{key}");
+    }
+    let good = rsa_cert(&ca, "alice@example.org");
+    for (key, why) in [
+        ("ed25519", "Ed25519"),
+        ("rsa1024", "1024 bits"),
+        ("dsa2048", "DSA"),
+    ] {
+        let bad = ca.issue(CertOptions {
+            key: key.to_string(),
+            key_usage: Some("digitalSignature".to_string()),
+            ..CertOptions::default()
+        });
+        // One unusable certificate among good ones fails the whole copy.
+        let err = encrypt_smime(
+            &sample.raw,
+            &[x509(&good), x509(&bad)],
+            SmimeCipher::Aes256Cbc,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, CryptoError::UnusableCertificate { .. }),
+            "{key}: {err}"
+        );
+        assert!(err.is_permanent(), "{key}");
+        assert!(err.to_string().contains(why), "{key}: {err}");
+    }
+    assert!(CryptoError::NoRecipients.is_permanent());
+    assert!(!CryptoError::OpenSsl("malloc failure".into()).is_permanent());
+}

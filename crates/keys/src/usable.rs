@@ -3,7 +3,8 @@
 //! OpenPGP: valid under sequoia's StandardPolicy now, not revoked, not expired,
 //! a non-revoked User ID carrying exactly the address, and at least one live
 //! encryption-capable subkey (the same selection the encryptor uses).
-//! X.509: inside its validity period, KeyUsage (when present) allows
+//! X.509: a key type CMS can encrypt to (RSA of 2048 bits or more, EC
+//! P-256/P-384/P-521), inside its validity period, KeyUsage (when present) allows
 //! keyEncipherment or keyAgreement, ExtendedKeyUsage (when present) allows
 //! emailProtection or anyExtendedKeyUsage, the certificate names the address
 //! (SAN rfc822Name or subject emailAddress), and the trust policy accepts it.
@@ -67,6 +68,7 @@ pub fn check_x509(x: &X509, address: &str, now: SystemTime) -> Result<(), String
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    sealgate_crypto::smime::key_transport_support(x)?;
     let now = Asn1Time::from_unix(secs).map_err(|e| format!("time conversion: {e}"))?;
     if x.not_before() > now {
         return Err(format!("not valid before {}", x.not_before()));

@@ -176,6 +176,53 @@ fn x509_usability_reasons() {
     );
 }
 
+/// Issue 6 item 3: a certificate is usable only if CMS can encrypt to its
+/// key type. Before, an Ed25519, DSA, RSA-PSS or 1024-bit RSA certificate
+/// was "usable" and the message then failed at DATA with 451, forever.
+#[test]
+fn x509_key_types_cms_can_encrypt_to() {
+    let ca = TestCa::new("key types CA");
+    let now = SystemTime::now();
+    let check = |key: &str, key_usage: &str| {
+        let c = ca.issue(CertOptions {
+            key: key.into(),
+            key_usage: Some(key_usage.into()),
+            ..Default::default()
+        });
+        let k = parse_x509(&c.cert_pem).unwrap().remove(0);
+        check_x509(x509(&k), "alice@example.org", now)
+    };
+    let rsa = "digitalSignature,keyEncipherment";
+    let ec = "digitalSignature,keyAgreement";
+    for (key, ku) in [
+        ("rsa2048", rsa),
+        ("rsa3072", rsa),
+        ("ec-p256", ec),
+        ("ec-p384", ec),
+        ("ec-p521", ec),
+    ] {
+        assert_eq!(check(key, ku), Ok(()), "{key} must be usable");
+    }
+    for (key, ku, why) in [
+        ("rsa1024", rsa, "RSA key of 1024 bits is too short"),
+        ("rsa-pss", rsa, "RSA-PSS"),
+        ("ec-secp256k1", ec, "secp256k1"),
+        (
+            "ed25519",
+            "digitalSignature",
+            "Ed25519 key cannot be encrypted to",
+        ),
+        (
+            "dsa2048",
+            "digitalSignature",
+            "DSA key cannot be encrypted to",
+        ),
+    ] {
+        let err = check(key, ku).expect_err(key);
+        assert!(err.contains(why), "{key}: {err}");
+    }
+}
+
 #[test]
 fn openpgp_usability_reasons() {
     let now = SystemTime::now();

@@ -2,15 +2,38 @@
 //! pool (it is CPU work); plain and pass-through groups are the original bytes.
 
 use crate::group::{Group, GroupKind};
+use sealgate_crypto::CryptoError;
 use sealgate_keys::{Method, RecipientKey};
 use std::borrow::Cow;
 
-/// The output bytes of `group`, or why encryption failed (the caller must then
-/// not send anything to those recipients).
-pub async fn build<'a>(group: &Group, data: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
+/// Why a copy could not be built (the caller must then send nothing to those
+/// recipients).
+#[derive(Debug, Clone)]
+pub struct BuildError {
+    /// For the log: may name a certificate subject or a library error.
+    pub reason: String,
+    /// The same input would fail again ([`CryptoError::is_permanent`]): the
+    /// recipients are refused (5.7.5) rather than deferred.
+    pub permanent: bool,
+}
+
+impl From<CryptoError> for BuildError {
+    fn from(e: CryptoError) -> Self {
+        BuildError {
+            permanent: e.is_permanent(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The output bytes of `group`, or why encryption failed.
+pub async fn build<'a>(group: &Group, data: &'a [u8]) -> Result<Cow<'a, [u8]>, BuildError> {
     match &group.kind {
         GroupKind::Plain | GroupKind::PassThrough => Ok(Cow::Borrowed(data)),
-        GroupKind::Refused { reason } => Err(reason.clone()),
+        GroupKind::Refused { reason } => Err(BuildError {
+            reason: reason.clone(),
+            permanent: true,
+        }),
         GroupKind::Encrypt {
             method,
             keys,
@@ -22,7 +45,10 @@ pub async fn build<'a>(group: &Group, data: &'a [u8]) -> Result<Cow<'a, [u8]>, S
             let input = data.to_vec();
             let out = tokio::task::spawn_blocking(move || encrypt(method, &keys, cipher, &input))
                 .await
-                .map_err(|e| format!("encryption task failed: {e}"))??;
+                .map_err(|e| BuildError {
+                    reason: format!("encryption task failed: {e}"),
+                    permanent: false,
+                })??;
             Ok(Cow::Owned(out))
         }
     }
@@ -33,7 +59,7 @@ fn encrypt(
     keys: &[RecipientKey],
     cipher: sealgate_crypto::smime::SmimeCipher,
     data: &[u8],
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, CryptoError> {
     match method {
         Method::Pgp => {
             let certs: Vec<&sequoia_openpgp::Cert> = keys
@@ -43,7 +69,7 @@ fn encrypt(
                     RecipientKey::Smime(_) => None,
                 })
                 .collect();
-            sealgate_crypto::pgp::encrypt_pgp_mime(data, &certs).map_err(|e| e.to_string())
+            sealgate_crypto::pgp::encrypt_pgp_mime(data, &certs)
         }
         Method::Smime => {
             let certs: Vec<openssl::x509::X509> = keys
@@ -53,7 +79,7 @@ fn encrypt(
                     RecipientKey::Pgp(_) => None,
                 })
                 .collect();
-            sealgate_crypto::smime::encrypt_smime(data, &certs, cipher).map_err(|e| e.to_string())
+            sealgate_crypto::smime::encrypt_smime(data, &certs, cipher)
         }
     }
 }

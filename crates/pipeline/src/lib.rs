@@ -17,6 +17,7 @@ pub mod trace;
 
 pub use recipient::RecipientDecision;
 
+use outcome::Origin;
 use sealgate_crypto::mime::{header_value_unfolded, Message};
 use sealgate_keys::Resolver;
 use sealgate_policy::Policy;
@@ -133,7 +134,10 @@ impl Handler for Pipeline {
         for g in &groups {
             let attempt = async {
                 if let group::GroupKind::Refused { reason } = &g.kind {
-                    return vec![Delivery::Permanent(reason.clone()); g.members.len()];
+                    return (
+                        vec![Delivery::Permanent(reason.clone()); g.members.len()],
+                        Origin::Policy,
+                    );
                 }
                 match build::build(g, &outgoing).await {
                     Ok(bytes) => {
@@ -151,7 +155,8 @@ impl Handler for Pipeline {
                             now,
                         );
                         copy.extend_from_slice(&bytes);
-                        self.relay
+                        let deliveries = self
+                            .relay
                             .send(Outbound {
                                 sender: &envelope.sender,
                                 recipients: &recipients,
@@ -159,23 +164,32 @@ impl Handler for Pipeline {
                                 smtputf8: envelope.smtputf8,
                                 data: &copy,
                             })
-                            .await
+                            .await;
+                        (deliveries, Origin::Upstream)
                     }
-                    Err(e) => vec![
-                        Delivery::Transient(format!("encryption failed: {e}"));
-                        g.members.len()
-                    ],
+                    Err(e) => {
+                        let reason = format!("encryption failed: {}", e.reason);
+                        let d = if e.permanent {
+                            Delivery::Permanent(reason)
+                        } else {
+                            Delivery::Transient(reason)
+                        };
+                        (vec![d; g.members.len()], Origin::Encryption)
+                    }
                 }
             };
-            let deliveries = match tokio::time::timeout_at(deadline, attempt).await {
+            let (deliveries, origin) = match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(d) => d,
-                Err(_) => vec![
-                    Delivery::Transient(format!(
-                        "not relayed within relay.message_timeout_secs ({} s)",
-                        self.options.message_timeout.as_secs()
-                    ));
-                    g.members.len()
-                ],
+                Err(_) => (
+                    vec![
+                        Delivery::Transient(format!(
+                            "not relayed within relay.message_timeout_secs ({} s)",
+                            self.options.message_timeout.as_secs()
+                        ));
+                        g.members.len()
+                    ],
+                    Origin::Upstream,
+                ),
             };
             tracing::info!(
                 queue_id = %queue_id,
@@ -183,7 +197,7 @@ impl Handler for Pipeline {
                 deliveries = ?deliveries,
                 "relayed copy"
             );
-            results.push((g, deliveries));
+            results.push((g, deliveries, origin));
         }
         let out = outcome::fold(&queue_id, &envelope, &results);
         tracing::info!(

@@ -15,6 +15,18 @@ use sealgate_relay::Delivery;
 use sealgate_smtp_server::{Envelope, Reply};
 use sealgate_store::{AuditRecipient, AuditRecord};
 
+/// Who decided a copy's deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The next hop answered (or could not be reached).
+    Upstream,
+    /// Policy refused the copy before anything was sent (its reason names
+    /// the recipient and no internals).
+    Policy,
+    /// The copy could not be encrypted (its reason is for the log only).
+    Encryption,
+}
+
 /// The verdict for a whole message.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -29,18 +41,16 @@ pub struct Outcome {
 pub fn fold(
     queue_id: &str,
     envelope: &Envelope<RecipientDecision>,
-    results: &[(&Group, Vec<Delivery>)],
+    results: &[(&Group, Vec<Delivery>, Origin)],
 ) -> Outcome {
     let n = envelope.recipients.len();
     let mut per: Vec<(String, Delivery)> =
         vec![("none".into(), Delivery::Transient("not attempted".into())); n];
-    // Recipients that policy refused (nothing was sent to them).
-    let mut by_policy = vec![false; n];
-    for (group, deliveries) in results {
-        if matches!(group.kind, GroupKind::Refused { .. }) {
-            for &i in &group.members {
-                by_policy[i] = true;
-            }
+    // Who decided each recipient's delivery.
+    let mut origin = vec![Origin::Upstream; n];
+    for (group, deliveries, by) in results {
+        for &i in &group.members {
+            origin[i] = *by;
         }
         let label = match group.kind {
             GroupKind::Plain => "plain",
@@ -82,23 +92,30 @@ pub fn fold(
         )
     } else if let Some((i, reason)) = permanent {
         let k = count(|d| matches!(d, Delivery::Permanent(_)));
-        let text = if by_policy[i] {
+        let first = &envelope.recipients[i].address;
+        let (text, status) = match origin[i] {
             // The reason names the recipient already.
-            format!("{queue_id}: {k} of {n} recipient(s) refused ({reason})")
-        } else {
+            Origin::Policy => (
+                format!("{queue_id}: {k} of {n} recipient(s) refused ({reason})"),
+                (5, 7, 1),
+            ),
+            // The library's text (a subject DN, a key type) goes to the log.
+            Origin::Encryption => (
+                format!(
+                    "{queue_id}: {k} of {n} recipient(s) refused: the message cannot be encrypted to their key (first: <{first}>)"
+                ),
+                (5, 7, 5),
+            ),
             // The next hop's own text may name internal hosts: log only;
             // its enhanced status code is passed on.
-            format!(
-                "{queue_id}: the next hop refused {k} of {n} recipient(s) (first: <{}>)",
-                envelope.recipients[i].address
-            )
-        };
-        let status = if by_policy[i] {
-            (5, 7, 1)
-        } else {
-            enhanced_status(&reason)
-                .filter(|s| s.0 == 5)
-                .unwrap_or((5, 0, 0))
+            Origin::Upstream => (
+                format!(
+                    "{queue_id}: the next hop refused {k} of {n} recipient(s) (first: <{first}>)"
+                ),
+                enhanced_status(&reason)
+                    .filter(|s| s.0 == 5)
+                    .unwrap_or((5, 0, 0)),
+            ),
         };
         (Reply::new(554, status, one_line(&text)), "rejected")
     } else {

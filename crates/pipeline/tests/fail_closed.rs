@@ -167,7 +167,7 @@ async fn no_key_in_mandatory_mode_is_refused_and_opportunistic_is_plain() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn encryption_failure_defers_and_sends_nothing() {
+async fn a_key_that_cannot_be_encrypted_to_is_refused_and_sends_nothing() {
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
     let (good, _) = CertBuilder::general_purpose(Some("<a@example.org>"))
@@ -211,10 +211,13 @@ async fn encryption_failure_defers_and_sends_nothing() {
             b"To: a@example.org\r\nSubject: s\r\n\r\nSECRET\r\n".to_vec(),
         )
         .await;
-    assert_eq!(reply.code, 451, "{reply}");
+    // The same keys would fail again on every retry: 554 5.7.5, not 451
+    // (issue 6 item 3; before, the client was told to retry forever).
+    assert_eq!((reply.code, reply.status), (554, (5, 7, 5)), "{reply}");
+    assert!(reply.text.contains("<a@example.org>"), "{reply}");
     // The library's error text stays in the log.
     assert!(
-        !reply.text.contains("encryption") && !reply.text.contains("OpenPGP"),
+        !reply.text.contains("OpenPGP") && !reply.text.contains("subkey"),
         "{reply}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;

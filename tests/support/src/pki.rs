@@ -39,7 +39,9 @@ pub struct CertOptions {
     /// notBefore, in days from now (default -1). Positive: not yet valid.
     /// Moved to 30 days before notAfter if it would not precede it.
     pub not_before_days: i64,
-    /// Key type: `rsa2048`, `rsa3072`, `rsa4096`, `ec-p256`, `ec-p384`.
+    /// Key type: `rsa2048`, `rsa3072`, `rsa4096`, `ec-p256`, `ec-p384`,
+    /// `ec-p521`; and, to test that they are refused, `rsa1024`,
+    /// `rsa-pss`, `ec-secp256k1`, `ed25519`, `dsa2048`.
     pub key: String,
 }
 
@@ -485,6 +487,33 @@ fn gen_key(path: &Path, kind: &str) {
         "rsa4096" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"],
         "ec-p256" => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
         "ec-p384" => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+        "ec-p521" => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"],
+        "rsa1024" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+        "rsa-pss" => &["-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048"],
+        "ec-secp256k1" => &[
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp256k1",
+        ],
+        "ed25519" => &["-algorithm", "ED25519"],
+        "dsa2048" => {
+            // genpkey makes DSA keys from a parameter file only.
+            let params = path.with_extension("dsaparam");
+            openssl(|c| {
+                c.args(["genpkey", "-genparam", "-algorithm", "DSA"])
+                    .args(["-pkeyopt", "dsa_paramgen_bits:2048", "-out"])
+                    .arg(&params);
+            });
+            openssl(|c| {
+                c.arg("genpkey")
+                    .arg("-paramfile")
+                    .arg(&params)
+                    .arg("-out")
+                    .arg(path);
+            });
+            return;
+        }
         other => panic!("unknown key type {other:?}"),
     };
     openssl(|c| {
