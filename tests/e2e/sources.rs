@@ -93,10 +93,11 @@ tls = "none"
 [store]
 url = "sqlite://data/s.db"
 [keys]
-keyservers = ["hkp://127.0.0.1:{hkp}"]
+keyservers = [{{ url = "hkp://127.0.0.1:{hkp}", allow_insecure = true }}]
 [[keys.ldap]]
 name = "corp"
 url = "{ldap}"
+allow_insecure = true
 base_dn = "{SUFFIX}"
 filter = "(objectClass=inetOrgPerson)"
 timeout_secs = 5
@@ -278,7 +279,7 @@ fn precedence_between_sources() {
         std::fs::write(
             &path,
             format!(
-                "[store]\nurl = \"sqlite://{d}/s.db\"\n[keys]\npgp_keyrings = [\"{ring}\"]\nsmime_certificates = [\"{certs}\"]\nkeyservers = [\"hkp://127.0.0.1:{hkp}\"]\npgp_sources = {pgp}\nsmime_sources = {smime}\n[[keys.ldap]]\nname = \"corp\"\nurl = \"{ldap}\"\nbase_dn = \"{SUFFIX}\"\n",
+                "[store]\nurl = \"sqlite://{d}/s.db\"\n[keys]\npgp_keyrings = [\"{ring}\"]\nsmime_certificates = [\"{certs}\"]\nkeyservers = [{{ url = \"hkp://127.0.0.1:{hkp}\", allow_insecure = true }}]\npgp_sources = {pgp}\nsmime_sources = {smime}\n[[keys.ldap]]\nname = \"corp\"\nurl = \"{ldap}\"\nallow_insecure = true\nbase_dn = \"{SUFFIX}\"\n",
                 d = dir.path().display(),
                 ring = ring.display(),
                 certs = certs.display(),
@@ -409,7 +410,7 @@ fn hanging_key_server_defers_with_443_never_plaintext() {
     });
     let sink = Sink::start();
     let gw = Gateway::start(&format!(
-        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n[keys]\nkeyservers = [\"hkp://127.0.0.1:{}\"]\n[keys.http]\ntimeout_secs = 2\n[policy]\nmode = \"mandatory\"\n[policy.domains.\"open.test\"]\nmode = \"opportunistic\"\n[policy.domains.\"skip.test\"]\nmode = \"opportunistic\"\non_source_error = \"skip\"\n[policy.domains.\"skipm.test\"]\non_source_error = \"skip\"\n",
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n[keys]\nkeyservers = [{{ url = \"hkp://127.0.0.1:{}\", allow_insecure = true }}]\n[keys.http]\ntimeout_secs = 2\n[policy]\nmode = \"mandatory\"\n[policy.domains.\"open.test\"]\nmode = \"opportunistic\"\n[policy.domains.\"skip.test\"]\nmode = \"opportunistic\"\non_source_error = \"skip\"\n[policy.domains.\"skipm.test\"]\non_source_error = \"skip\"\n",
         sink.port(),
         hang.port()
     ));
@@ -441,7 +442,7 @@ fn key_server_credentials_stay_out_of_names_and_logs() {
     let ks = KeyServer::start_http();
     let sink = Sink::start();
     let gw = Gateway::start(&format!(
-        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n[keys]\nkeyservers = [\"hkp://sguser:SECRETPW42@127.0.0.1:{}\"]\n[log]\nlevel = \"debug\"\n",
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n[keys]\nkeyservers = [{{ url = \"hkp://sguser:SECRETPW42@127.0.0.1:{}\", allow_insecure = true }}]\n[log]\nlevel = \"debug\"\n",
         sink.port(),
         ks.port()
     ));

@@ -66,6 +66,10 @@ fn config(name: &str, url: &str) -> LdapDirectoryConfig {
         mail_attribute: "mail".to_string(),
         follow_referrals: true,
         max_referral_hops: 3,
+        referral_hosts: Vec::new(),
+        referral_credentials: false,
+        // The test directories listen on plain loopback ports.
+        allow_insecure: true,
         timeout_secs: 5,
     }
 }
@@ -271,10 +275,12 @@ async fn directory_bind_with_credentials() {
         "staff",
         &[user_cert(&alice.cert_der)],
     ));
+    let tls = slapd::server_cert(&ca);
     let server = Slapd::start_with(SlapdOptions {
         suffix: SUFFIX.into(),
         ldif,
         require_bind: true,
+        tls: Some((tls.cert_path.clone(), tls.key_path.clone())),
         ..SlapdOptions::default()
     });
 
@@ -286,8 +292,16 @@ async fn directory_bind_with_credentials() {
     eprintln!("expected error: {err}");
     assert!(err.contains("bind"), "error should mention the bind: {err}");
 
+    // A password goes only over an encrypted connection (issue 6 item 7).
     let mut cfg = config("bound", &server.url());
     cfg.bind_dn = Some(server.admin_dn());
+    cfg.bind_password = Some(ROOT_PASSWORD.into());
+    let e = LdapDirectory::new(cfg.clone())
+        .err()
+        .expect("a bind over plain ldap:// is a config error");
+    assert!(e.starts_with("keys.ldap[bound].bind_dn:"), "{e}");
+    cfg.starttls = true;
+    cfg.tls_ca_file = Some(ca.cert_pem_path.clone());
     cfg.bind_password = Some(ROOT_PASSWORD.into());
     let bound = LdapDirectory::new(cfg.clone()).unwrap();
     assert_eq!(
@@ -352,6 +366,122 @@ async fn directory_follows_referrals_up_to_the_hop_limit() {
     assert!(
         found(&nohops, "henry@example.org").await.is_empty(),
         "max_referral_hops = 0 must not follow the referral"
+    );
+}
+
+/// Issue 6 item 7: a referral is followed only to the configured host or a
+/// host in `referral_hosts`; there sealgate binds anonymously unless
+/// `referral_credentials = true`, and with StartTLS because the configured
+/// connection uses it. Before, every referral was followed with the bind DN
+/// and password of the configured directory, to any host, over whatever the
+/// referral URL said.
+#[tokio::test]
+async fn referrals_keep_the_bind_password_home() {
+    let ca = TestCa::new("Referral Credentials CA");
+    let henry = ca.issue(email("henry@example.org"));
+    let tls = slapd::server_cert(&ca);
+    let mut remote_ldif = base_ldif();
+    remote_ldif.push_str(&format!(
+        "dn: ou=remote,{SUFFIX}\nobjectClass: organizationalUnit\nou: remote\n\n\
+         dn: uid=henry,ou=remote,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: henry\ncn: henry\nsn: henry\n\
+         mail: henry@example.org\n{}\n\n",
+        user_cert(&henry.cert_der)
+    ));
+    // The referral target: another host name ("localhost", not the
+    // configured "127.0.0.1"), logging every bind.
+    let remote = Slapd::start_with(SlapdOptions {
+        suffix: SUFFIX.into(),
+        ldif: remote_ldif,
+        tls: Some((tls.cert_path.clone(), tls.key_path.clone())),
+        log_stats: true,
+        ..SlapdOptions::default()
+    });
+    let mut ldif = base_ldif();
+    ldif.push_str(&format!(
+        "dn: ou=remote,{SUFFIX}\nobjectClass: referral\nobjectClass: extensibleObject\nou: remote\n\
+         ref: ldap://localhost:{}/ou=remote,{SUFFIX}\n\n",
+        remote.port()
+    ));
+    let server = Slapd::start_with(SlapdOptions {
+        suffix: SUFFIX.into(),
+        ldif,
+        tls: Some((tls.cert_path.clone(), tls.key_path.clone())),
+        ..SlapdOptions::default()
+    });
+    let admin = server.admin_dn();
+    let make = |hosts: &[&str], credentials: bool| {
+        let mut cfg = config("corp", &server.url());
+        cfg.starttls = true;
+        cfg.allow_insecure = false;
+        cfg.tls_ca_file = Some(ca.cert_pem_path.clone());
+        cfg.bind_dn = Some(admin.clone());
+        cfg.bind_password = Some(ROOT_PASSWORD.into());
+        cfg.referral_hosts = hosts.iter().map(|h| h.to_string()).collect();
+        cfg.referral_credentials = credentials;
+        LdapDirectory::new(cfg).unwrap()
+    };
+    let binds = |remote: &Slapd| -> Vec<String> {
+        remote
+            .output()
+            .lines()
+            .filter(|l| l.contains(" BIND dn=") && l.contains(" method="))
+            .map(str::to_string)
+            .collect()
+    };
+    // slapd's log reaches us a little after the answer does.
+    let binds_at_least = |remote: &Slapd, n: usize| -> Vec<String> {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let seen = binds(remote);
+            if seen.len() >= n || std::time::Instant::now() > until {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // Not listed: not followed, nothing reaches the other host.
+    assert!(found(&make(&[], true), "henry@example.org")
+        .await
+        .is_empty());
+    assert!(binds(&remote).is_empty(), "{:?}", binds(&remote));
+
+    // A listed host with another port is not the listed host:port.
+    let other_port = format!("localhost:{}", remote.port() + 1);
+    assert!(found(&make(&[&other_port], true), "henry@example.org")
+        .await
+        .is_empty());
+    assert!(binds(&remote).is_empty(), "{:?}", binds(&remote));
+
+    // Listed: followed, anonymously, over StartTLS.
+    assert_eq!(
+        fingerprints(&found(&make(&["localhost"], false), "henry@example.org").await),
+        vec![fp_of(&henry)]
+    );
+    let seen = binds_at_least(&remote, 1);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("BIND dn=\"\""), "anonymous: {seen:?}");
+    let out = remote.output();
+    assert!(out.contains("STARTTLS"), "StartTLS on the referral:\n{out}");
+
+    // referral_credentials = true: the bind DN is used there (over TLS).
+    let exact = format!("localhost:{}", remote.port());
+    assert_eq!(
+        fingerprints(&found(&make(&[&exact], true), "henry@example.org").await),
+        vec![fp_of(&henry)]
+    );
+    let seen = binds_at_least(&remote, 2);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[1].contains(&format!("BIND dn=\"{admin}\"")),
+        "{seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = remote.output();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("mech=SIMPLE") && l.contains("ssf=256")),
+        "the password went over TLS:\n{out}"
     );
 }
 
@@ -554,6 +684,29 @@ fn directory_config_validation_names_the_key_and_hides_the_password() {
     assert!(e.starts_with("keys.ldap[corp].bind_password:"), "{e}");
     let e = bad(&|c| c.mail_attribute = "mail)(x".into());
     assert!(e.starts_with("keys.ldap[corp].mail_attribute:"), "{e}");
+    // Plain ldap:// needs allow_insecure; a password never goes over it
+    // (issue 6 item 7).
+    let e = bad(&|c| c.allow_insecure = false);
+    assert!(
+        e.starts_with("keys.ldap[corp].url:") && e.contains("allow_insecure"),
+        "{e}"
+    );
+    let e = bad(&|c| {
+        c.bind_dn = Some("cn=reader,dc=example,dc=org".into());
+        c.bind_password = Some("pw".into());
+    });
+    assert!(e.starts_with("keys.ldap[corp].bind_dn:"), "{e}");
+    let e = bad(&|c| c.referral_hosts = vec!["ldap://evil.test".into()]);
+    assert!(e.starts_with("keys.ldap[corp].referral_hosts:"), "{e}");
+    let mut ok = config("corp", "ldaps://ldap.example.org");
+    ok.allow_insecure = false;
+    ok.bind_dn = Some("cn=reader,dc=example,dc=org".into());
+    ok.bind_password = Some("pw".into());
+    ok.referral_hosts = vec!["ldap2.example.org".into(), "[::1]:3389".into()];
+    ok.validate().expect("ldaps with a bind is fine");
+    ok.url = "ldap://ldap.example.org".into();
+    ok.starttls = true;
+    ok.validate().expect("StartTLS with a bind is fine");
 }
 
 fn pgp_entry(cert_id: &str, uid_attr: &str, armored: &[u8]) -> String {
@@ -641,4 +794,31 @@ async fn keyserver_returns_only_keys_with_exactly_the_address() {
         .expect_err("no cn=PGPServerInfo: error");
     eprintln!("expected error: {err}");
     assert!(err.contains("PGPServerInfo"), "error: {err}");
+}
+
+/// Issue 6 item 14: a directory that answers one lookup with a flood of
+/// entries gives an error, not unbounded memory. Before, every entry was
+/// collected (ldap3's `search` has no bound).
+#[tokio::test]
+async fn a_flood_of_entries_is_an_error() {
+    let mut ldif = base_ldif();
+    for i in 0..300 {
+        ldif.push_str(&person(
+            &format!("flood{i}"),
+            "flood@example.org",
+            "staff",
+            &[],
+        ));
+    }
+    ldif.push_str(&person("single", "single@example.org", "staff", &[]));
+    // slapd's own default size limit (500) is above the client's bound.
+    let server = Slapd::start(SUFFIX, &ldif);
+    let dir = LdapDirectory::new(config("flood", &server.url())).unwrap();
+    let err = dir
+        .lookup("flood@example.org")
+        .await
+        .expect_err("300 entries for one address must be refused");
+    assert!(err.contains("more than 256 entries"), "{err}");
+    // The connection is still good for the next lookup.
+    assert!(dir.lookup("single@example.org").await.unwrap().is_empty());
 }

@@ -62,6 +62,9 @@ async fn check_config(settings: &Settings) -> Result<ExitCode> {
     sealgate_relay::SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
     out!("configuration OK");
     out!("{}", config::describe(settings));
+    for w in crate::sources::insecure_warnings(&settings.keys) {
+        out!("warning: {w}");
+    }
     out!(
         "key files hold {} OpenPGP key(s) and {} certificate(s) for {} address(es); the store holds {} key(s)",
         summary.pgp_keys,

@@ -139,8 +139,10 @@ pub struct KeysSettings {
     pub cache_negative_secs: u64,
     /// `[[keys.ldap]]`: user directories holding S/MIME certificates.
     pub ldap: Vec<sealgate_keys::sources::ldap_directory::LdapDirectoryConfig>,
-    /// OpenPGP key servers: hkp://, hkps://, http://, https:// (HKP) or ldap://, ldaps://.
-    pub keyservers: Vec<String>,
+    /// OpenPGP key servers: hkp://, hkps://, http://, https:// (HKP) or
+    /// ldap://, ldaps://; the unencrypted ones only as
+    /// `{ url = "...", allow_insecure = true }`.
+    pub keyservers: Vec<KeyserverEntry>,
     pub wkd: WkdSettings,
     /// `[keys.http]`: the HTTP client of key servers and WKD (proxy, CA, timeouts).
     pub http: sealgate_keys::sources::http::HttpConfig,
@@ -186,6 +188,48 @@ impl std::fmt::Debug for KeysSettings {
             .field("wkd", &self.wkd)
             .field("http", &self.http)
             .finish()
+    }
+}
+
+/// One `keys.keyservers` entry: a URL, or a table `{ url = "hkp://...",
+/// allow_insecure = true }` for an unencrypted one. `Debug` redacts URL
+/// userinfo.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeyserverEntry {
+    Url(String),
+    Table(KeyserverTable),
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyserverTable {
+    pub url: String,
+    /// Allow hkp://, http:// or ldap:// (logged at start).
+    #[serde(default)]
+    pub allow_insecure: bool,
+}
+
+impl KeyserverEntry {
+    pub fn url(&self) -> &str {
+        match self {
+            KeyserverEntry::Url(u) => u,
+            KeyserverEntry::Table(t) => &t.url,
+        }
+    }
+
+    pub fn allow_insecure(&self) -> bool {
+        matches!(self, KeyserverEntry::Table(t) if t.allow_insecure)
+    }
+}
+
+impl std::fmt::Debug for KeyserverEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", sealgate_store::redact(self.url()))?;
+        if self.allow_insecure() {
+            write!(f, " (allow_insecure)")?;
+        }
+        Ok(())
     }
 }
 

@@ -34,8 +34,18 @@ pub fn validate(k: &KeysSettings) -> std::result::Result<(), String> {
         }
         names.push(d.name.clone());
     }
-    for url in &k.keyservers {
+    for entry in &k.keyservers {
+        let url = entry.url();
         keyserver_kind(url).map_err(|e| format!("keys.keyservers: {e}"))?;
+        if is_unencrypted(url) && !entry.allow_insecure() {
+            return Err(format!(
+                "keys.keyservers: {} is unencrypted: anyone on the path sees which addresses are \
+                 looked up and can substitute keys; use hkps://, https:// or ldaps://, or write \
+                 {{ url = \"{}\", allow_insecure = true }}",
+                sealgate_store::redact(url),
+                sealgate_store::redact(url)
+            ));
+        }
     }
     k.http.validate()?;
     if k.cache_positive_secs == 0 && k.cache_negative_secs == 0 {
@@ -51,7 +61,7 @@ pub fn validate(k: &KeysSettings) -> std::result::Result<(), String> {
                 n if allowed_remote.contains(&n) => true,
                 n if key == "keys.pgp_sources" => n
                     .strip_prefix("keyserver:")
-                    .is_some_and(|u| k.keyservers.iter().any(|x| x == u)),
+                    .is_some_and(|u| k.keyservers.iter().any(|x| x.url() == u)),
                 n => n
                     .strip_prefix("ldap:")
                     .is_some_and(|d| k.ldap.iter().any(|x| x.name == d)),
@@ -76,6 +86,12 @@ enum KeyserverKind {
     Ldap,
 }
 
+/// hkp://, http:// and ldap:// key servers (no TLS).
+fn is_unencrypted(url: &str) -> bool {
+    let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
+    matches!(scheme.as_str(), "hkp" | "http" | "ldap")
+}
+
 fn keyserver_kind(url: &str) -> std::result::Result<KeyserverKind, String> {
     let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
     match scheme.as_str() {
@@ -87,9 +103,31 @@ fn keyserver_kind(url: &str) -> std::result::Result<KeyserverKind, String> {
     }
 }
 
+/// The warnings for sources that `allow_insecure` lets run unencrypted, one
+/// per source: logged at start and printed by `check-config`.
+pub fn insecure_warnings(k: &KeysSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in k.ldap.iter().filter(|d| d.is_unencrypted()) {
+        out.push(format!(
+            "ldap:{}: allow_insecure = true: LDAP queries and certificates travel unencrypted",
+            d.name
+        ));
+    }
+    for e in k.keyservers.iter().filter(|e| is_unencrypted(e.url())) {
+        out.push(format!(
+            "keyserver:{}: allow_insecure = true: key queries and answers travel unencrypted",
+            sealgate_store::redact(e.url())
+        ));
+    }
+    out
+}
+
 /// Every configured source and the resolver over them; also returns the
 /// key-store files (for SIGHUP) and what they held.
 pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
+    for w in insecure_warnings(k) {
+        tracing::warn!("{w}");
+    }
     let (files, summary) = FileSource::load(KeyFiles {
         pgp_keyrings: k.pgp_keyrings.clone(),
         smime_certificates: k.smime_certificates.clone(),
@@ -133,7 +171,8 @@ pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSourc
     let http_client = http::client(&k.http).map_err(anyhow::Error::msg)?;
     let http_timeout = Duration::from_secs(k.http.timeout_secs.saturating_mul(2));
     let http_text = serde_json::to_string(&k.http)?;
-    for url in &k.keyservers {
+    for entry in &k.keyservers {
+        let url = entry.url();
         let src: Arc<dyn Source> = match keyserver_kind(url).map_err(anyhow::Error::msg)? {
             KeyserverKind::Hkp => Arc::new(
                 HkpKeyserver::new(url, http_client.clone(), k.http.max_response_bytes)
@@ -162,7 +201,7 @@ pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSourc
                 "keyservers" => out.extend(
                     k.keyservers
                         .iter()
-                        .map(|u| format!("keyserver:{}", sealgate_store::redact(u))),
+                        .map(|u| format!("keyserver:{}", sealgate_store::redact(u.url()))),
                 ),
                 "wkd" if !k.wkd.enabled => {}
                 n => match n.strip_prefix("keyserver:") {
@@ -197,7 +236,8 @@ pub async fn expire_moved(k: &KeysSettings, store: &Store) -> Result<u64> {
             )
             .await?;
     }
-    for url in &k.keyservers {
+    for entry in &k.keyservers {
+        let url = entry.url();
         n += store
             .cache_expire_moved(
                 &format!("keyserver:{}", sealgate_store::redact(url)),

@@ -166,3 +166,67 @@ fn hash_password_round_trip_shape() {
     assert!(h.starts_with("$pbkdf2-sha256$"), "{h}");
     assert!(!h.contains("s3cret"));
 }
+
+/// Issue 6 item 7: an unencrypted key source (hkp://, http://, plain ldap://
+/// key server, ldap:// directory without StartTLS) is a configuration error
+/// unless that source says `allow_insecure = true`; then it is accepted and
+/// logged. Before, all of them were accepted silently.
+#[test]
+fn unencrypted_sources_need_allow_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |body: &str| {
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, body).unwrap();
+        sealgate(
+            dir.path(),
+            &["--config", path.to_str().unwrap(), "check-config"],
+            &[],
+        )
+    };
+    for url in [
+        "hkp://keys.example.org",
+        "http://keys.example.org",
+        "ldap://keys.example.org",
+    ] {
+        let o = check(&format!("[keys]\nkeyservers = [\"{url}\"]\n"));
+        let t = text(&o);
+        assert!(!o.status.success(), "{url}: {t}");
+        assert!(
+            t.contains("keys.keyservers") && t.contains("allow_insecure"),
+            "{url}: {t}"
+        );
+        let o = check(&format!(
+            "[keys]\nkeyservers = [{{ url = \"{url}\", allow_insecure = true }}]\n"
+        ));
+        let t = text(&o);
+        assert!(o.status.success(), "{url}: {t}");
+        assert!(t.contains("travel unencrypted"), "logged: {t}");
+    }
+    let o =
+        check("[keys]\nkeyservers = [\"hkps://keys.example.org\", \"ldaps://keys.example.org\"]\n");
+    assert!(o.status.success(), "{}", text(&o));
+    // Userinfo is redacted in the error too.
+    let o = check("[keys]\nkeyservers = [\"hkp://u:SECRETPW@keys.example.org\"]\n");
+    assert!(
+        !o.status.success() && !text(&o).contains("SECRETPW"),
+        "{}",
+        text(&o)
+    );
+
+    let ldap = "[[keys.ldap]]\nname = \"corp\"\nurl = \"ldap://ldap.example.org\"\nbase_dn = \"dc=example,dc=org\"\n";
+    let o = check(ldap);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("keys.ldap[corp].url"), "{}", text(&o));
+    let o = check(&format!("{ldap}allow_insecure = true\n"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("travel unencrypted"), "{}", text(&o));
+    let o = check(&format!(
+        "{ldap}allow_insecure = true\nbind_dn = \"cn=r,dc=example,dc=org\"\nbind_password = \"pw\"\n"
+    ));
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("keys.ldap[corp].bind_dn"), "{}", text(&o));
+    let o = check(&format!(
+        "{ldap}starttls = true\nbind_dn = \"cn=r,dc=example,dc=org\"\nbind_password = \"pw\"\n"
+    ));
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -8,7 +8,7 @@
 //! attribute values are never logged (DESIGN §4.8).
 
 use base64::Engine;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -178,8 +178,18 @@ pub(crate) struct Found {
     pub refs: Vec<String>,
 }
 
-/// A bounded search. Result codes success, referral and sizeLimitExceeded
-/// (with what arrived) are answers; anything else is a failure.
+/// Most entries one search may return: a lookup is for one address, so a
+/// directory that sends more is broken or hostile; the search fails rather
+/// than holding them all in memory.
+pub(crate) const MAX_ENTRIES: usize = 256;
+/// Most referral URLs one search may return (continuation references and the
+/// referral result together); more are ignored with a warning.
+pub(crate) const MAX_REFERRALS: usize = 16;
+
+/// A bounded search: at most [`MAX_ENTRIES`] entries (the server is asked
+/// for one more, and reading stops there) and [`MAX_REFERRALS`] referral
+/// URLs. Result codes success, referral and sizeLimitExceeded (with what
+/// arrived) are answers; anything else is a failure.
 pub(crate) async fn search(
     ldap: &mut Ldap,
     base: &str,
@@ -189,15 +199,77 @@ pub(crate) async fn search(
     timeout: Duration,
 ) -> Result<Found, Failure> {
     let what = "search";
-    let result = tokio::time::timeout(
-        timeout,
-        ldap.with_timeout(timeout)
-            .search(base, scope, filter, attrs.to_vec()),
-    )
-    .await
-    .map_err(|_| Failure::timeout(what, timeout))?
-    .map_err(|e| Failure::ldap(what, e))?;
-    let ldap3::SearchResult(raw, res) = result;
+    let collect = async {
+        let mut stream = ldap
+            .with_timeout(timeout)
+            .with_search_options(SearchOptions::new().sizelimit(MAX_ENTRIES as i32 + 1))
+            .streaming_search(base, scope, filter, attrs.to_vec())
+            .await
+            .map_err(|e| Failure::ldap(what, e))?;
+        let mut entries = Vec::new();
+        let mut refs: Vec<String> = Vec::new();
+        let mut dropped_refs = 0usize;
+        while let Some(re) = stream.next().await.map_err(|e| Failure::ldap(what, e))? {
+            if re.is_intermediate() {
+                continue;
+            }
+            if re.is_ref() {
+                // parse_refs panics on malformed BER, as construct does.
+                let urls = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    ldap3::parse_refs(re.0)
+                }))
+                .map_err(|_| Failure::new("malformed search result reference from the server"))?;
+                for u in urls {
+                    if refs.len() < MAX_REFERRALS {
+                        refs.push(u);
+                    } else {
+                        dropped_refs += 1;
+                    }
+                }
+                continue;
+            }
+            if entries.len() >= MAX_ENTRIES {
+                let id = stream.ldap_handle().last_id();
+                let _ = stream.finish().await;
+                let _ = stream.ldap_handle().abandon(id).await;
+                return Err(Failure::new(format!(
+                    "search under {base:?} returned more than {MAX_ENTRIES} entries; \
+                     refused (a lookup is for one address)"
+                )));
+            }
+            // SearchEntry::construct panics on malformed BER; a bad server
+            // answer must not take the gateway down.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                SearchEntry::construct(re)
+            })) {
+                Ok(e) => entries.push(e),
+                Err(_) => {
+                    return Err(Failure::new(
+                        "malformed search result entry from the server",
+                    ))
+                }
+            }
+        }
+        let res = stream.finish().await;
+        for u in res.refs.iter() {
+            if refs.len() < MAX_REFERRALS {
+                refs.push(u.clone());
+            } else {
+                dropped_refs += 1;
+            }
+        }
+        if dropped_refs > 0 {
+            tracing::warn!(
+                base,
+                dropped = dropped_refs,
+                "LDAP search returned more than {MAX_REFERRALS} referrals; ignoring the rest"
+            );
+        }
+        Ok::<_, Failure>((entries, refs, res))
+    };
+    let (entries, refs, res) = tokio::time::timeout(timeout, collect)
+        .await
+        .map_err(|_| Failure::timeout(what, timeout))??;
     match res.rc {
         0 | 10 => {}
         4 => tracing::warn!(
@@ -211,27 +283,7 @@ pub(crate) async fn search(
             )))
         }
     }
-    let mut entries = Vec::new();
-    for re in raw {
-        if re.is_ref() || re.is_intermediate() {
-            continue;
-        }
-        // SearchEntry::construct panics on malformed BER; a bad server
-        // answer must not take the gateway down.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(re)))
-        {
-            Ok(e) => entries.push(e),
-            Err(_) => {
-                return Err(Failure::new(
-                    "malformed search result entry from the server",
-                ))
-            }
-        }
-    }
-    Ok(Found {
-        entries,
-        refs: res.refs,
-    })
+    Ok(Found { entries, refs })
 }
 
 /// Every value of the attributes named `name` (case-insensitive, with or
@@ -276,6 +328,9 @@ pub(crate) fn decode_value(value: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub(crate) struct LdapUrl {
     pub server: String,
+    /// The host, lowercase (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
     pub secure: bool,
     pub dn: Option<String>,
     pub scope: Option<Scope>,
@@ -317,6 +372,11 @@ pub(crate) fn parse_ldap_url(s: &str) -> Result<LdapUrl, String> {
     };
     Ok(LdapUrl {
         server,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase(),
+        port,
         secure,
         dn,
         scope,

@@ -4,8 +4,12 @@
 //! A lookup searches `(&(<mail attribute>=<address>)<filter>)` under the base
 //! DN and reads `userSMIMECertificate` (a DER PKCS#7 bundle: only the
 //! certificates that name the address are kept) and then `userCertificate`
-//! (DER, or base64/PEM text). Referrals are followed to other servers with the
-//! same bind and TLS settings, up to a hop limit. One bound connection is kept
+//! (DER, or base64/PEM text). Referrals are followed up to a hop limit, and
+//! only to the configured host or a host in `referral_hosts`; there sealgate
+//! binds anonymously unless `referral_credentials = true`, uses TLS whenever
+//! the configured connection does, and never sends the bind password over an
+//! unencrypted connection. A plain `ldap://` source without StartTLS needs
+//! `allow_insecure = true`. One bound connection is kept
 //! and reused; every network step is bounded by the timeout. Whether a
 //! certificate may be used (validity, KeyUsage, trust) is the resolver's
 //! business ([`crate::usable`]), not this source's.
@@ -13,7 +17,8 @@
 use crate::load::parse_x509;
 use crate::source::Source;
 use crate::sources::ldap_common::{
-    decode_value, open, parse_ldap_url, search, tls_connector, values, ConnSpec, Found, Pool,
+    decode_value, open, parse_ldap_url, search, tls_connector, values, ConnSpec, Found, LdapUrl,
+    Pool,
 };
 use crate::RecipientKey;
 use ldap3::Scope;
@@ -80,6 +85,17 @@ pub struct LdapDirectoryConfig {
     /// How many referral hops to follow at most.
     #[serde(default = "three")]
     pub max_referral_hops: u8,
+    /// Hosts besides the configured one that referrals may lead to
+    /// (`host` for any port, or `host:port`); others are ignored.
+    #[serde(default)]
+    pub referral_hosts: Vec<String>,
+    /// Bind with `bind_dn` on referral targets too (default: anonymously).
+    #[serde(default)]
+    pub referral_credentials: bool,
+    /// Allow an `ldap://` URL without StartTLS (queries and answers travel
+    /// in clear; logged at start). Never allows a bind password.
+    #[serde(default)]
+    pub allow_insecure: bool,
     /// Bound for each of connect (with TLS), bind and search.
     #[serde(default = "ten")]
     pub timeout_secs: u64,
@@ -103,12 +119,20 @@ impl fmt::Debug for LdapDirectoryConfig {
             .field("mail_attribute", &self.mail_attribute)
             .field("follow_referrals", &self.follow_referrals)
             .field("max_referral_hops", &self.max_referral_hops)
+            .field("referral_hosts", &self.referral_hosts)
+            .field("referral_credentials", &self.referral_credentials)
+            .field("allow_insecure", &self.allow_insecure)
             .field("timeout_secs", &self.timeout_secs)
             .finish()
     }
 }
 
 impl LdapDirectoryConfig {
+    /// A plain `ldap://` URL without StartTLS (allowed by `allow_insecure`).
+    pub fn is_unencrypted(&self) -> bool {
+        !self.starttls && self.url.trim().to_ascii_lowercase().starts_with("ldap://")
+    }
+
     /// Checks the entry; errors name the key, e.g. `keys.ldap[corp].url: ...`.
     pub fn validate(&self) -> Result<(), String> {
         let key = |field: &str| format!("keys.ldap[{}].{field}", self.name);
@@ -135,6 +159,30 @@ impl LdapDirectoryConfig {
                 "{}: StartTLS is for ldap:// URLs; ldaps:// is TLS already",
                 key("starttls")
             ));
+        }
+        let encrypted = url.secure || self.starttls;
+        if !encrypted && !self.allow_insecure {
+            return Err(format!(
+                "{}: {} is unencrypted: queries and certificates travel in clear; use ldaps://, \
+                 set starttls = true, or set allow_insecure = true",
+                key("url"),
+                self.url
+            ));
+        }
+        if !encrypted && self.bind_dn.is_some() {
+            return Err(format!(
+                "{}: the bind password is never sent over an unencrypted connection; \
+                 use ldaps:// or starttls = true",
+                key("bind_dn")
+            ));
+        }
+        for h in &self.referral_hosts {
+            if parse_ldap_url(&format!("ldap://{h}")).is_err() || h.contains(['/', '@', '?']) {
+                return Err(format!(
+                    "{}: {h:?} is not a host or host:port",
+                    key("referral_hosts")
+                ));
+            }
         }
         if self.base_dn.trim().is_empty() {
             return Err(format!("{}: must not be empty", key("base_dn")));
@@ -193,6 +241,7 @@ impl LdapDirectoryConfig {
 /// An LDAP user directory as a key source (S/MIME certificates).
 pub struct LdapDirectory {
     config: LdapDirectoryConfig,
+    url: LdapUrl,
     pool: Pool,
 }
 
@@ -220,7 +269,8 @@ impl LdapDirectory {
                 .map(|dn| (dn, config.bind_password.clone().unwrap_or_default())),
         };
         Ok(LdapDirectory {
-            pool: Pool::new(url.server, spec),
+            pool: Pool::new(url.server.clone(), spec),
+            url,
             config,
         })
     }
@@ -232,6 +282,41 @@ impl LdapDirectory {
             self.config.mail_attribute,
             self.config.filter.as_deref().map(str::trim).unwrap_or("")
         )
+    }
+
+    /// A referral may lead to the configured host (any port) or to a host
+    /// in `referral_hosts` (`host`, or exactly `host:port`).
+    fn referral_allowed(&self, target: &LdapUrl) -> bool {
+        if target.host == self.url.host {
+            return true;
+        }
+        self.config.referral_hosts.iter().any(|h| {
+            url::Url::parse(&format!("ldap://{h}")).is_ok_and(|u| {
+                let host = u.host_str().unwrap_or("").trim_matches(['[', ']']);
+                host.eq_ignore_ascii_case(&target.host) && u.port().is_none_or(|p| p == target.port)
+            })
+        })
+    }
+
+    /// How to connect to a referral target: with TLS whenever the configured
+    /// connection has it (StartTLS on an `ldap://` referral), and with the
+    /// bind credentials only if `referral_credentials` is set and the
+    /// connection is encrypted; anonymously otherwise.
+    fn referral_spec(&self, target: &LdapUrl) -> ConnSpec {
+        let spec = self.pool.spec();
+        let encrypted_here = self.url.secure || self.config.starttls;
+        let starttls = !target.secure && encrypted_here;
+        let encrypted = target.secure || starttls;
+        ConnSpec {
+            starttls,
+            connector: spec.connector.clone(),
+            timeout: spec.timeout,
+            bind: if self.config.referral_credentials && encrypted {
+                spec.bind.clone()
+            } else {
+                None
+            },
+        }
     }
 
     /// Follows referral URLs breadth-first, up to the hop limit; returns the
@@ -276,13 +361,29 @@ impl LdapDirectory {
                         continue;
                     }
                 };
-                tracing::debug!(source = %self.name(), referral = %r, hop, "following LDAP referral");
+                if !self.referral_allowed(&target) {
+                    tracing::warn!(
+                        source = %self.name(),
+                        referral = %r,
+                        "not following an LDAP referral to a host that is neither the configured one nor in referral_hosts"
+                    );
+                    continue;
+                }
+                let referral_spec = self.referral_spec(&target);
+                tracing::debug!(
+                    source = %self.name(),
+                    referral = %r,
+                    hop,
+                    tls = target.secure || referral_spec.starttls,
+                    bind = if referral_spec.bind.is_some() { "credentials" } else { "anonymous" },
+                    "following LDAP referral"
+                );
                 let base = target
                     .dn
                     .clone()
                     .unwrap_or_else(|| self.config.base_dn.clone());
                 let scope = target.scope.unwrap_or(Scope::Subtree);
-                let conn = open(&target.server, spec)
+                let conn = open(&target.server, &referral_spec)
                     .await
                     .map_err(|e| format!("referral {r}: {}", e.message))?;
                 let mut ldap = conn.ldap.clone();
