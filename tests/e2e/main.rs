@@ -9,5 +9,6 @@ mod gateway;
 mod privacy;
 mod relay_failures;
 mod reload;
+mod signatures;
 mod sources;
 mod world;

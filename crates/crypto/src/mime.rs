@@ -104,17 +104,19 @@ impl<'a> Message<'a> {
         out
     }
 
-    /// The raw bytes of every header field that is neither `Content-*` nor
-    /// `MIME-Version`, in order. These stay visible on the encrypted message.
+    /// The raw bytes of every header field that stays visible on the
+    /// encrypted message, in order: all but `Content-*`, `MIME-Version` and
+    /// the signatures over the original message ([`is_signature_field`]:
+    /// DKIM and ARC), which can no longer verify once the body is replaced.
     /// A field the message ends inside of gets a line ending.
     pub fn outer_headers(&self) -> Vec<u8> {
         let eol = self.line_ending();
         let mut out = Vec::new();
-        for h in self
-            .headers
-            .iter()
-            .filter(|h| !is_content_field(h.name) && !h.name.eq_ignore_ascii_case("MIME-Version"))
-        {
+        for h in self.headers.iter().filter(|h| {
+            !is_content_field(h.name)
+                && !h.name.eq_ignore_ascii_case("MIME-Version")
+                && !is_signature_field(h.name)
+        }) {
             out.extend_from_slice(h.raw);
             if !h.raw.ends_with(b"\n") {
                 out.extend_from_slice(eol);
@@ -133,6 +135,21 @@ impl<'a> Message<'a> {
             b"\r\n"
         }
     }
+}
+
+/// `DKIM-Signature` (RFC 6376) and the ARC set (RFC 8617: `ARC-Seal`,
+/// `ARC-Message-Signature`, `ARC-Authentication-Results`), any case: they sign
+/// the original body and headers, so an encrypted copy drops them. Plain
+/// copies keep them byte for byte.
+pub fn is_signature_field(name: &str) -> bool {
+    [
+        "DKIM-Signature",
+        "ARC-Seal",
+        "ARC-Message-Signature",
+        "ARC-Authentication-Results",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// `Content-*` fields (any case) belong to the entity, not the envelope.

@@ -290,3 +290,28 @@ fn does_not_mistake_other_mail_for_encrypted() {
     ));
     assert!(!encrypted(b"Subject: plain\r\n\r\nhello\r\n"));
 }
+
+/// Issue 6 item 8: the encrypted copy's outer header drops DKIM and ARC
+/// signatures (folded, any case), which can no longer verify; every other
+/// field stays byte for byte.
+#[test]
+fn outer_headers_drop_dkim_and_arc() {
+    let raw = b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=ex.test;\r\n\
+        \ts=arc; b=AAAA\r\n\
+        ARC-Message-Signature: i=1; a=rsa-sha256; d=ex.test; s=arc;\r\n\
+        \tbh=BBBB; b=CCCC\r\n\
+        arc-authentication-results: i=1; mx.ex.test; dkim=pass\r\n\
+        DKIM-Signature: v=1; a=rsa-sha256; d=ex.test; s=sel;\r\n\
+        \th=from:subject; bh=DDDD; b=EEEE\r\n\
+        dkim-signature: v=1; a=ed25519-sha256; d=ex.test; s=ed; b=FFFF\r\n\
+        From: a@ex.test\r\n\
+        X-DKIM-Signature-Note: kept\r\n\
+        Authentication-Results: mx.ex.test; dkim=pass\r\n\
+        Content-Type: text/plain\r\n\r\nbody\r\n";
+    let m = Message::parse(raw);
+    assert_eq!(
+        m.outer_headers(),
+        b"From: a@ex.test\r\nX-DKIM-Signature-Note: kept\r\nAuthentication-Results: mx.ex.test; dkim=pass\r\n"
+    );
+    assert_lossless(raw);
+}
