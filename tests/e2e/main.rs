@@ -11,4 +11,5 @@ mod relay_failures;
 mod reload;
 mod signatures;
 mod sources;
+mod trace;
 mod world;

@@ -19,8 +19,11 @@ pub fn hops(message: &Message<'_>) -> usize {
 
 /// The `Received:` field for one copy, CRLF-terminated and folded:
 /// `from <helo> ([ip]) by <hostname> (sealgate) with <protocol> id <queue id>
-/// [for <rcpt>]; <date>`. The protocol follows RFC 3848 (ESMTP, ESMTPS,
-/// ESMTPA, ESMTPSA; UTF8SMTP[S][A] for SMTPUTF8).
+/// [for <rcpt>]; <date>`. The address is `[192.0.2.1]` or
+/// `[IPv6:2001:db8::1]` (RFC 5321 4.1.3; an IPv4-mapped address is written
+/// as IPv4). The protocol follows RFC 3848: SMTP after HELO; ESMTP, ESMTPS,
+/// ESMTPA, ESMTPSA after EHLO; UTF8SMTP[S][A] for SMTPUTF8. The HELO text is
+/// the client's, so it goes in reduced to printable ASCII ([`clean_helo`]).
 pub fn received(
     envelope: &Envelope<RecipientDecision>,
     hostname: &str,
@@ -29,22 +32,28 @@ pub fn received(
     now: SystemTime,
 ) -> Vec<u8> {
     let c = &envelope.client;
-    let mut protocol = String::from(if envelope.smtputf8 {
-        "UTF8SMTP"
+    let protocol = if !c.esmtp {
+        // HELO: no extensions, so neither TLS, AUTH nor SMTPUTF8.
+        String::from("SMTP")
     } else {
-        "ESMTP"
-    });
-    if c.tls {
-        protocol.push('S');
-    }
-    if c.authenticated_as.is_some() {
-        protocol.push('A');
-    }
-    let helo = clean(&c.helo);
+        let mut p = String::from(if envelope.smtputf8 {
+            "UTF8SMTP"
+        } else {
+            "ESMTP"
+        });
+        if c.tls {
+            p.push('S');
+        }
+        if c.authenticated_as.is_some() {
+            p.push('A');
+        }
+        p
+    };
+    let helo = clean_helo(&c.helo);
     let mut field = format!(
-        "Received: from {} ([{}])\r\n\tby {} (sealgate) with {protocol} id {queue_id}",
+        "Received: from {} ({})\r\n\tby {} (sealgate) with {protocol} id {queue_id}",
         if helo.is_empty() { "unknown" } else { &helo },
-        c.peer.ip(),
+        address_literal(c.peer.ip()),
         clean(hostname),
     );
     if let Some(r) = single_recipient {
@@ -52,6 +61,27 @@ pub fn received(
     }
     field.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(now)));
     field.into_bytes()
+}
+
+/// Longest HELO text written into the field (a domain is at most 255).
+const MAX_HELO: usize = 255;
+
+/// The HELO/EHLO argument as it may appear in the field: printable ASCII
+/// only, without the characters that would open or close a comment or end
+/// the tokens part (`(`, `)`, `\\`, `;`), at most [`MAX_HELO`] characters.
+pub fn clean_helo(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() && !matches!(c, '(' | ')' | '\\' | ';'))
+        .take(MAX_HELO)
+        .collect()
+}
+
+/// `[192.0.2.1]` or `[IPv6:2001:db8::1]`.
+pub fn address_literal(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => format!("[{v4}]"),
+        std::net::IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+    }
 }
 
 /// Keeps a value on one header line: no control characters, no `;` (it would
@@ -122,5 +152,28 @@ mod tests {
         let raw = b"Received: a\r\nreceived: b\r\n\tfolded\r\nSubject: x\r\n\r\nReceived: not a header\r\n";
         assert_eq!(hops(&Message::parse(raw)), 2);
         assert_eq!(clean("evil\r\nInjected: yes; x"), "evilInjected: yes x");
+    }
+
+    /// Issue 6 item 9: before, an IPv6 peer was written `[2001:db8::1]`, a
+    /// HELO session said ESMTP, and the HELO text went in with non-ASCII,
+    /// comment characters and no bound but 200 characters.
+    #[test]
+    fn address_literals_and_helo_text() {
+        assert_eq!(address_literal("192.0.2.1".parse().unwrap()), "[192.0.2.1]");
+        assert_eq!(
+            address_literal("2001:db8::1".parse().unwrap()),
+            "[IPv6:2001:db8::1]"
+        );
+        assert_eq!(
+            address_literal("::ffff:192.0.2.7".parse().unwrap()),
+            "[192.0.2.7]"
+        );
+        assert_eq!(clean_helo("mail.example.org"), "mail.example.org");
+        assert_eq!(clean_helo("[192.0.2.1]"), "[192.0.2.1]");
+        assert_eq!(
+            clean_helo("evil (by trusted.example) é\u{1b}[31m; x"),
+            "evilbytrusted.example[31mx"
+        );
+        assert_eq!(clean_helo(&"a".repeat(5000)).len(), MAX_HELO);
     }
 }

@@ -126,6 +126,7 @@ fn client() -> ClientInfo {
     ClientInfo {
         peer: "127.0.0.1:40000".parse().unwrap(),
         helo: "client.test".into(),
+        esmtp: true,
         tls: false,
         authenticated_as: None,
     }

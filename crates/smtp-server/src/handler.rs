@@ -14,6 +14,8 @@ pub struct ClientInfo {
     pub peer: std::net::SocketAddr,
     /// The HELO/EHLO argument ("" before the client greeted).
     pub helo: String,
+    /// The client greeted with EHLO (ESMTP), not HELO.
+    pub esmtp: bool,
     /// Whether the session is under TLS (after STARTTLS).
     pub tls: bool,
     /// The AUTH identity, when the client authenticated.

@@ -102,6 +102,7 @@ pub(crate) async fn run<H: Handler>(
         client: ClientInfo {
             peer,
             helo: String::new(),
+            esmtp: false,
             tls: false,
             authenticated_as: None,
         },
@@ -362,6 +363,7 @@ impl<H: Handler> Session<H> {
         }
         self.phase = Phase::Greeted;
         self.client.helo = host;
+        self.client.esmtp = extended;
         self.bad_commands = 0;
         let config = &self.config;
         if !extended {
@@ -593,6 +595,7 @@ impl<H: Handler> Session<H> {
                 self.conn.set_stream(tls);
                 self.client.tls = true;
                 self.client.helo.clear();
+                self.client.esmtp = false;
                 self.client.authenticated_as = None;
                 self.phase = Phase::Connected;
                 self.bad_commands = 0;
