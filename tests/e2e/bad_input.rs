@@ -169,6 +169,56 @@ fn mail_loops_are_cut_by_the_hop_limit() {
     );
 }
 
+/// Issue 6 item 10: a header section over `smtp.max_header_fields` or
+/// `smtp.max_header_size` gets 552 5.3.4 and nothing is relayed; at the
+/// limits the message goes through. Before, any header was parsed whole.
+#[test]
+fn header_bombs_get_552() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\nmax_header_fields = 100\nmax_header_size = 4000\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n",
+        sink.port()
+    ));
+    let message = |fields: usize, field: &[u8]| -> Vec<u8> {
+        [field.repeat(fields), b"\r\nbody\r\n".to_vec()].concat()
+    };
+    // 101 tiny fields, 606 bytes: too many fields.
+    let err = smtp_send(
+        gw.port,
+        "a@apps.test",
+        &["x@open.test"],
+        &message(101, b"a: b\r\n"),
+    )
+    .unwrap_err();
+    assert!(err.contains("552") && err.contains("5.3.4"), "{err}");
+    // 20 fields of 250 bytes: too many bytes.
+    let wide = [b"X-Wide: ".to_vec(), b"w".repeat(240), b"\r\n".to_vec()].concat();
+    let err = smtp_send(
+        gw.port,
+        "a@apps.test",
+        &["x@open.test"],
+        &message(20, &wide),
+    )
+    .unwrap_err();
+    assert!(err.contains("552") && err.contains("5.3.4"), "{err}");
+    // No empty line at all: everything is header, and counts.
+    let err = smtp_send(
+        gw.port,
+        "a@apps.test",
+        &["x@open.test"],
+        &b"a: b\r\n".repeat(200),
+    )
+    .unwrap_err();
+    assert!(err.contains("552") && err.contains("5.3.4"), "{err}");
+    // At the limits it is relayed unchanged.
+    let ok = message(100, b"a: b\r\n");
+    smtp_send(gw.port, "a@apps.test", &["x@open.test"], &ok).unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].data.ends_with(&ok));
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}
+
 #[test]
 fn client_outside_allowed_networks_is_refused() {
     let sink = Sink::start();

@@ -13,7 +13,24 @@ mod header;
 mod multipart;
 
 pub use content_type::ContentType;
-pub use header::{header_value_unfolded, Header};
+pub use header::{header_value_unfolded, Header, HeaderLimitExceeded, HeaderLimits};
+
+/// The two pieces an encrypted copy is made of, owned so that they can be
+/// shared by every copy of a message (and sent to the blocking pool).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    /// The outer header fields, raw, each with its line ending.
+    pub outer_headers: Vec<u8>,
+    /// The entity that gets encrypted ([`Message::inner_entity`]).
+    pub inner_entity: Vec<u8>,
+}
+
+impl Parts {
+    /// The parts of a whole raw message.
+    pub fn of(message: &[u8]) -> Parts {
+        Message::parse(message).parts(|_| false)
+    }
+}
 
 /// A message split at the first empty line, borrowing the raw bytes.
 #[derive(Debug, Clone)]
@@ -37,6 +54,32 @@ impl<'a> Message<'a> {
             headers: s.headers,
             separator: s.separator,
             body: s.body,
+        }
+    }
+
+    /// Like [`Message::parse`], but refuses a header section beyond
+    /// `limits` (more bytes or fields), having looked at no more of it than
+    /// the limits allow.
+    pub fn parse_limited(
+        raw: &'a [u8],
+        limits: HeaderLimits,
+    ) -> Result<Message<'a>, HeaderLimitExceeded> {
+        let s = header::split_limited(raw, limits)?;
+        Ok(Message {
+            raw,
+            headers: s.headers,
+            separator: s.separator,
+            body: s.body,
+        })
+    }
+
+    /// What the encryptors need, computed once per message: the outer
+    /// header fields that stay visible ([`Message::outer_headers`]) minus
+    /// those `drop` names (the pipeline drops `Bcc`), and the inner entity.
+    pub fn parts(&self, drop: impl Fn(&Header<'_>) -> bool) -> Parts {
+        Parts {
+            outer_headers: self.outer_headers_where(|h| !drop(h)),
+            inner_entity: self.inner_entity(),
         }
     }
 
@@ -110,12 +153,18 @@ impl<'a> Message<'a> {
     /// DKIM and ARC), which can no longer verify once the body is replaced.
     /// A field the message ends inside of gets a line ending.
     pub fn outer_headers(&self) -> Vec<u8> {
+        self.outer_headers_where(|_| true)
+    }
+
+    /// [`Message::outer_headers`], of those fields `keep` accepts.
+    fn outer_headers_where(&self, keep: impl Fn(&Header<'_>) -> bool) -> Vec<u8> {
         let eol = self.line_ending();
         let mut out = Vec::new();
         for h in self.headers.iter().filter(|h| {
             !is_content_field(h.name)
                 && !h.name.eq_ignore_ascii_case("MIME-Version")
                 && !is_signature_field(h.name)
+                && keep(h)
         }) {
             out.extend_from_slice(h.raw);
             if !h.raw.ends_with(b"\n") {

@@ -24,7 +24,7 @@ use openpgp::Cert;
 
 use crate::boundary::new_boundary;
 use crate::compose::assemble;
-use crate::mime::Message;
+use crate::mime::Parts;
 use crate::CryptoError;
 
 /// The policy every OpenPGP decision of this crate is taken under.
@@ -67,7 +67,7 @@ pub fn encryption_subkeys(cert: &Cert, now: SystemTime) -> Vec<EncryptionSubkey<
 ///
 /// The output keeps the original outer header fields byte for byte and
 /// replaces the `Content-*` fields with a `multipart/encrypted` wrapper; the
-/// encrypted payload is exactly [`Message::inner_entity`].
+/// encrypted payload is exactly [`crate::mime::Message::inner_entity`].
 ///
 /// # Errors
 /// [`CryptoError::NoRecipients`] for an empty `certs`;
@@ -75,6 +75,12 @@ pub fn encryption_subkeys(cert: &Cert, now: SystemTime) -> Vec<EncryptionSubkey<
 /// key (fail closed: never encrypt for fewer recipients than asked);
 /// [`CryptoError::OpenPgp`] / [`CryptoError::OpenSsl`] from the libraries.
 pub fn encrypt_pgp_mime(message: &[u8], certs: &[&Cert]) -> Result<Vec<u8>, CryptoError> {
+    encrypt_pgp_mime_parts(&Parts::of(message), certs)
+}
+
+/// [`encrypt_pgp_mime`] of a message already split into its [`Parts`] (the
+/// pipeline splits each message once, for all its copies).
+pub fn encrypt_pgp_mime_parts(parts: &Parts, certs: &[&Cert]) -> Result<Vec<u8>, CryptoError> {
     if certs.is_empty() {
         return Err(CryptoError::NoRecipients);
     }
@@ -90,9 +96,7 @@ pub fn encrypt_pgp_mime(message: &[u8], certs: &[&Cert]) -> Result<Vec<u8>, Cryp
         recipients.extend(keys.into_iter().map(Recipient::from));
     }
 
-    let original = Message::parse(message);
-    let inner = original.inner_entity();
-    let armored = encrypt_armored(&inner, recipients)?;
+    let armored = encrypt_armored(&parts.inner_entity, recipients)?;
 
     let boundary = new_boundary()?;
     let mut body = Vec::with_capacity(armored.len() + 512);
@@ -118,7 +122,7 @@ pub fn encrypt_pgp_mime(message: &[u8], certs: &[&Cert]) -> Result<Vec<u8>, Cryp
     let content_type = format!(
         "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n\tboundary=\"{boundary}\"\r\n"
     );
-    Ok(assemble(&original, &[&content_type], &body))
+    Ok(assemble(&parts.outer_headers, &[&content_type], &body))
 }
 
 /// The ASCII-armored OpenPGP message (PKESKs, SEIPD, binary literal data

@@ -18,7 +18,7 @@ use openssl::symm::Cipher;
 use openssl::x509::X509;
 
 use crate::compose::assemble;
-use crate::mime::Message;
+use crate::mime::Parts;
 use crate::CryptoError;
 
 /// The content-encryption algorithm.
@@ -53,7 +53,7 @@ impl SmimeCipher {
 ///
 /// The output keeps the original outer header fields byte for byte; the new
 /// body is the DER `ContentInfo` in base64 (76-character CRLF lines); the
-/// encrypted content is exactly [`Message::inner_entity`]. The certificates
+/// encrypted content is exactly [`crate::mime::Message::inner_entity`]. The certificates
 /// are not validated here (the key stage did that); each one becomes one
 /// RecipientInfo, and no other.
 ///
@@ -67,11 +67,19 @@ pub fn encrypt_smime(
     certs: &[X509],
     cipher: SmimeCipher,
 ) -> Result<Vec<u8>, CryptoError> {
+    encrypt_smime_parts(&Parts::of(message), certs, cipher)
+}
+
+/// [`encrypt_smime`] of a message already split into its [`Parts`] (the
+/// pipeline splits each message once, for all its copies).
+pub fn encrypt_smime_parts(
+    parts: &Parts,
+    certs: &[X509],
+    cipher: SmimeCipher,
+) -> Result<Vec<u8>, CryptoError> {
     if certs.is_empty() {
         return Err(CryptoError::NoRecipients);
     }
-    let original = Message::parse(message);
-    let inner = original.inner_entity();
 
     let mut stack = Stack::new()?;
     for cert in certs {
@@ -81,7 +89,12 @@ pub fn encrypt_smime(
         })?;
         stack.push(cert.clone())?;
     }
-    let cms = CmsContentInfo::encrypt(&stack, &inner, cipher.openssl(), CMSOptions::BINARY)?;
+    let cms = CmsContentInfo::encrypt(
+        &stack,
+        &parts.inner_entity,
+        cipher.openssl(),
+        CMSOptions::BINARY,
+    )?;
     let der = cms.to_der()?;
 
     let content_type = format!(
@@ -94,7 +107,7 @@ pub fn encrypt_smime(
         "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n",
         "Content-Description: S/MIME Encrypted Message\r\n",
     ];
-    Ok(assemble(&original, &fields, &base64_lines(&der)))
+    Ok(assemble(&parts.outer_headers, &fields, &base64_lines(&der)))
 }
 
 /// Whether CMS can encrypt to this certificate's key: RSA (`rsaEncryption`)

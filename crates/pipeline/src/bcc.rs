@@ -6,13 +6,18 @@
 //! recipients never see each other (invariant 5). The field is an outer header,
 //! never part of the encrypted inner entity, which stays byte for byte.
 
-use sealgate_crypto::mime::Message;
+use sealgate_crypto::mime::{Header, Message};
 use std::borrow::Cow;
+
+/// Whether a header field is a `Bcc:` field (any case).
+pub fn is_bcc(h: &Header<'_>) -> bool {
+    h.name.eq_ignore_ascii_case("Bcc")
+}
 
 /// `raw` without its `Bcc:` header fields (borrowed when there are none).
 pub fn strip<'a>(raw: &'a [u8], parsed: &Message<'_>) -> Cow<'a, [u8]> {
     let headers = parsed.headers();
-    if !headers.iter().any(|h| h.name.eq_ignore_ascii_case("Bcc")) {
+    if !headers.iter().any(is_bcc) {
         return Cow::Borrowed(raw);
     }
     let base = raw.as_ptr() as usize;
@@ -21,7 +26,7 @@ pub fn strip<'a>(raw: &'a [u8], parsed: &Message<'_>) -> Cow<'a, [u8]> {
     for h in headers {
         let start = h.raw.as_ptr() as usize - base;
         end = start + h.raw.len();
-        if !h.name.eq_ignore_ascii_case("Bcc") {
+        if !is_bcc(h) {
             out.extend_from_slice(h.raw);
         }
     }

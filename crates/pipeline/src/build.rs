@@ -2,9 +2,11 @@
 //! pool (it is CPU work); plain and pass-through groups are the original bytes.
 
 use crate::group::{Group, GroupKind};
+use sealgate_crypto::mime::Parts;
 use sealgate_crypto::CryptoError;
 use sealgate_keys::{Method, RecipientKey};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Why a copy could not be built (the caller must then send nothing to those
 /// recipients).
@@ -26,8 +28,14 @@ impl From<CryptoError> for BuildError {
     }
 }
 
-/// The output bytes of `group`, or why encryption failed.
-pub async fn build<'a>(group: &Group, data: &'a [u8]) -> Result<Cow<'a, [u8]>, BuildError> {
+/// The output bytes of `group`, or why encryption failed. Plain and
+/// pass-through copies are `data`; encrypted ones are made from `parts`,
+/// the message's outer headers and inner entity split once for every copy.
+pub async fn build<'a>(
+    group: &Group,
+    data: &'a [u8],
+    parts: Option<&Arc<Parts>>,
+) -> Result<Cow<'a, [u8]>, BuildError> {
     match &group.kind {
         GroupKind::Plain | GroupKind::PassThrough => Ok(Cow::Borrowed(data)),
         GroupKind::Refused { reason } => Err(BuildError {
@@ -42,8 +50,11 @@ pub async fn build<'a>(group: &Group, data: &'a [u8]) -> Result<Cow<'a, [u8]>, B
             let method = *method;
             let keys = keys.clone();
             let cipher = *smime_cipher;
-            let input = data.to_vec();
-            let out = tokio::task::spawn_blocking(move || encrypt(method, &keys, cipher, &input))
+            let parts = parts.cloned().ok_or_else(|| BuildError {
+                reason: "internal: no message parts for an encrypted copy".into(),
+                permanent: false,
+            })?;
+            let out = tokio::task::spawn_blocking(move || encrypt(method, &keys, cipher, &parts))
                 .await
                 .map_err(|e| BuildError {
                     reason: format!("encryption task failed: {e}"),
@@ -58,7 +69,7 @@ fn encrypt(
     method: Method,
     keys: &[RecipientKey],
     cipher: sealgate_crypto::smime::SmimeCipher,
-    data: &[u8],
+    parts: &Parts,
 ) -> Result<Vec<u8>, CryptoError> {
     match method {
         Method::Pgp => {
@@ -69,7 +80,7 @@ fn encrypt(
                     RecipientKey::Smime(_) => None,
                 })
                 .collect();
-            sealgate_crypto::pgp::encrypt_pgp_mime(data, &certs)
+            sealgate_crypto::pgp::encrypt_pgp_mime_parts(parts, &certs)
         }
         Method::Smime => {
             let certs: Vec<openssl::x509::X509> = keys
@@ -79,7 +90,7 @@ fn encrypt(
                     RecipientKey::Pgp(_) => None,
                 })
                 .collect();
-            sealgate_crypto::smime::encrypt_smime(data, &certs, cipher)
+            sealgate_crypto::smime::encrypt_smime_parts(parts, &certs, cipher)
         }
     }
 }

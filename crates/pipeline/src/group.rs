@@ -51,14 +51,10 @@ pub struct Group {
 }
 
 /// Plans the output messages for a received message.
-pub fn plan(
-    envelope: &Envelope<RecipientDecision>,
-    raw: &[u8],
-    parsed: &Message<'_>,
-) -> Vec<Group> {
+pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec<Group> {
     let encryption = parsed.encryption();
     let now = SystemTime::now();
-    let visible = visible_addresses(raw);
+    let visible = visible_addresses(parsed);
     let mut groups: Vec<(Option<String>, Group)> = Vec::new();
     for (i, rcpt) in envelope.recipients.iter().enumerate() {
         if encryption.is_encrypted() {
@@ -179,16 +175,27 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
     }
 }
 
-/// Lower-cased addresses in the To and Cc header fields.
-pub fn visible_addresses(raw: &[u8]) -> HashSet<String> {
+/// Lower-cased addresses in the To and Cc header fields. The fields come
+/// from the message's one split ([`Message::headers`]); mail-parser reads
+/// only their values, as RFC 5322 address lists (groups, comments, quoted
+/// display names).
+pub fn visible_addresses(parsed: &Message<'_>) -> HashSet<String> {
     let mut out = HashSet::new();
-    let Some(msg) = mail_parser::MessageParser::default().parse_headers(raw) else {
-        return out;
-    };
-    for list in [msg.to(), msg.cc()].into_iter().flatten() {
-        for addr in list.iter() {
-            if let Some(a) = addr.address() {
-                out.insert(a.to_lowercase());
+    for h in parsed
+        .headers()
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("To") || h.name.eq_ignore_ascii_case("Cc"))
+    {
+        let value = match h.raw.iter().position(|&b| b == b':') {
+            Some(i) => &h.raw[i + 1..],
+            None => continue,
+        };
+        let mut stream = mail_parser::parsers::MessageStream::new(value);
+        if let mail_parser::HeaderValue::Address(list) = stream.parse_address() {
+            for addr in list.iter() {
+                if let Some(a) = addr.address() {
+                    out.insert(a.to_lowercase());
+                }
             }
         }
     }
@@ -202,7 +209,7 @@ mod tests {
     #[test]
     fn visible_addresses_from_to_and_cc() {
         let raw = b"From: s@example.org\r\nTo: \"Bob <x@y>\" <Alice@Example.org>, carol@example.org\r\nCc: Team: dave@example.org;\r\nSubject: hi\r\n\r\nbody\r\n";
-        let v = visible_addresses(raw);
+        let v = visible_addresses(&Message::parse(raw));
         assert!(v.contains("alice@example.org"));
         assert!(v.contains("carol@example.org"));
         assert!(v.contains("dave@example.org"));

@@ -18,7 +18,7 @@ pub mod trace;
 pub use recipient::RecipientDecision;
 
 use outcome::Origin;
-use sealgate_crypto::mime::{header_value_unfolded, Message};
+use sealgate_crypto::mime::{header_value_unfolded, HeaderLimits, Message};
 use sealgate_keys::Resolver;
 use sealgate_policy::Policy;
 use sealgate_relay::{Delivery, Outbound, Relay};
@@ -40,6 +40,9 @@ pub struct PipelineOptions {
     pub hostname: String,
     /// A message already carrying more `Received:` fields is refused (loop).
     pub max_hops: usize,
+    /// Bounds on the header section (`smtp.max_header_size`,
+    /// `smtp.max_header_fields`); beyond either, 552 5.3.4.
+    pub header_limits: HeaderLimits,
 }
 
 impl Default for PipelineOptions {
@@ -49,6 +52,10 @@ impl Default for PipelineOptions {
             message_timeout: Duration::from_secs(540),
             hostname: "localhost".into(),
             max_hops: 50,
+            header_limits: HeaderLimits {
+                max_bytes: 1 << 20,
+                max_fields: 10_000,
+            },
         }
     }
 }
@@ -111,7 +118,18 @@ impl Handler for Pipeline {
     async fn message(&self, envelope: Envelope<RecipientDecision>, data: Vec<u8>) -> Reply {
         let queue_id = queue_id::next();
         let received_at = sealgate_store::now_unix();
-        let parsed = Message::parse(&data);
+        // The one split of this message; everything below reads it.
+        let parsed = match Message::parse_limited(&data, self.options.header_limits) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(queue_id = %queue_id, peer = %envelope.client.peer, size = data.len(), "message refused: {e}");
+                return Reply::new(
+                    552,
+                    (5, 3, 4),
+                    format!("{queue_id}: message header too big: {e}"),
+                );
+            }
+        };
         let message_id = parsed.header("Message-ID").map(header_value_unfolded);
         let hops = trace::hops(&parsed);
         if hops > self.options.max_hops {
@@ -128,7 +146,12 @@ impl Handler for Pipeline {
         }
         let now = std::time::SystemTime::now();
         let outgoing = bcc::strip(&data, &parsed);
-        let groups = group::plan(&envelope, &data, &parsed);
+        let groups = group::plan(&envelope, &parsed);
+        // What every encrypted copy is made of, split once for all of them.
+        let parts = groups
+            .iter()
+            .any(|g| matches!(g.kind, group::GroupKind::Encrypt { .. }))
+            .then(|| Arc::new(parsed.parts(bcc::is_bcc)));
         let mut results = Vec::with_capacity(groups.len());
         let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         for g in &groups {
@@ -139,7 +162,7 @@ impl Handler for Pipeline {
                         Origin::Policy,
                     );
                 }
-                match build::build(g, &outgoing).await {
+                match build::build(g, &outgoing, parts.as_ref()).await {
                     Ok(bytes) => {
                         let recipients: Vec<String> = g
                             .members

@@ -55,6 +55,10 @@ pub struct SmtpSettings {
     pub bare_lf: BareLfSetting,
     /// Messages already carrying more Received: fields are refused (554 5.4.6).
     pub max_hops: usize,
+    /// Largest header section in bytes (552 5.3.4 beyond).
+    pub max_header_size: usize,
+    /// Most header fields (552 5.3.4 beyond).
+    pub max_header_fields: usize,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub auth_users: Vec<AuthUserSetting>,
@@ -79,6 +83,8 @@ impl Default for SmtpSettings {
             data_deadline_secs: 1800,
             bare_lf: BareLfSetting::Normalize,
             max_hops: 50,
+            max_header_size: 1 << 20,
+            max_header_fields: 10_000,
             tls_cert_file: None,
             tls_key_file: None,
             auth_users: Vec::new(),
@@ -331,6 +337,12 @@ impl Settings {
         }
         if s.max_hops == 0 {
             return Err("smtp.max_hops: must be at least 1".into());
+        }
+        if s.max_header_size < 1000 {
+            return Err("smtp.max_header_size: must be at least 1000 bytes".into());
+        }
+        if s.max_header_fields < 10 {
+            return Err("smtp.max_header_fields: must be at least 10".into());
         }
         if s.max_recipients == 0 || s.max_connections == 0 {
             return Err("smtp.max_recipients / smtp.max_connections: must be at least 1".into());

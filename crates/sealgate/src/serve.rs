@@ -39,6 +39,10 @@ pub async fn run(settings: Settings) -> Result<()> {
             message_timeout: Duration::from_secs(settings.relay.message_timeout_secs),
             hostname: settings.smtp.hostname.clone(),
             max_hops: settings.smtp.max_hops,
+            header_limits: sealgate_crypto::mime::HeaderLimits {
+                max_bytes: settings.smtp.max_header_size,
+                max_fields: settings.smtp.max_header_fields,
+            },
         },
     ));
     let server_config = Arc::new(wiring::server_config(&settings)?);

@@ -25,6 +25,8 @@ mod anvil;
 mod auth;
 mod config;
 mod data;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod line;
 mod listener;

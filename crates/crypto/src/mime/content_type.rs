@@ -159,10 +159,14 @@ type Piece = (u32, bool, String);
 
 /// Applies RFC 2231: joins `name*0`, `name*1*`, ... continuations and decodes
 /// `name*=charset'lang'%xx` values. Plain parameters pass through unchanged.
+/// Linear in the number of parameters (up to the sort of each name's
+/// pieces): names are looked up in hash maps, never by scanning.
 fn rfc2231(raw: Vec<(String, String)>) -> Vec<(String, String)> {
+    use std::collections::{HashMap, HashSet};
     let mut out: Vec<(String, String)> = Vec::new();
     // Per base name, in order of first appearance: its pieces.
     let mut pieces: Vec<(String, Vec<Piece>)> = Vec::new();
+    let mut piece_index: HashMap<String, usize> = HashMap::new();
     for (name, value) in raw {
         let (stem, encoded) = match name.strip_suffix('*') {
             Some(s) => (s.to_string(), true),
@@ -178,13 +182,17 @@ fn rfc2231(raw: Vec<(String, String)>) -> Vec<(String, String)> {
             (None, false) => out.push((name, value)),
             (index, _) => {
                 let index = index.unwrap_or(0);
-                match pieces.iter_mut().find(|(b, _)| *b == base) {
-                    Some((_, v)) => v.push((index, encoded, value)),
-                    None => pieces.push((base, vec![(index, encoded, value)])),
+                match piece_index.get(&base) {
+                    Some(&i) => pieces[i].1.push((index, encoded, value)),
+                    None => {
+                        piece_index.insert(base.clone(), pieces.len());
+                        pieces.push((base, vec![(index, encoded, value)]));
+                    }
                 }
             }
         }
     }
+    let mut plain_names: HashSet<String> = out.iter().map(|(n, _)| n.clone()).collect();
     for (base, mut parts) in pieces {
         parts.sort_by_key(|(i, _, _)| *i);
         let mut bytes = Vec::new();
@@ -203,7 +211,7 @@ fn rfc2231(raw: Vec<(String, String)>) -> Vec<(String, String)> {
                 bytes.extend_from_slice(value.as_bytes());
             }
         }
-        if !out.iter().any(|(n, _)| *n == base) {
+        if plain_names.insert(base.clone()) {
             out.push((base, String::from_utf8_lossy(&bytes).into_owned()));
         }
     }

@@ -24,7 +24,43 @@ pub(crate) struct Split<'a> {
     pub body: &'a [u8],
 }
 
-/// Splits `raw` into header fields, separator and body.
+/// Bounds on the header section ([`split_limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Most bytes of header fields (up to the empty line).
+    pub max_bytes: usize,
+    /// Most header fields.
+    pub max_fields: usize,
+}
+
+impl HeaderLimits {
+    /// No bounds (for messages sealgate made itself or already accepted).
+    pub const NONE: HeaderLimits = HeaderLimits {
+        max_bytes: usize::MAX,
+        max_fields: usize::MAX,
+    };
+}
+
+/// Which bound a header section passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderLimitExceeded {
+    #[error("the header section is larger than {0} bytes")]
+    Bytes(usize),
+    #[error("the header section has more than {0} fields")]
+    Fields(usize),
+}
+
+/// Splits `raw` into header fields, separator and body (no bounds).
+pub(crate) fn split(raw: &[u8]) -> Split<'_> {
+    match split_limited(raw, HeaderLimits::NONE) {
+        Ok(s) => s,
+        Err(_) => unreachable!("no limit can be exceeded"),
+    }
+}
+
+/// Splits `raw` into header fields, separator and body, and stops as soon
+/// as the header section passes `limits` (so a header bomb costs at most
+/// `max_fields` entries of memory). One pass, linear in the input.
 ///
 /// - The header section ends at the first empty line (`CRLF` or `LF`); that
 ///   line is the separator and the body follows it.
@@ -33,13 +69,19 @@ pub(crate) struct Split<'a> {
 ///   section without a separator; the body starts at that line. If the very
 ///   first line is such a line, there are no headers and everything is body.
 /// - Without an empty line, everything is headers and the body is empty.
-pub(crate) fn split(raw: &[u8]) -> Split<'_> {
+pub(crate) fn split_limited(
+    raw: &[u8],
+    limits: HeaderLimits,
+) -> Result<Split<'_>, HeaderLimitExceeded> {
     let mut headers: Vec<Header<'_>> = Vec::new();
     // Start of the field being collected, and its name.
     let mut current: Option<(usize, &str)> = None;
     let mut pos = 0;
     while pos < raw.len() {
         let end = line_end(raw, pos);
+        if end > limits.max_bytes && !is_empty_line(&raw[pos..end]) {
+            return Err(HeaderLimitExceeded::Bytes(limits.max_bytes));
+        }
         let line = &raw[pos..end];
         if is_empty_line(line) {
             if let Some((start, name)) = current.take() {
@@ -48,11 +90,11 @@ pub(crate) fn split(raw: &[u8]) -> Split<'_> {
                     raw: &raw[start..pos],
                 });
             }
-            return Split {
+            return Ok(Split {
                 headers,
                 separator: line,
                 body: &raw[end..],
-            };
+            });
         }
         if line[0] == b' ' || line[0] == b'\t' {
             if current.is_some() {
@@ -60,11 +102,11 @@ pub(crate) fn split(raw: &[u8]) -> Split<'_> {
                 continue;
             }
             // A continuation with nothing to continue: not a header section.
-            return Split {
+            return Ok(Split {
                 headers,
                 separator: &[],
                 body: &raw[pos..],
-            };
+            });
         }
         match field_name(line) {
             Some(name) => {
@@ -73,6 +115,9 @@ pub(crate) fn split(raw: &[u8]) -> Split<'_> {
                         name: prev,
                         raw: &raw[start..pos],
                     });
+                }
+                if headers.len() >= limits.max_fields {
+                    return Err(HeaderLimitExceeded::Fields(limits.max_fields));
                 }
                 current = Some((pos, name));
             }
@@ -83,11 +128,11 @@ pub(crate) fn split(raw: &[u8]) -> Split<'_> {
                         raw: &raw[start..pos],
                     });
                 }
-                return Split {
+                return Ok(Split {
                     headers,
                     separator: &[],
                     body: &raw[pos..],
-                };
+                });
             }
         }
         pos = end;
@@ -98,11 +143,11 @@ pub(crate) fn split(raw: &[u8]) -> Split<'_> {
             raw: &raw[start..],
         });
     }
-    Split {
+    Ok(Split {
         headers,
         separator: &[],
         body: &raw[raw.len()..],
-    }
+    })
 }
 
 /// Index just past the line that starts at `pos` (past its `\n`, or the end).

@@ -315,3 +315,47 @@ fn outer_headers_drop_dkim_and_arc() {
     );
     assert_lossless(raw);
 }
+
+/// Issue 6 item 10: the header section is bounded in bytes and fields; the
+/// splitter stops at the bound instead of collecting every field.
+#[test]
+fn header_limits() {
+    let limits = |bytes, fields| HeaderLimits {
+        max_bytes: bytes,
+        max_fields: fields,
+    };
+    let raw = b"A: 1\r\nB: 2\r\n folded\r\nC: 3\r\n\r\nbody\r\n";
+    let header_bytes = raw.len() - b"\r\nbody\r\n".len();
+    assert!(Message::parse_limited(raw, limits(header_bytes, 3)).is_ok());
+    assert_eq!(
+        Message::parse_limited(raw, limits(header_bytes, 2)).unwrap_err(),
+        HeaderLimitExceeded::Fields(2)
+    );
+    assert_eq!(
+        Message::parse_limited(raw, limits(header_bytes - 1, 3)).unwrap_err(),
+        HeaderLimitExceeded::Bytes(header_bytes - 1)
+    );
+    // The body does not count; the parse is the same as without limits.
+    let m = Message::parse_limited(raw, limits(header_bytes, 3)).unwrap();
+    assert_eq!(m.headers(), Message::parse(raw).headers());
+    assert_eq!(m.body(), b"body\r\n");
+    // Without an empty line everything is header, and counts.
+    let bomb = b"a:b\r\n".repeat(20_000);
+    assert_eq!(
+        Message::parse_limited(&bomb, limits(1 << 20, 10_000)).unwrap_err(),
+        HeaderLimitExceeded::Fields(10_000)
+    );
+}
+
+/// The parts the encryptors use are the outer headers minus what the caller
+/// drops, and the inner entity.
+#[test]
+fn parts_drop_what_the_caller_names() {
+    let raw =
+        b"From: a@x\r\nBcc: b@x\r\nDKIM-Signature: v=1\r\nContent-Type: text/plain\r\n\r\nhi\r\n";
+    let m = Message::parse(raw);
+    let p = m.parts(|h| h.name.eq_ignore_ascii_case("bcc"));
+    assert_eq!(p.outer_headers, b"From: a@x\r\n");
+    assert_eq!(p.inner_entity, b"Content-Type: text/plain\r\n\r\nhi\r\n");
+    assert_eq!(Parts::of(raw).outer_headers, b"From: a@x\r\nBcc: b@x\r\n");
+}
