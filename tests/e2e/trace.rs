@@ -57,6 +57,8 @@ fn received_field_ipv6_literal_protocol_and_clean_helo() {
     let msg = b"Subject: trace\r\n\r\nhello\r\n";
     helo_session(gw.port, "\u{e9}vil(by.trusted.example);x", msg);
     let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    // relay.helo_name defaults to smtp.hostname (issue 6 item 14).
+    assert_eq!(got[0].helo, "sealgate.test");
     let r = received(&got[0].data);
     assert!(
         r.starts_with("Received: from vilby.trusted.examplex ([IPv6:::1]) by sealgate.test (sealgate) with SMTP id "),

@@ -157,7 +157,7 @@ def main():
             hostname="sink.localdomain",  # no getfqdn() (slow without DNS)
             decode_data=False,
             enable_SMTPUTF8=True,
-            data_size_limit=None,
+            data_size_limit=opts.get("size_limit"),
             tls_context=tls_context,
             require_starttls=False,
             authenticator=authenticator,

@@ -27,6 +27,9 @@ use sealgate_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest wait for one audit row to be written.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Knobs of the pipeline that come from the config.
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -234,10 +237,23 @@ impl Handler for Pipeline {
             reply = %out.reply,
             "message handled"
         );
+        // The audit row never holds the reply: once the upstream answered,
+        // the client hears it at once; the row is written beside, bounded.
         let record = out.audit_record(&queue_id, message_id, received_at, &envelope);
-        if let Err(e) = self.store.record_audit(&record).await {
-            tracing::error!(queue_id = %queue_id, "cannot write the audit row: {e}");
-        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(AUDIT_TIMEOUT, store.record_audit(&record)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(queue_id = %record.id, "cannot write the audit row: {e}")
+                }
+                Err(_) => tracing::error!(
+                    queue_id = %record.id,
+                    "the audit row was not written within {} s; dropped",
+                    AUDIT_TIMEOUT.as_secs()
+                ),
+            }
+        });
         out.reply
     }
 }

@@ -317,3 +317,111 @@ async fn a_failing_higher_source_is_not_overruled_by_a_lower_one() {
         }
     }
 }
+
+/// Issue 6 item 12: the audit write never holds the DATA reply. The audit
+/// table of a real PostgreSQL is locked by another session; the client's
+/// reply still arrives while the lock is held, and the row is written once
+/// it is released. Before, the reply waited for the INSERT (here: forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_write_never_holds_the_reply() {
+    use sealgate_testkit::postgres::{TempDatabase, HOST, PORT, USER};
+    let db = TempDatabase::create().expect("PostgreSQL on 127.0.0.1:5432");
+    let sink = Sink::start();
+    let store = Store::open(&db.url()).await.unwrap();
+    let p = Pipeline::new(
+        Policy::new(PolicyConfig::default()).unwrap(),
+        Arc::new(Resolver::new(
+            vec![Arc::new(Fixed(Vec::new())) as Arc<dyn Source>],
+            Arc::new(AcceptAllTrust),
+        )),
+        Arc::new(
+            SmtpRelay::new(RelayConfig {
+                upstream: format!("127.0.0.1:{}", sink.port()),
+                tls: TlsMode::None,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        store.clone(),
+        PipelineOptions::default(),
+    );
+    // Another session holds an exclusive lock on the audit table until we
+    // close its stdin.
+    let mut locker = std::process::Command::new("psql")
+        .args([
+            "-h",
+            HOST,
+            "-p",
+            &PORT.to_string(),
+            "-U",
+            USER,
+            "-d",
+            db.name(),
+            "-q",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = locker.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN;\nLOCK TABLE audit IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
+            .unwrap();
+        stdin.flush().unwrap();
+    }
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(locker.stdout.as_mut().unwrap());
+        let mut line = String::new();
+        while !line.contains("locked") {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "psql ended");
+        }
+    }
+    let token = p
+        .recipient(&client(), "s@apps.test", "o@open.test")
+        .await
+        .unwrap();
+    let envelope = Envelope {
+        client: client(),
+        sender: "s@apps.test".into(),
+        recipients: vec![Recipient {
+            address: "o@open.test".into(),
+            token,
+        }],
+        body_8bitmime: false,
+        smtputf8: false,
+    };
+    let reply = tokio::time::timeout(
+        Duration::from_secs(30),
+        p.message(envelope, b"Subject: s\r\n\r\nx\r\n".to_vec()),
+    )
+    .await
+    .expect("the reply must not wait for the locked audit table");
+    assert_eq!(reply.code, 250, "{reply}");
+    assert_eq!(sink.wait_for(1, Duration::from_secs(20)).unwrap().len(), 1);
+    // Release the lock: the row is written.
+    {
+        use std::io::Write;
+        locker
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"COMMIT;\n")
+            .unwrap();
+    }
+    drop(locker.stdin.take());
+    locker.wait().unwrap();
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = store.recent_audit(10).await.unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows.len(), 1, "the audit row is written after the lock");
+    store.close().await;
+}

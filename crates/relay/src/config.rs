@@ -27,9 +27,6 @@ fn yes() -> bool {
 fn default_timeout() -> u64 {
     60
 }
-fn default_helo() -> String {
-    "localhost".into()
-}
 
 /// `[relay]`: where and how sealgate hands mail on. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -57,9 +54,9 @@ pub struct RelayConfig {
     /// Seconds allowed for sending the message content and reading the reply.
     #[serde(default = "default_data_timeout")]
     pub data_timeout_secs: u64,
-    /// The name sealgate gives in EHLO.
-    #[serde(default = "default_helo")]
-    pub helo_name: String,
+    /// The name sealgate gives in EHLO; `smtp.hostname` when unset.
+    #[serde(default)]
+    pub helo_name: Option<String>,
     /// Seconds all copies of one message may take together before the client
     /// gets its DATA reply (451 for copies not relayed by then). Keep it below
     /// the sending MTA's wait for that reply (Postfix: smtp_data_done_timeout,
@@ -107,13 +104,19 @@ impl Default for RelayConfig {
             auth_password: None,
             timeout_secs: default_timeout(),
             data_timeout_secs: default_data_timeout(),
-            helo_name: default_helo(),
+            helo_name: None,
             message_timeout_secs: default_message_timeout(),
         }
     }
 }
 
 impl RelayConfig {
+    /// The EHLO name: `helo_name`, else `localhost` (the daemon fills in
+    /// `smtp.hostname` before it builds the relay).
+    pub fn helo_name(&self) -> &str {
+        self.helo_name.as_deref().unwrap_or("localhost")
+    }
+
     /// Host and port of `upstream`, or an error naming the key.
     pub fn host_port(&self) -> Result<(String, u16), String> {
         let bad = || {
@@ -145,6 +148,18 @@ impl RelayConfig {
                 "relay.timeout_secs / relay.data_timeout_secs / relay.message_timeout_secs: must be at least 1"
                     .into(),
             );
+        }
+        if let Some(name) = &self.helo_name {
+            let ok = !name.is_empty()
+                && name.len() <= 255
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+            if !ok {
+                return Err(format!(
+                    "relay.helo_name: {name:?} is not a host name or address literal"
+                ));
+            }
         }
         if let Some(ca) = &self.tls_ca_file {
             if !ca.is_file() {

@@ -6,15 +6,20 @@
 //! for now (4xx, timeout, network, TLS), or failed for good (5xx). Delivery is
 //! synchronous in this version: the client's DATA is answered only after the
 //! upstream answered. The [`Relay`] trait is the seam where the durable queue
-//! will sit.
+//! will sit. `client.rs` is the SMTP client itself (our own, for control over
+//! its read buffer at STARTTLS and over every timeout); `smtp.rs` drives one
+//! transaction per copy with it.
 
+mod client;
 mod config;
 mod smtp;
 
 pub use config::{RelayConfig, TlsMode};
 pub use smtp::SmtpRelay;
 
-/// One message to relay.
+/// One message to relay. `sender` and `recipients` must be RFC 5321 paths
+/// (the listener's form); anything else is refused before it is written
+/// (`smtp::check_path`).
 #[derive(Debug, Clone, Copy)]
 pub struct Outbound<'a> {
     /// Envelope sender; empty for the null sender `<>`.

@@ -1,15 +1,12 @@
-//! The SMTP client towards the upstream MTA (lettre's connection, driven by hand
-//! so that we choose the MAIL parameters and see every recipient's reply).
+//! The relay towards the upstream MTA: one connection per copy, driven by
+//! [`crate::client::Client`] so that we choose the MAIL parameters, see every
+//! recipient's reply, and drop the connection after anything but a clean
+//! reply.
 
+use crate::client::{has_bare_lf, Client, Extensions, Failure, TlsSettings};
 use crate::config::{RelayConfig, TlsMode};
 use crate::{Delivery, Outbound, Relay};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::Data;
-use lettre::transport::smtp::extension::{ClientId, Extension};
-use lettre::transport::smtp::Error as SmtpError;
-use std::fmt;
-use std::future::Future;
+use base64::Engine as _;
 use std::time::Duration;
 
 /// Relays over SMTP to `relay.upstream`, one connection per message.
@@ -17,29 +14,20 @@ pub struct SmtpRelay {
     config: RelayConfig,
     host: String,
     port: u16,
-    tls: Option<TlsParameters>,
+    tls: Option<TlsSettings>,
 }
 
 impl SmtpRelay {
-    /// Checks the config and prepares the TLS parameters.
+    /// Checks the config and prepares the TLS settings.
     pub fn new(config: RelayConfig) -> Result<SmtpRelay, String> {
         config.validate()?;
         let (host, port) = config.host_port()?;
         let tls = match config.tls {
             TlsMode::None => None,
-            TlsMode::Starttls | TlsMode::Tls => {
-                let mut b = TlsParameters::builder(host.clone())
-                    .dangerous_accept_invalid_certs(!config.tls_verify)
-                    .dangerous_accept_invalid_hostnames(!config.tls_verify);
-                if let Some(ca) = &config.tls_ca_file {
-                    let pem = std::fs::read(ca)
-                        .map_err(|e| format!("relay.tls_ca_file: {}: {e}", ca.display()))?;
-                    let cert = Certificate::from_pem(&pem)
-                        .map_err(|e| format!("relay.tls_ca_file: {}: {e}", ca.display()))?;
-                    b = b.add_root_certificate(cert);
-                }
-                Some(b.build().map_err(|e| format!("relay TLS setup: {e}"))?)
-            }
+            TlsMode::Starttls | TlsMode::Tls => Some(TlsSettings::new(
+                config.tls_verify,
+                config.tls_ca_file.as_deref(),
+            )?),
         };
         Ok(SmtpRelay {
             config,
@@ -49,19 +37,32 @@ impl SmtpRelay {
         })
     }
 
-    async fn step<T>(
-        &self,
-        what: &str,
-        secs: u64,
-        f: impl Future<Output = Result<T, SmtpError>>,
-    ) -> Result<T, Delivery> {
-        match tokio::time::timeout(Duration::from_secs(secs), f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(what, &e)),
-            Err(_) => Err(Delivery::Transient(format!(
-                "upstream {}: timeout after {secs} s during {what}",
+    /// A failed step as a delivery verdict: a 5xx reply is permanent, a 4xx
+    /// reply and every broken connection temporary.
+    fn verdict(&self, what: &str, f: Failure) -> Delivery {
+        match f {
+            Failure::Refused(r) if r.code >= 500 => {
+                Delivery::Permanent(format!("{what}: {}", r.text()))
+            }
+            Failure::Refused(r) => Delivery::Transient(format!("{what}: {}", r.text())),
+            Failure::Broken(why) => Delivery::Transient(format!(
+                "upstream {} during {what}: {why}",
                 self.config.upstream
-            ))),
+            )),
+        }
+    }
+
+    /// EHLO, falling back to HELO (no extensions) if EHLO is not known.
+    async fn hello(&self, c: &mut Client) -> Result<Extensions, Delivery> {
+        let name = self.config.helo_name();
+        match c.command(&format!("EHLO {name}"), 2).await {
+            Ok(r) => Ok(Extensions::from_ehlo(&r)),
+            Err(Failure::Refused(r)) if matches!(r.code, 500 | 502) => c
+                .command(&format!("HELO {name}"), 2)
+                .await
+                .map(|_| Extensions::default())
+                .map_err(|f| self.verdict("HELO", f)),
+            Err(f) => Err(self.verdict("EHLO", f)),
         }
     }
 
@@ -86,51 +87,53 @@ impl SmtpRelay {
         if refused.iter().all(Option::is_some) {
             return Ok(refused.into_iter().flatten().collect());
         }
-        let t = self.config.timeout_secs;
-        let client_id = ClientId::Domain(self.config.helo_name.clone());
+        if has_bare_lf(msg.data) {
+            return Err(Delivery::Permanent(
+                "554 5.6.0 the copy has a bare LF line ending; not relayed".into(),
+            ));
+        }
+        let t = Duration::from_secs(self.config.timeout_secs);
         let implicit = match self.config.tls {
-            TlsMode::Tls => self.tls.clone(),
+            TlsMode::Tls => self.tls.as_ref(),
             _ => None,
         };
-        let mut conn = self
-            .step(
-                "connect",
-                t,
-                AsyncSmtpConnection::connect_tokio1(
-                    (self.host.as_str(), self.port),
-                    Some(Duration::from_secs(t)),
-                    &client_id,
-                    implicit,
-                    None,
-                ),
-            )
-            .await?;
+        let mut c = Client::connect(&self.host, self.port, t, implicit)
+            .await
+            .map_err(|f| self.verdict("connect", f))?;
+        let mut ext = self.hello(&mut c).await?;
         if self.config.tls == TlsMode::Starttls {
-            if !conn.can_starttls() {
+            if !ext.has("STARTTLS") {
                 return Err(Delivery::Transient(format!(
                     "upstream {} does not offer STARTTLS and relay.tls = \"starttls\"",
                     self.config.upstream
                 )));
             }
-            let params = self.tls.clone().expect("TLS parameters exist for starttls");
-            self.step("STARTTLS", t, conn.starttls(params, &client_id))
-                .await?;
+            let tls = self.tls.as_ref().expect("TLS settings exist for starttls");
+            c.starttls(&self.host, tls)
+                .await
+                .map_err(|f| self.verdict("STARTTLS", f))?;
+            ext = self.hello(&mut c).await?;
         }
         if let (Some(user), Some(pass)) = (&self.config.auth_user, &self.config.auth_password) {
-            let creds = Credentials::new(user.clone(), pass.clone());
-            self.step(
-                "AUTH",
-                t,
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
-            )
-            .await?;
+            self.auth(&mut c, &ext, user, pass).await?;
         }
 
-        let info = conn.server_info().clone();
         let mut params = String::new();
+        if let Some(limit) = ext.size_limit() {
+            if msg.data.len() as u64 > limit {
+                return Err(Delivery::Permanent(format!(
+                    "552 5.3.4 the copy ({} bytes) is larger than upstream {}'s SIZE limit ({limit})",
+                    msg.data.len(),
+                    self.config.upstream
+                )));
+            }
+        }
+        if ext.has("SIZE") {
+            params.push_str(&format!(" SIZE={}", msg.data.len()));
+        }
         let eight = msg.body_8bitmime || !msg.data.is_ascii();
         if eight {
-            if info.supports_feature(Extension::EightBitMime) {
+            if ext.has("8BITMIME") {
                 params.push_str(" BODY=8BITMIME");
             } else if !msg.data.is_ascii() {
                 return Err(Delivery::Permanent(format!(
@@ -141,7 +144,7 @@ impl SmtpRelay {
         }
         if msg.smtputf8 {
             let ascii = msg.sender.is_ascii() && msg.recipients.iter().all(|r| r.is_ascii());
-            if info.supports_feature(Extension::SmtpUtfEight) {
+            if ext.has("SMTPUTF8") {
                 params.push_str(" SMTPUTF8");
             } else if !ascii || !msg.data.is_ascii() {
                 return Err(Delivery::Permanent(format!(
@@ -150,55 +153,84 @@ impl SmtpRelay {
                 )));
             }
         }
-        self.step(
-            "MAIL FROM",
-            t,
-            conn.command(Raw(format!("MAIL FROM:<{}>{params}\r\n", msg.sender))),
-        )
-        .await?;
+        c.command(&format!("MAIL FROM:<{}>{params}", msg.sender), 2)
+            .await
+            .map_err(|f| self.verdict("MAIL FROM", f))?;
         let mut results = Vec::with_capacity(msg.recipients.len());
-        for (rcpt, refused) in msg.recipients.iter().zip(refused) {
+        for (i, (rcpt, refused)) in msg.recipients.iter().zip(refused).enumerate() {
             if let Some(refused) = refused {
                 results.push(refused);
                 continue;
             }
-            let r = self
-                .step(
-                    "RCPT TO",
-                    t,
-                    conn.command(Raw(format!("RCPT TO:<{rcpt}>\r\n"))),
-                )
-                .await;
-            results.push(match r {
-                Ok(_) => Delivery::Accepted,
-                Err(d) => d,
-            });
+            match c.command(&format!("RCPT TO:<{rcpt}>"), 2).await {
+                Ok(_) => results.push(Delivery::Accepted),
+                Err(Failure::Broken(why)) => {
+                    // Out of step: nothing more on this connection. This and
+                    // every other recipient not refused for good yet is
+                    // deferred; nothing was delivered.
+                    let failure = self.verdict("RCPT TO", Failure::Broken(why));
+                    results.push(failure.clone());
+                    for r in results.iter_mut().filter(|r| r.is_accepted()) {
+                        *r = failure.clone();
+                    }
+                    results.extend(msg.recipients[i + 1..].iter().map(|_| failure.clone()));
+                    return Ok(results);
+                }
+                Err(f) => results.push(self.verdict("RCPT TO", f)),
+            }
         }
         if !results.iter().any(Delivery::is_accepted) {
-            let _ = self.step("QUIT", t, conn.quit()).await;
+            c.quit().await;
             return Ok(results);
         }
-        let sent = match self.step("DATA", t, conn.command(Data)).await {
-            Ok(_) => {
-                self.step(
-                    "message content",
-                    self.config.data_timeout_secs,
-                    conn.message(without_final_crlf(msg.data)),
-                )
-                .await
+        let data_timeout = Duration::from_secs(self.config.data_timeout_secs);
+        match c.data(msg.data, data_timeout).await {
+            Ok(_) => c.quit().await,
+            Err(f) => {
+                // The failure applies to every recipient the upstream had
+                // accepted; a broken connection is simply dropped.
+                let failure = self.verdict("DATA", f);
+                for r in results.iter_mut().filter(|r| r.is_accepted()) {
+                    *r = failure.clone();
+                }
             }
-            Err(e) => Err(e),
-        };
-        if let Err(failure) = sent {
-            // The failure applies to every recipient the upstream had accepted.
-            for r in results.iter_mut().filter(|r| r.is_accepted()) {
-                *r = failure.clone();
-            }
-            conn.abort().await;
-            return Ok(results);
         }
-        let _ = self.step("QUIT", t, conn.quit()).await;
         Ok(results)
+    }
+
+    /// AUTH PLAIN, else LOGIN, over TLS only (the config requires TLS).
+    async fn auth(
+        &self,
+        c: &mut Client,
+        ext: &Extensions,
+        user: &str,
+        pass: &str,
+    ) -> Result<(), Delivery> {
+        if !c.is_tls() {
+            return Err(Delivery::Transient(
+                "AUTH is configured but the connection is not encrypted".into(),
+            ));
+        }
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        let mechs = ext.auth_mechanisms();
+        let result = if mechs.iter().any(|m| m == "PLAIN") {
+            let token = b64(format!("\0{user}\0{pass}").as_bytes());
+            c.command(&format!("AUTH PLAIN {token}"), 2).await
+        } else if mechs.iter().any(|m| m == "LOGIN") {
+            async {
+                c.command("AUTH LOGIN", 3).await?;
+                c.command(&b64(user.as_bytes()), 3).await?;
+                c.command(&b64(pass.as_bytes()), 2).await
+            }
+            .await
+        } else {
+            return Err(Delivery::Transient(format!(
+                "upstream {} offers no AUTH mechanism sealgate speaks (PLAIN, LOGIN)",
+                self.config.upstream
+            )));
+        };
+        // The reply never contains the password; the command is not logged.
+        result.map(|_| ()).map_err(|f| self.verdict("AUTH", f))
     }
 }
 
@@ -212,14 +244,6 @@ impl Relay for SmtpRelay {
             Err(failure) => vec![failure; msg.recipients.len()],
         }
     }
-}
-
-/// lettre always ends the content with `CRLF . CRLF`, which adds an empty line
-/// to a message that already ends in CRLF. Handing it the data without that
-/// final CRLF makes the upstream receive exactly our bytes (byte faithfulness);
-/// a message without a final CRLF gets the one SMTP requires.
-fn without_final_crlf(data: &[u8]) -> &[u8] {
-    data.strip_suffix(b"\r\n").unwrap_or(data)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,29 +321,9 @@ fn check_path(address: &str, verb: Verb) -> Result<(), &'static str> {
     }
 }
 
-/// An SMTP command line written as is (lettre adds nothing).
-struct Raw(String);
-
-impl fmt::Display for Raw {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Maps a lettre error to a delivery verdict: 5xx replies are permanent, every
-/// other failure (4xx, network, TLS, protocol) is transient.
-fn classify(what: &str, e: &SmtpError) -> Delivery {
-    let text = format!("{what}: {e}");
-    if e.is_permanent() {
-        Delivery::Permanent(text)
-    } else {
-        Delivery::Transient(text)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{check_path, without_final_crlf, Verb};
+    use super::{check_path, Verb};
 
     #[test]
     fn only_single_rfc5321_paths_are_written() {
@@ -363,12 +367,5 @@ mod tests {
             assert!(check_path(bad, Verb::Rcpt).is_err(), "{bad}");
             assert!(check_path(bad, Verb::Mail).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn final_crlf_is_left_to_the_terminator() {
-        assert_eq!(without_final_crlf(b"a\r\nb\r\n"), b"a\r\nb");
-        assert_eq!(without_final_crlf(b"a\r\n\r\n"), b"a\r\n");
-        assert_eq!(without_final_crlf(b"a"), b"a");
     }
 }

@@ -4,6 +4,7 @@
 //! timeout is a temporary failure.
 
 use sealgate_relay::{Delivery, Outbound, Relay, RelayConfig, SmtpRelay, TlsMode};
+use sealgate_testkit::hostile_upstream::{HostileUpstream, Misbehaviour};
 use sealgate_testkit::pki::{server_cert, ServerCert, TestCa};
 use sealgate_testkit::ports::free_port;
 use sealgate_testkit::sink::{Sink, SinkOptions};
@@ -37,7 +38,10 @@ fn out<'a>(recipients: &'a [String], data: &'a [u8]) -> Outbound<'a> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bytes_envelope_and_mail_parameters_arrive_as_given() {
-    let sink = Sink::start();
+    let sink = Sink::start_with(SinkOptions {
+        size_limit: Some(10_000),
+        ..Default::default()
+    });
     let relay = SmtpRelay::new(config(sink.port())).unwrap();
     let rcpts = vec!["jörg@example.org".to_string(), "b@example.org".to_string()];
     let data = "Subject: Grüße\r\n\r\n.leading dot\r\nÜmlaut body\r\n".as_bytes();
@@ -72,14 +76,110 @@ async fn bytes_envelope_and_mail_parameters_arrive_as_given() {
         got[0].mail_options
     );
 
-    // 7-bit mail without the flags gets no parameters; the null sender stays null.
+    // SIZE= goes upstream because the sink offers SIZE (issue 6 item 12).
+    assert!(
+        got[0]
+            .mail_options
+            .contains(&format!("SIZE={}", data.len())),
+        "{:?}",
+        got[0].mail_options
+    );
+
+    // 7-bit mail without the flags gets SIZE only; the null sender stays null.
     let ascii = b"Subject: plain\r\n\r\nbody\r\n";
     let mut msg = out(&rcpts[1..], ascii);
     msg.sender = "";
     assert_eq!(relay.send(msg).await, vec![Delivery::Accepted]);
     let got = sink.wait_for(2, Duration::from_secs(20)).unwrap();
     assert_eq!(got[1].mail_from, "");
-    assert!(got[1].mail_options.is_empty(), "{:?}", got[1].mail_options);
+    assert_eq!(got[1].mail_options, [format!("SIZE={}", ascii.len())]);
+    // Lines starting with a dot and a copy without a final CRLF arrive as
+    // given; a bare LF is never sent.
+    let dots = b"Subject: d\r\n\r\n.\r\n..two\r\n.\r\nx\r\nend";
+    assert_eq!(
+        relay.send(out(&rcpts[1..], dots)).await,
+        vec![Delivery::Accepted]
+    );
+    let got = sink.wait_for(3, Duration::from_secs(20)).unwrap();
+    assert_eq!(got[2].data, [dots.as_slice(), b"\r\n"].concat());
+    let d = relay
+        .send(out(&rcpts[1..], b"Subject: x\r\n\r\na\n.\r\nb\r\n"))
+        .await;
+    assert!(
+        matches!(&d[0], Delivery::Permanent(r) if r.contains("bare LF")),
+        "{d:?}"
+    );
+    // Larger than the upstream's SIZE: refused before MAIL, permanently.
+    let big = [
+        b"Subject: big\r\n\r\n".as_slice(),
+        &b"0123456789\r\n".repeat(1000),
+    ]
+    .concat();
+    let d = relay.send(out(&rcpts[1..], &big)).await;
+    assert!(
+        matches!(&d[0], Delivery::Permanent(r) if r.starts_with("552 5.3.4")),
+        "{d:?}"
+    );
+    assert_eq!(sink.messages().len(), 3);
+}
+
+/// Issue 6 item 12: bytes an upstream (or anyone on the path) sends after its
+/// `220` to STARTTLS and before the handshake are a protocol error: the copy
+/// is deferred and nothing more is said. lettre read such bytes as the reply
+/// to the EHLO after TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_forged_before_the_tls_handshake_drops_the_connection() {
+    let hostile = HostileUpstream::start(Misbehaviour::ForgeAfterStarttls);
+    let relay = SmtpRelay::new(RelayConfig {
+        upstream: format!("127.0.0.1:{}", hostile.port()),
+        tls: TlsMode::Starttls,
+        tls_verify: false,
+        timeout_secs: 5,
+        ..Default::default()
+    })
+    .unwrap();
+    let rcpts = vec!["a@example.org".to_string()];
+    let d = relay
+        .send(out(&rcpts, b"Subject: s\r\n\r\nsecret\r\n"))
+        .await;
+    assert!(
+        matches!(&d[0], Delivery::Transient(r) if r.contains("before the TLS handshake")),
+        "{d:?}"
+    );
+    let log = hostile.wait_closed(Duration::from_secs(10));
+    assert_eq!(log[1], "STARTTLS", "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l == "<binary>" || l.starts_with("MAIL") || l.starts_with("AUTH")),
+        "nothing after the forged reply: {log:?}"
+    );
+    assert_eq!(log.last().map(String::as_str), Some("<closed>"), "{log:?}");
+}
+
+/// Issue 6 item 12: after a timeout the connection is dropped, never used on
+/// out of step. Before, the next RCPT was sent and got the late reply to the
+/// first one, and DATA followed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_command_drops_the_connection() {
+    let hostile = HostileUpstream::start(Misbehaviour::SlowFirstRcpt {
+        delay: Duration::from_secs(3),
+    });
+    let mut c = config(hostile.port());
+    c.timeout_secs = 1;
+    let rcpts = vec!["a@example.org".to_string(), "b@example.org".to_string()];
+    let d = SmtpRelay::new(c)
+        .unwrap()
+        .send(out(&rcpts, b"Subject: s\r\n\r\nx\r\n"))
+        .await;
+    assert!(
+        d.iter().all(|d| matches!(d, Delivery::Transient(_))),
+        "{d:?}"
+    );
+    let log = hostile.wait_closed(Duration::from_secs(10));
+    let rcpt_lines = log.iter().filter(|l| l.starts_with("RCPT")).count();
+    assert_eq!(rcpt_lines, 1, "{log:?}");
+    assert!(!log.iter().any(|l| l == "DATA"), "{log:?}");
+    assert_eq!(log.last().map(String::as_str), Some("<closed>"), "{log:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -314,13 +314,17 @@ impl Settings {
             .add_source(env)
             .build()
             .map_err(|e| anyhow!("configuration error in {origin}: {e}"))?;
-        let settings: Settings = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let mut settings: Settings = serde_path_to_error::deserialize(raw).map_err(|e| {
             let path = e.path().to_string();
             anyhow!(
                 "configuration error in {origin} (or a SEALGATE__* environment variable): key `{path}`: {}",
                 e.inner()
             )
         })?;
+        // The EHLO name towards the upstream is our own host name unless set.
+        if settings.relay.helo_name.is_none() {
+            settings.relay.helo_name = Some(settings.smtp.hostname.clone());
+        }
         settings
             .validate()
             .map_err(|e| anyhow!("configuration error in {origin}: {e}"))?;

@@ -7,6 +7,7 @@
 //! what sealgate sends.
 
 pub mod gnupg;
+pub mod hostile_upstream;
 pub mod keyserver;
 pub mod pki;
 pub mod ports;

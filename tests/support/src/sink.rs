@@ -33,6 +33,8 @@ pub struct SinkOptions {
     /// `(user, password)`: require AUTH (PLAIN or LOGIN, only after STARTTLS)
     /// with these credentials before MAIL.
     pub auth: Option<(String, String)>,
+    /// Offer `SIZE n` and refuse larger messages (no SIZE when `None`).
+    pub size_limit: Option<u64>,
 }
 
 /// One transaction the sink accepted.
@@ -168,6 +170,7 @@ impl Sink {
                 "auth": opts.auth.as_ref().map(|(user, password)| serde_json::json!({
                     "user": user, "password": password,
                 })),
+                "size_limit": opts.size_limit,
             });
             let mut cmd = Command::new(PYTHON);
             cmd.arg("-u").arg(&script).arg(config.to_string());
