@@ -97,7 +97,8 @@ impl DataReader {
     /// Handles the complete line just pushed; true if it ends the data.
     fn end_line(&mut self) -> bool {
         let crlf = self.last[0] == b'\r';
-        let too_long = self.line_len > self.max_line;
+        // The limit is on the line as handed on: a bare LF becomes CRLF.
+        let too_long = self.line_len + usize::from(!crlf) > self.max_line;
         let raw = std::mem::take(&mut self.line);
         self.line_len = 0;
         self.last = [0; 2];
@@ -315,6 +316,17 @@ mod tests {
         // A line of exactly the limit (CRLF included) is fine.
         let (res, _) = run(&[b"123\r\n.\r\n"], 1 << 20, 5, BareLf::Normalize);
         assert_eq!(res.unwrap().unwrap(), b"123\r\n");
+    }
+
+    #[test]
+    fn bare_lf_line_at_the_limit_counts_its_added_cr() {
+        // Found by fuzzing (smtp_decode): the 3 raw bytes `zz\n` passed a
+        // limit of 3 and were handed on as the 4-byte line `zz\r\n`.
+        let (res, _) = run(&[b"zz\n\r\n.\r\n"], 1 << 20, 3, BareLf::Normalize);
+        let reply = res.unwrap().unwrap_err();
+        assert_eq!((reply.code, reply.status), (554, (5, 6, 0)));
+        let (res, _) = run(&[b"zz\n\r\n.\r\n"], 1 << 20, 4, BareLf::Normalize);
+        assert_eq!(res.unwrap().unwrap(), b"zz\r\n\r\n");
     }
 
     #[test]
