@@ -59,6 +59,11 @@ fn client(config: &HttpConfig) -> reqwest::Client {
     http::client(config).expect("HTTP client")
 }
 
+/// The client WKD gets in the daemon: public addresses only, unless pinned.
+fn wkd_client(config: &HttpConfig) -> reqwest::Client {
+    http::public_client(config).expect("HTTP client")
+}
+
 fn hkp(url: &str, config: &HttpConfig) -> HkpKeyserver {
     HkpKeyserver::new(url, client(config), config.max_response_bytes).expect("key server")
 }
@@ -353,7 +358,7 @@ async fn wkd_advanced_method() {
             ("wkd-adv.test", "127.0.1.1"),
         ],
     );
-    let source = Wkd::new(client(&config), config.max_response_bytes);
+    let source = Wkd::new(wkd_client(&config), config.max_response_bytes);
     assert_eq!(source.name(), "wkd");
     let found = source.lookup("Alice@WKD-adv.test").await.expect("lookup");
     assert_eq!(fingerprints(&found), vec![fprs[0].clone()]);
@@ -396,7 +401,7 @@ async fn wkd_direct_method_when_the_advanced_host_does_not_exist() {
     );
     // Only the bare domain resolves: openpgpkey.wkd-direct.test does not exist.
     let config = wkd_config(&ca, &[("wkd-direct.test", "127.0.1.2")]);
-    let source = Wkd::new(client(&config), config.max_response_bytes);
+    let source = Wkd::new(wkd_client(&config), config.max_response_bytes);
     let found = source
         .lookup("alice@wkd-direct.test")
         .await
@@ -418,7 +423,7 @@ async fn wkd_direct_method_when_the_advanced_host_does_not_exist() {
     // Neither host exists: the domain has no WKD, that is "no key" (issue 6
     // item 4: before, it was an error, and every keyless recipient of such a
     // domain was deferred on every retry).
-    let nowhere = Wkd::new(client(&wkd_config(&ca, &[])), 1 << 20);
+    let nowhere = Wkd::new(wkd_client(&wkd_config(&ca, &[])), 1 << 20);
     assert_eq!(
         nowhere
             .lookup("alice@wkd-nowhere.test")
@@ -454,7 +459,7 @@ async fn wkd_outcomes_are_classified() {
         ("openpgpkey.wkd-cls.test", "127.0.1.5"),
         ("wkd-cls.test", "127.0.1.5"),
     ];
-    let source = Wkd::new(client(&wkd_config(&ca, &pins)), 1 << 20);
+    let source = Wkd::new(wkd_client(&wkd_config(&ca, &pins)), 1 << 20);
     assert_eq!(
         fingerprints(&source.lookup("alice@wkd-cls.test").await.unwrap()),
         fprs
@@ -471,7 +476,7 @@ async fn wkd_outcomes_are_classified() {
     }
     // A TLS failure (a certificate we do not trust) is an error.
     let other_ca = TestCa::new("WKD Other CA");
-    let untrusting = Wkd::new(client(&wkd_config(&other_ca, &pins)), 1 << 20);
+    let untrusting = Wkd::new(wkd_client(&wkd_config(&other_ca, &pins)), 1 << 20);
     let err = untrusting.lookup("alice@wkd-cls.test").await.unwrap_err();
     assert!(err.contains("advanced"), "{err}");
 }
@@ -494,7 +499,7 @@ async fn wkd_is_never_asked_over_plain_http() {
             ("wkd-plain.test", "127.0.1.3"),
         ],
     );
-    let source = Wkd::new(client(&config), config.max_response_bytes);
+    let source = Wkd::new(wkd_client(&config), config.max_response_bytes);
     // HTTPS to 127.0.1.3:443 is refused: nothing serves WKD there, so no
     // key, and nothing is tried over http.
     let found = source.lookup("alice@wkd-plain.test").await;
@@ -566,7 +571,7 @@ async fn wkd_through_a_proxy_falls_back_when_the_proxy_cannot_reach_the_advanced
         proxy: Some(proxy.url()),
         ..wkd_config(&ca, &[])
     };
-    let source = Wkd::new(client(&config), config.max_response_bytes);
+    let source = Wkd::new(wkd_client(&config), config.max_response_bytes);
     let found = source.lookup("alice@wkd-proxy.test").await.expect("lookup");
     assert_eq!(fingerprints(&found), fprs);
     assert_eq!(
@@ -577,4 +582,56 @@ async fn wkd_through_a_proxy_falls_back_when_the_proxy_cannot_reach_the_advanced
         ]
     );
     assert_eq!(server.requests().len(), 1);
+}
+
+/// Issue 6 item 14: WKD never connects to a loopback, private or link-local
+/// address unless keys.http.resolve pins the name. `localhost` resolves to
+/// 127.0.0.1, where a WKD server holds alice@localhost's key: unpinned, the
+/// lookup is "no key" and the server sees no request; pinned, the key is
+/// found. Before, any recipient domain could point sealgate at internal
+/// services.
+#[tokio::test]
+async fn wkd_does_not_connect_to_private_addresses_unless_pinned() {
+    let (home, fprs) = keys(&["Alice <alice@localhost>"]);
+    let ca = TestCa::new("WKD Test CA private");
+    let server = https_443(&ca, "127.0.0.1", &["localhost"]);
+    server.put_wkd(false, "alice@localhost", &export_binary(&home, &[&fprs[0]]));
+    let unpinned = Wkd::new(wkd_client(&wkd_config(&ca, &[])), 1 << 20);
+    assert_eq!(
+        unpinned.lookup("alice@localhost").await.map(|k| k.len()),
+        Ok(0)
+    );
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    // A domain that is an address is no WKD domain at all.
+    assert_eq!(
+        unpinned.lookup("alice@127.0.0.1").await.map(|k| k.len()),
+        Ok(0)
+    );
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    let pinned = Wkd::new(
+        wkd_client(&wkd_config(&ca, &[("localhost", "127.0.0.1")])),
+        1 << 20,
+    );
+    assert_eq!(
+        fingerprints(&pinned.lookup("alice@localhost").await.unwrap()),
+        fprs
+    );
+    assert!(!server.requests().is_empty());
+    for (ip, public) in [
+        ("127.0.0.1", false),
+        ("10.1.2.3", false),
+        ("172.16.0.1", false),
+        ("192.168.1.1", false),
+        ("169.254.169.254", false),
+        ("100.64.0.1", false),
+        ("0.0.0.0", false),
+        ("::1", false),
+        ("fd00::1", false),
+        ("fe80::1", false),
+        ("::ffff:10.0.0.1", false),
+        ("8.8.8.8", true),
+        ("2a00:1450:4001::1", true),
+    ] {
+        assert_eq!(http::is_public(ip.parse().unwrap()), public, "{ip}");
+    }
 }

@@ -190,7 +190,10 @@ pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSourc
         all.push(cached(src, format!("{url} {http_text}"), http_timeout));
     }
     if k.wkd.enabled {
-        let src = Arc::new(Wkd::new(http_client, k.http.max_response_bytes));
+        // WKD hosts are chosen by the recipient's domain: public addresses
+        // only, unless pinned in keys.http.resolve.
+        let wkd_client = http::public_client(&k.http).map_err(anyhow::Error::msg)?;
+        let src = Arc::new(Wkd::new(wkd_client, k.http.max_response_bytes));
         all.push(cached(src, format!("wkd {http_text}"), http_timeout));
     }
     let expand = |list: &[String]| -> Vec<String> {

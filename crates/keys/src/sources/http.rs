@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Redirects followed at most for one request.
@@ -136,12 +137,128 @@ fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Str
 /// `timeout_secs`; at most [`MAX_REDIRECTS`] redirects, never from https to
 /// http; the proxy as configured; user agent `sealgate/<version>`.
 pub fn client(config: &HttpConfig) -> Result<reqwest::Client, String> {
+    builder(config, false)?
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+/// The client for destinations an outsider chooses (WKD: the recipient's
+/// domain): like [`client`], but a host name is only connected to at its
+/// public addresses, never at a loopback, private, link-local, CGNAT,
+/// multicast or unspecified one ([`is_public`]), unless `keys.http.resolve`
+/// pins that name; a redirect to such an address literal is refused. A
+/// name with only non-public addresses counts as not existing. (Through a
+/// proxy, the proxy resolves: it must apply its own rules.)
+pub fn public_client(config: &HttpConfig) -> Result<reqwest::Client, String> {
+    // The configured proxy is the admin's choice: its name resolves freely.
+    let proxy_host = config
+        .proxy
+        .as_deref()
+        .and_then(|p| url::Url::parse(p).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    builder(config, true)?
+        .dns_resolver(Arc::new(PublicOnly { proxy_host }))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+/// Whether `ip` is a public unicast address: not loopback, private (RFC 1918,
+/// IPv6 ULA), link-local, shared (CGNAT 100.64/10), documentation,
+/// benchmarking, multicast, broadcast, unspecified or reserved.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || v4.is_documentation()
+                || o[0] == 0
+                || o[0] >= 240
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0))
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || (seg[0] == 0x0064 && seg[1] == 0xff9b)) // NAT64 of v4
+        }
+    }
+}
+
+/// The system resolver, keeping public addresses only (except for the
+/// proxy's own name).
+struct PublicOnly {
+    proxy_host: Option<String>,
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let unfiltered = self
+            .proxy_host
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(name.as_str()));
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?
+                .collect();
+            let public: Vec<SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| unfiltered || is_public(a.ip()))
+                .collect();
+            if public.is_empty() {
+                tracing::debug!(host, "not connecting: the name has no public address (pin it in keys.http.resolve to allow it)");
+                return Err(
+                    Box::new(NoPublicAddress(host)) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// A name that resolves to non-public addresses only.
+#[derive(Debug)]
+struct NoPublicAddress(String);
+
+impl std::fmt::Display for NoPublicAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} has no public address", self.0)
+    }
+}
+
+impl std::error::Error for NoPublicAddress {}
+
+fn builder(config: &HttpConfig, public_only: bool) -> Result<reqwest::ClientBuilder, String> {
     config.validate()?;
     let timeout = Duration::from_secs(config.timeout_secs);
-    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
         let downgrade = attempt.url().scheme() != "https"
             && attempt.previous().iter().any(|u| u.scheme() == "https");
-        if downgrade {
+        let private_literal = public_only
+            && match attempt.url().host() {
+                Some(url::Host::Ipv4(v4)) => !is_public(IpAddr::V4(v4)),
+                Some(url::Host::Ipv6(v6)) => !is_public(IpAddr::V6(v6)),
+                _ => false,
+            };
+        if private_literal {
+            let to = attempt.url().to_string();
+            attempt.error(format!(
+                "refusing a redirect to the non-public address {to}"
+            ))
+        } else if downgrade {
             let to = attempt.url().to_string();
             attempt.error(format!("refusing a redirect from https to {to}"))
         } else if attempt.previous().len() > MAX_REDIRECTS {
@@ -171,9 +288,7 @@ pub fn client(config: &HttpConfig) -> Result<reqwest::Client, String> {
         // Port 0: the URL's port (or the scheme's default) applies.
         builder = builder.resolve(name, SocketAddr::new(*ip, 0));
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+    Ok(builder)
 }
 
 /// GETs `url` and returns its body, at most `max` bytes: `Ok(None)` for 404
@@ -343,6 +458,9 @@ pub(crate) fn is_name_not_found(e: &reqwest::Error) -> bool {
     while let Some(err) = cur {
         let text = err.to_string();
         if text == "tunnel error: unsuccessful" {
+            return true;
+        }
+        if text.ends_with(" has no public address") {
             return true;
         }
         if text == "dns error" || text.starts_with("failed to lookup address") {

@@ -96,6 +96,11 @@ pub fn wkd_urls(address: &str) -> Result<(url::Url, url::Url), String> {
     let build = |base: String| -> Result<url::Url, String> {
         let mut url =
             url::Url::parse(&base).map_err(|e| format!("{address:?}: bad WKD URL: {e}"))?;
+        // A domain the URL parser reads as an address (`127.0.0.1`, `0x7f.1`)
+        // would be connected to without a name lookup: WKD names hosts only.
+        if !matches!(url.host(), Some(url::Host::Domain(_))) {
+            return Err(format!("{address:?}: {domain:?} is not a domain name"));
+        }
         url.query_pairs_mut().append_pair("l", local);
         Ok(url)
     };
