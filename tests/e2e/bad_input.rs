@@ -219,6 +219,29 @@ fn header_bombs_get_552() {
     assert!(!gw.log().contains("panicked"), "{}", gw.log());
 }
 
+/// Issue 6 item 14: lines over RFC 5322's 998 octets (up to
+/// `smtp.max_line_length`, 4096 by default) are passed unchanged to plain and
+/// pass-through copies; the policy is documented in docs/configuration.md.
+#[test]
+fn long_lines_pass_unchanged_to_plain_copies() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n",
+        sink.port()
+    ));
+    let long = [
+        b"Subject: long\r\nX-Long: ".to_vec(),
+        b"h".repeat(2000),
+        b"\r\n\r\n".to_vec(),
+        b"b".repeat(4000),
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    smtp_send(gw.port, "a@apps.test", &["x@open.test"], &long).unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(20)).unwrap();
+    assert!(got[0].data.ends_with(&long), "relayed byte for byte");
+}
+
 #[test]
 fn client_outside_allowed_networks_is_refused() {
     let sink = Sink::start();

@@ -65,9 +65,55 @@ fn received_field_ipv6_literal_protocol_and_clean_helo() {
         "{r}"
     );
 
-    smtp_send(gw.port, "app@apps.test", &["plain@open.test"], msg).unwrap();
+    // A Message-ID with terminal escapes and 3000 characters (issue 6 item
+    // 14): the log and the audit row get it bounded and without controls.
+    let hostile_id = format!(
+        "<\u{1b}[2J\u{1b}]0;owned\u{7}{}@evil.test>",
+        "m".repeat(3000)
+    );
+    let with_id = [
+        b"Subject: trace\r\nMessage-ID: ".as_slice(),
+        hostile_id.as_bytes(),
+        b"\r\n\r\nhello\r\n",
+    ]
+    .concat();
+    smtp_send(gw.port, "app@apps.test", &["plain@open.test"], &with_id).unwrap();
     let got = sink.wait_for(2, Duration::from_secs(30)).unwrap();
     let r = received(&got[1].data);
     assert!(r.contains(" ([127.0.0.1]) by sealgate.test"), "{r}");
     assert!(r.contains(" with ESMTP id "), "{r}");
+    // The relayed copy itself is unchanged.
+    assert!(got[1].data.ends_with(&with_id));
+    let log = gw.log();
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{7}'),
+        "control characters in the log"
+    );
+    assert!(
+        !log.contains(&"m".repeat(300)),
+        "an unbounded Message-ID in the log"
+    );
+    assert!(
+        log.contains("[2J]0;owned"),
+        "the Message-ID is logged, cleaned:\n{log}"
+    );
+    let url = format!("sqlite://{}/data/s.db", gw.dir.path().display());
+    let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = sealgate_store::Store::open(&url).await.unwrap();
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            rows = store.recent_audit(10).await.unwrap();
+            if rows.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        store.close().await;
+        rows
+    });
+    let id = rows
+        .iter()
+        .find_map(|r| r.message_id.clone())
+        .expect("the audit row has the Message-ID");
+    assert!(id.len() <= 260 && !id.contains('\u{1b}'), "{id:?}");
 }

@@ -25,6 +25,9 @@ pub enum CryptoError {
         /// Why (key type, key length, curve).
         reason: String,
     },
+    /// The caller gave up (the message timed out) and the work stopped.
+    #[error("encryption stopped: nobody waits for it any more")]
+    Cancelled,
     /// sequoia-openpgp failed.
     #[error("OpenPGP error: {0}")]
     OpenPgp(String),

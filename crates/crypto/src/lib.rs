@@ -23,6 +23,7 @@
 
 mod boundary;
 mod compose;
+pub mod cpu;
 mod error;
 pub mod inspect;
 pub mod mime;

@@ -24,6 +24,7 @@ use openpgp::Cert;
 
 use crate::boundary::new_boundary;
 use crate::compose::assemble;
+use crate::cpu::Cancel;
 use crate::mime::Parts;
 use crate::CryptoError;
 
@@ -75,12 +76,17 @@ pub fn encryption_subkeys(cert: &Cert, now: SystemTime) -> Vec<EncryptionSubkey<
 /// key (fail closed: never encrypt for fewer recipients than asked);
 /// [`CryptoError::OpenPgp`] / [`CryptoError::OpenSsl`] from the libraries.
 pub fn encrypt_pgp_mime(message: &[u8], certs: &[&Cert]) -> Result<Vec<u8>, CryptoError> {
-    encrypt_pgp_mime_parts(&Parts::of(message), certs)
+    encrypt_pgp_mime_parts(&Parts::of(message), certs, &Cancel::never())
 }
 
 /// [`encrypt_pgp_mime`] of a message already split into its [`Parts`] (the
-/// pipeline splits each message once, for all its copies).
-pub fn encrypt_pgp_mime_parts(parts: &Parts, certs: &[&Cert]) -> Result<Vec<u8>, CryptoError> {
+/// pipeline splits each message once, for all its copies). Stops with
+/// [`CryptoError::Cancelled`] once `cancel` is set (checked every 64 KiB).
+pub fn encrypt_pgp_mime_parts(
+    parts: &Parts,
+    certs: &[&Cert],
+    cancel: &Cancel,
+) -> Result<Vec<u8>, CryptoError> {
     if certs.is_empty() {
         return Err(CryptoError::NoRecipients);
     }
@@ -96,7 +102,7 @@ pub fn encrypt_pgp_mime_parts(parts: &Parts, certs: &[&Cert]) -> Result<Vec<u8>,
         recipients.extend(keys.into_iter().map(Recipient::from));
     }
 
-    let armored = encrypt_armored(&parts.inner_entity, recipients)?;
+    let armored = encrypt_armored(&parts.inner_entity, recipients, cancel)?;
 
     let boundary = new_boundary()?;
     let mut body = Vec::with_capacity(armored.len() + 512);
@@ -127,7 +133,11 @@ pub fn encrypt_pgp_mime_parts(parts: &Parts, certs: &[&Cert]) -> Result<Vec<u8>,
 
 /// The ASCII-armored OpenPGP message (PKESKs, SEIPD, binary literal data
 /// packet with `data`), lines ending in CRLF, the last one included.
-fn encrypt_armored(data: &[u8], recipients: Vec<Recipient<'_>>) -> Result<Vec<u8>, CryptoError> {
+fn encrypt_armored(
+    data: &[u8],
+    recipients: Vec<Recipient<'_>>,
+    cancel: &Cancel,
+) -> Result<Vec<u8>, CryptoError> {
     let pgp_err = |e: openpgp::anyhow::Error| CryptoError::OpenPgp(format!("{e:#}"));
     let mut sink = Vec::with_capacity(data.len() * 4 / 3 + 1024);
     {
@@ -140,9 +150,14 @@ fn encrypt_armored(data: &[u8], recipients: Vec<Recipient<'_>>) -> Result<Vec<u8
             .format(DataFormat::Binary)
             .build()
             .map_err(pgp_err)?;
-        literal
-            .write_all(data)
-            .map_err(|e| CryptoError::OpenPgp(format!("writing literal data: {e}")))?;
+        for chunk in data.chunks(64 * 1024) {
+            if cancel.is_cancelled() {
+                return Err(CryptoError::Cancelled);
+            }
+            literal
+                .write_all(chunk)
+                .map_err(|e| CryptoError::OpenPgp(format!("writing literal data: {e}")))?;
+        }
         literal.finalize().map_err(pgp_err)?;
     }
     Ok(lf_to_crlf(&sink))

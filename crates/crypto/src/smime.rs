@@ -18,6 +18,7 @@ use openssl::symm::Cipher;
 use openssl::x509::X509;
 
 use crate::compose::assemble;
+use crate::cpu::Cancel;
 use crate::mime::Parts;
 use crate::CryptoError;
 
@@ -67,18 +68,23 @@ pub fn encrypt_smime(
     certs: &[X509],
     cipher: SmimeCipher,
 ) -> Result<Vec<u8>, CryptoError> {
-    encrypt_smime_parts(&Parts::of(message), certs, cipher)
+    encrypt_smime_parts(&Parts::of(message), certs, cipher, &Cancel::never())
 }
 
 /// [`encrypt_smime`] of a message already split into its [`Parts`] (the
-/// pipeline splits each message once, for all its copies).
+/// pipeline splits each message once, for all its copies). OpenSSL encrypts
+/// in one call, so `cancel` is checked before it starts.
 pub fn encrypt_smime_parts(
     parts: &Parts,
     certs: &[X509],
     cipher: SmimeCipher,
+    cancel: &Cancel,
 ) -> Result<Vec<u8>, CryptoError> {
     if certs.is_empty() {
         return Err(CryptoError::NoRecipients);
+    }
+    if cancel.is_cancelled() {
+        return Err(CryptoError::Cancelled);
     }
 
     let mut stack = Stack::new()?;

@@ -228,3 +228,37 @@ fn seipd_version_follows_the_recipients_features() {
         .expect("gpg decrypts the mixed message");
     assert!(plain == Message::parse(&sample.raw).inner_entity());
 }
+
+/// Issue 6 item 14: encryption checks its cancel token (set when the
+/// message timed out) and stops; with a live token it encrypts as usual.
+#[test]
+fn a_cancelled_encryption_stops() {
+    use sealgate_crypto::cpu::Cancel;
+    use sealgate_crypto::mime::Parts;
+    use sealgate_crypto::pgp::encrypt_pgp_mime_parts;
+    let p = peer("Cleo <cleo@example.org>", "future-default");
+    let parts = Parts::of(b"Subject: c\r\n\r\nbody\r\n");
+    let live = Cancel::never();
+    assert!(encrypt_pgp_mime_parts(&parts, &[&p.cert], &live).is_ok());
+    let cancelled = {
+        // A token whose job was given up: run() sets it when its caller's
+        // future is dropped; here the flag is reached through a job.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let fut = sealgate_crypto::cpu::run(move |cancel: &Cancel| {
+                let c = cancel.clone();
+                tx.send(c).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            });
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), fut).await;
+            rx.recv().unwrap()
+        })
+    };
+    assert!(cancelled.is_cancelled());
+    let err = encrypt_pgp_mime_parts(&parts, &[&p.cert], &cancelled).unwrap_err();
+    assert!(
+        matches!(err, sealgate_crypto::CryptoError::Cancelled),
+        "{err}"
+    );
+}

@@ -27,17 +27,24 @@ struct Parsed {
 const PARSED_MAX: usize = 20_000;
 
 impl Parsed {
-    fn get_or_parse(&self, text: &str) -> Result<Vec<RecipientKey>, String> {
-        let mut map = self.by_text.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = map.get(text) {
+    /// The parsed keys of `text`. The lock is held only to look up and to
+    /// insert, never while parsing, which runs on the CPU pool.
+    async fn get_or_parse(&self, text: &str) -> Result<Vec<RecipientKey>, String> {
+        if let Some(k) = self.lock().get(text) {
             return Ok(k.clone());
         }
-        let keys = parse_any(text.as_bytes())?;
+        let owned = text.to_string();
+        let keys = sealgate_crypto::cpu::run(move |_| parse_any(owned.as_bytes())).await??;
+        let mut map = self.lock();
         if map.len() >= PARSED_MAX {
             map.clear();
         }
         map.insert(text.to_string(), keys.clone());
         Ok(keys)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<RecipientKey>>> {
+        self.by_text.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -94,7 +101,7 @@ impl Source for CachedSource {
             Ok(Some(entry)) if entry.is_fresh(&self.location, sealgate_store::now_unix()) => {
                 let mut keys = Vec::with_capacity(entry.keys.len());
                 for text in &entry.keys {
-                    match self.parsed.get_or_parse(text) {
+                    match self.parsed.get_or_parse(text).await {
                         Ok(k) => keys.extend(k),
                         Err(e) => {
                             tracing::warn!(source = %name, "unreadable cache entry, refetching: {e}")

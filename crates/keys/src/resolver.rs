@@ -252,13 +252,18 @@ impl Resolver {
             Ok(r) => r?,
             Err(_) => return Err(format!("timed out after {} s", s.timeout.as_secs())),
         };
-        Ok(keys
-            .into_iter()
-            .map(|key| FoundKey {
-                usable: usable::check(&key, address, now, self.trust.as_ref()),
-                key,
-            })
-            .collect())
+        // Checking a key verifies its signatures: CPU work, off the workers.
+        let trust = self.trust.clone();
+        let address = address.to_string();
+        sealgate_crypto::cpu::run(move |_| {
+            keys.into_iter()
+                .map(|key| FoundKey {
+                    usable: usable::check(&key, &address, now, trust.as_ref()),
+                    key,
+                })
+                .collect()
+        })
+        .await
     }
 }
 

@@ -54,12 +54,16 @@ pub async fn build<'a>(
                 reason: "internal: no message parts for an encrypted copy".into(),
                 permanent: false,
             })?;
-            let out = tokio::task::spawn_blocking(move || encrypt(method, &keys, cipher, &parts))
-                .await
-                .map_err(|e| BuildError {
-                    reason: format!("encryption task failed: {e}"),
-                    permanent: false,
-                })??;
+            // On the CPU pool; if the message times out, this future is
+            // dropped and the encryption stops.
+            let out = sealgate_crypto::cpu::run(move |cancel| {
+                encrypt(method, &keys, cipher, &parts, cancel)
+            })
+            .await
+            .map_err(|e| BuildError {
+                reason: format!("encryption task failed: {e}"),
+                permanent: false,
+            })??;
             Ok(Cow::Owned(out))
         }
     }
@@ -70,6 +74,7 @@ fn encrypt(
     keys: &[RecipientKey],
     cipher: sealgate_crypto::smime::SmimeCipher,
     parts: &Parts,
+    cancel: &sealgate_crypto::cpu::Cancel,
 ) -> Result<Vec<u8>, CryptoError> {
     match method {
         Method::Pgp => {
@@ -80,7 +85,7 @@ fn encrypt(
                     RecipientKey::Smime(_) => None,
                 })
                 .collect();
-            sealgate_crypto::pgp::encrypt_pgp_mime_parts(parts, &certs)
+            sealgate_crypto::pgp::encrypt_pgp_mime_parts(parts, &certs, cancel)
         }
         Method::Smime => {
             let certs: Vec<openssl::x509::X509> = keys
@@ -90,7 +95,7 @@ fn encrypt(
                     RecipientKey::Pgp(_) => None,
                 })
                 .collect();
-            sealgate_crypto::smime::encrypt_smime_parts(parts, &certs, cipher)
+            sealgate_crypto::smime::encrypt_smime_parts(parts, &certs, cipher, cancel)
         }
     }
 }

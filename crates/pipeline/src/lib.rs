@@ -27,6 +27,9 @@ use sealgate_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest client-supplied header value written to logs and the audit table.
+const MAX_LOGGED_VALUE: usize = 256;
+
 /// Longest wait for one audit row to be written.
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -133,7 +136,11 @@ impl Handler for Pipeline {
                 );
             }
         };
-        let message_id = parsed.header("Message-ID").map(header_value_unfolded);
+        // Client-supplied: bounded and without control characters before it
+        // reaches a log line or the audit table.
+        let message_id = parsed
+            .header("Message-ID")
+            .map(|h| trace::log_safe(&header_value_unfolded(h), MAX_LOGGED_VALUE));
         let hops = trace::hops(&parsed);
         if hops > self.options.max_hops {
             let reply = Reply::new(

@@ -63,6 +63,22 @@ pub fn received(
     field.into_bytes()
 }
 
+/// A client-supplied value as it may appear in a log line or the audit
+/// table: control characters (ESC, CR, LF, DEL, C1 controls) removed, at most
+/// `max` characters; a cut value ends in `...`.
+pub fn log_safe(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max + 1)
+        .collect();
+    if out.chars().count() > max {
+        out = out.chars().take(max).collect();
+        out.push_str("...");
+    }
+    out
+}
+
 /// Longest HELO text written into the field (a domain is at most 255).
 const MAX_HELO: usize = 255;
 
@@ -175,5 +191,19 @@ mod tests {
             "evilbytrusted.example[31mx"
         );
         assert_eq!(clean_helo(&"a".repeat(5000)).len(), MAX_HELO);
+    }
+
+    /// Issue 6 item 14: a Message-ID with terminal escapes and no bound
+    /// reached the log and the audit table as sent.
+    #[test]
+    fn logged_values_are_bounded_and_without_controls() {
+        assert_eq!(log_safe("<a@b>", 256), "<a@b>");
+        assert_eq!(
+            log_safe("<x\u{1b}[2J\u{1b}]0;pwned\u{7}\r\n\u{9b}@evil>", 256),
+            "<x[2J]0;pwned@evil>"
+        );
+        let long = log_safe(&"m".repeat(10_000), 256);
+        assert_eq!(long.len(), 259);
+        assert!(long.ends_with("..."));
     }
 }

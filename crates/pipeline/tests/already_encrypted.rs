@@ -202,11 +202,26 @@ impl World {
     }
 }
 
+/// A PGP/MIME message around gpg's armored output, with CRLF line endings
+/// as the listener hands every message over.
 fn pgp_mime(to: &str, armored: &[u8]) -> Vec<u8> {
+    let armored = crlf(armored);
     let mut m = format!("From: s@apps.test\r\nTo: {to}\r\nSubject: pass\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n--b1\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
-    m.extend_from_slice(armored);
+    m.extend_from_slice(&armored);
     m.extend_from_slice(b"\r\n--b1--\r\n");
     m
+}
+
+/// Bare LF to CRLF.
+fn crlf(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 50);
+    for (i, &b) in text.iter().enumerate() {
+        if b == b'\n' && (i == 0 || text[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
 }
 
 /// The message as relayed, without sealgate's own `Received:` field.

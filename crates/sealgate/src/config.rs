@@ -367,10 +367,21 @@ impl Settings {
                 return Err(format!("{key}: must be at least 1"));
             }
         }
-        if s.command_timeout_secs == 0 || s.data_timeout_secs == 0 {
-            return Err(
-                "smtp.command_timeout_secs / smtp.data_timeout_secs: must be at least 1".into(),
-            );
+        // A zero duration would make every session or message fail at once.
+        for (key, value) in [
+            ("smtp.command_timeout_secs", s.command_timeout_secs),
+            ("smtp.data_timeout_secs", s.data_timeout_secs),
+            ("smtp.data_deadline_secs", s.data_deadline_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("{key}: must be at least 1 second"));
+            }
+        }
+        if s.data_deadline_secs < s.data_timeout_secs {
+            return Err(format!(
+                "smtp.data_deadline_secs ({}) must not be shorter than smtp.data_timeout_secs ({})",
+                s.data_deadline_secs, s.data_timeout_secs
+            ));
         }
         match (&s.tls_cert_file, &s.tls_key_file) {
             (Some(c), Some(k)) => {

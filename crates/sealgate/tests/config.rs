@@ -230,3 +230,33 @@ fn unencrypted_sources_need_allow_insecure() {
     ));
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// Issue 6 item 14: a duration of 0 that would break the daemon (every
+/// session or message failing at once) is a configuration error naming the
+/// key. Before, `smtp.data_deadline_secs = 0` was accepted.
+#[test]
+fn zero_durations_are_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.toml");
+    for (section, key) in [
+        ("smtp", "command_timeout_secs"),
+        ("smtp", "data_timeout_secs"),
+        ("smtp", "data_deadline_secs"),
+        ("keys", "lookup_timeout_secs"),
+        ("keys.http", "timeout_secs"),
+        ("relay", "timeout_secs"),
+        ("relay", "data_timeout_secs"),
+        ("relay", "message_timeout_secs"),
+    ] {
+        std::fs::write(&path, format!("[{section}]\n{key} = 0\n")).unwrap();
+        let o = sealgate(
+            dir.path(),
+            &["--config", path.to_str().unwrap(), "check-config"],
+            &[],
+        );
+        let t = text(&o);
+        assert!(!o.status.success(), "{section}.{key} = 0 accepted: {t}");
+        assert!(t.contains(&format!("{section}.{key}")), "{t}");
+        assert!(!t.contains("panicked"), "{t}");
+    }
+}

@@ -9,7 +9,7 @@
 //! with a User ID that is exactly the address: key servers happily return
 //! keys for other, similar addresses too.
 
-use super::http::{certs_for_address, get_bounded};
+use super::http::{certs_for_address_off_thread, get_bounded};
 use crate::source::Source;
 use crate::RecipientKey;
 
@@ -108,7 +108,7 @@ impl Source for HkpKeyserver {
         let url = self.lookup_url(address);
         match get_bounded(&self.client, &url, self.max_response_bytes).await? {
             None => Ok(Vec::new()),
-            Some(body) => certs_for_address(&body, address, &self.name()),
+            Some(body) => certs_for_address_off_thread(body, address, &self.name()).await,
         }
     }
 }

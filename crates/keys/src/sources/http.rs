@@ -368,6 +368,17 @@ pub(crate) async fn fetch(
     Ok(Some(body))
 }
 
+/// [`certs_for_address`] on the CPU pool (a key-server answer can be up to
+/// `max_response_bytes` of certificates to parse and verify).
+pub(crate) async fn certs_for_address_off_thread(
+    data: Vec<u8>,
+    address: &str,
+    source: &str,
+) -> Result<Vec<crate::RecipientKey>, String> {
+    let (address, source) = (address.to_string(), source.to_string());
+    sealgate_crypto::cpu::run(move |_| certs_for_address(&data, &address, &source)).await?
+}
+
 /// The OpenPGP certificates in `data` (armored or binary, any number) that
 /// carry a User ID whose email is exactly `address` (case-insensitive).
 /// Everything else a server sent is dropped (logged at debug). Err if

@@ -30,7 +30,7 @@
 //!
 //! Only certificates with a User ID that is exactly the address are kept.
 
-use super::http::{certs_for_address, fetch};
+use super::http::{certs_for_address_off_thread, fetch};
 use crate::source::Source;
 use crate::RecipientKey;
 
@@ -150,7 +150,7 @@ impl Source for Wkd {
         };
         match body {
             None => Ok(Vec::new()),
-            Some(body) => certs_for_address(&body, address, "wkd"),
+            Some(body) => certs_for_address_off_thread(body, address, "wkd").await,
         }
     }
 }
