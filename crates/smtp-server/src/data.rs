@@ -7,7 +7,8 @@
 //! * end of data is only `CRLF . CRLF` (the start of DATA counts as a CRLF);
 //!   a `.` line next to a bare LF never ends it: SMTP smuggling defence;
 //! * leading-dot unstuffing (RFC 5321 §4.5.2);
-//! * bare LF is normalized to CRLF or makes the message fail, as configured;
+//! * bare LF, and bare CR (a CR not followed by LF), are normalized to CRLF
+//!   or make the message fail, as configured (`bare_lf` covers both);
 //! * NUL bytes, lines over the line limit and messages over the size limit
 //!   make the message fail, but the data is still read to its end so the
 //!   session stays in sync. Memory stays bounded: at most one line plus
@@ -128,14 +129,27 @@ impl DataReader {
         } else {
             content
         };
-        self.size = self.size.saturating_add(content.len() + 2);
+        // A CR inside the line is a bare CR (the line's own CRLF is gone).
+        let bare_crs = content.iter().filter(|&&b| b == b'\r').count();
+        if bare_crs > 0 {
+            self.saw_bare_lf = true;
+        }
+        self.size = self.size.saturating_add(content.len() + 2 + bare_crs);
         if self.size > self.max_size {
             self.oversize = true;
         }
         if self.failed() {
             self.body = Vec::new();
-        } else {
+        } else if bare_crs == 0 {
             self.body.extend_from_slice(content);
+            self.body.extend_from_slice(b"\r\n");
+        } else {
+            for &b in content {
+                self.body.push(b);
+                if b == b'\r' {
+                    self.body.push(b'\n');
+                }
+            }
             self.body.extend_from_slice(b"\r\n");
         }
         false
@@ -172,7 +186,7 @@ impl DataReader {
             Err(Reply::new(
                 550,
                 (5, 6, 0),
-                "Message contains bare LF line endings",
+                "Message contains bare CR or LF line endings",
             ))
         } else {
             Ok(self.body)
@@ -327,6 +341,29 @@ mod tests {
         assert_eq!((reply.code, reply.status), (554, (5, 6, 0)));
         let (res, _) = run(&[b"zz\n\r\n.\r\n"], 1 << 20, 4, BareLf::Normalize);
         assert_eq!(res.unwrap().unwrap(), b"zz\r\n\r\n");
+    }
+
+    /// Issue 6 item 14: a bare CR is handled like a bare LF. Before, it
+    /// passed into the message as is, where a peer that ends lines at CR
+    /// could read a different message (or an end of data) than we did.
+    #[test]
+    fn bare_cr_is_normalized_or_refused_like_bare_lf() {
+        assert_eq!(
+            ok(&[b"a\rb\r\n\r.\r\nc\r\r\n.\r\n"]),
+            b"a\r\nb\r\n\r\n.\r\nc\r\n\r\n"
+        );
+        let (res, _) = run(&[b"a\rb\r\n.\r\n"], 1 << 20, 1000, BareLf::Reject);
+        let reply = res.unwrap().unwrap_err();
+        assert_eq!((reply.code, reply.status), (550, (5, 6, 0)));
+        // A bare CR before the dot does not end the data.
+        let (res, rest) = run(
+            &[b"x\r.\r\ny\r\n.\r\nNOOP\r\n"],
+            1 << 20,
+            1000,
+            BareLf::Normalize,
+        );
+        assert_eq!(res.unwrap().unwrap(), b"x\r\n.\r\ny\r\n");
+        assert_eq!(rest, b"NOOP\r\n");
     }
 
     #[test]

@@ -330,7 +330,7 @@ async fn bare_lf_rejected() {
     let server = Server::start(|c| c.bare_lf = BareLf::Reject).await;
     let mut c = greeted(&server).await;
     let r = send_message(&mut c, b"Subject: lf\n\nline\r\n.\r\n").await;
-    assert_eq!(r, "550 5.6.0 Message contains bare LF line endings");
+    assert_eq!(r, "550 5.6.0 Message contains bare CR or LF line endings");
     assert!(server.handler.messages().is_empty());
     // A clean message afterwards goes through.
     let r = send_message(&mut c, b"Subject: crlf\r\n\r\nline\r\n.\r\n").await;
