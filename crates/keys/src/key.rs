@@ -74,6 +74,15 @@ impl RecipientKey {
         out
     }
 
+    /// Whether the key names `address` (case-insensitive): the one check
+    /// every source uses to drop keys for other addresses. Whether a key
+    /// that names it may be used is [`crate::usable`]'s business (it looks
+    /// only at valid, non-revoked User IDs).
+    pub fn names(&self, address: &str) -> bool {
+        let wanted = address.to_lowercase();
+        self.addresses().contains(&wanted)
+    }
+
     /// A one-line human description: User IDs, or subject and issuer/serial.
     pub fn describe(&self) -> String {
         match self {

@@ -89,6 +89,7 @@ pub fn check_x509(x: &X509, address: &str, now: SystemTime) -> Result<(), String
         }
     }
     let address = address.to_lowercase();
+    // The same addresses RecipientKey::names reads (SAN and subject).
     if !x509_addresses(x).contains(&address) {
         return Err(format!(
             "does not name {address} (neither SAN rfc822Name nor subject emailAddress)"

@@ -19,7 +19,7 @@ use sealgate_crypto::inspect::Encryption;
 use sealgate_crypto::mime::Message;
 use sealgate_crypto::smime::SmimeCipher;
 use sealgate_keys::{Method, RecipientKey};
-use sealgate_policy::{Decision, ForeignEncryption, Mode};
+use sealgate_policy::{Decision, ForeignEncryption, Mode, SmimeCipherName};
 use sealgate_smtp_server::Envelope;
 use std::collections::HashSet;
 use std::time::SystemTime;
@@ -100,7 +100,7 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
                 let kind = GroupKind::Encrypt {
                     method: *method,
                     keys: keys.clone(),
-                    smime_cipher: *smime_cipher,
+                    smime_cipher: cipher(*smime_cipher),
                 };
                 if visible.contains(&rcpt.address.to_lowercase()) {
                     let mut fprs: Vec<String> = keys.iter().map(|k| k.fingerprint()).collect();
@@ -172,6 +172,14 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
                 .join(","),
             if group.bcc { " (Bcc copy)" } else { "" }
         ),
+    }
+}
+
+/// The policy's cipher choice as the encryptor's parameter.
+fn cipher(c: SmimeCipherName) -> SmimeCipher {
+    match c {
+        SmimeCipherName::Aes256Cbc => SmimeCipher::Aes256Cbc,
+        SmimeCipherName::Aes256Gcm => SmimeCipher::Aes256Gcm,
     }
 }
 

@@ -8,13 +8,15 @@
 //! unreadable. Now the content decides, and a mandatory recipient gets the
 //! message unchanged only if the encryption names one of its keys.
 
+mod common;
+use common::{client, Fixed};
 use sealgate_keys::source::Source;
 use sealgate_keys::trust::AcceptAllTrust;
 use sealgate_keys::{RecipientKey, Resolver};
 use sealgate_pipeline::{Pipeline, PipelineOptions};
 use sealgate_policy::{DomainPolicy, ForeignEncryption, Mode, Policy, PolicyConfig};
 use sealgate_relay::{RelayConfig, SmtpRelay, TlsMode};
-use sealgate_smtp_server::{ClientInfo, Envelope, Handler, Recipient};
+use sealgate_smtp_server::{Envelope, Handler, Recipient};
 use sealgate_store::Store;
 use sealgate_testkit::gnupg::GnupgHome;
 use sealgate_testkit::pki::{cms_content_type, cms_decrypt, CertOptions, IssuedCert, TestCa};
@@ -24,23 +26,6 @@ use sequoia_openpgp::parse::Parse;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// An in-memory key store: the keys are the input here, not the subject.
-struct Fixed(Vec<RecipientKey>);
-#[async_trait::async_trait]
-impl Source for Fixed {
-    fn name(&self) -> String {
-        "fixed".into()
-    }
-    async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
-        Ok(self
-            .0
-            .iter()
-            .filter(|k| k.addresses().contains(&address.to_string()))
-            .cloned()
-            .collect())
-    }
-}
 
 struct World {
     gpg: GnupgHome,
@@ -119,16 +104,6 @@ async fn world() -> World {
         sink,
         pipeline,
         _dir: dir,
-    }
-}
-
-fn client() -> ClientInfo {
-    ClientInfo {
-        peer: "127.0.0.1:40000".parse().unwrap(),
-        helo: "client.test".into(),
-        esmtp: true,
-        tls: false,
-        authenticated_as: None,
     }
 }
 

@@ -3,13 +3,15 @@
 //! only the key sources are test doubles, because their failure is the input
 //! here, not the thing under test.
 
+mod common;
+use common::{client, Fixed};
 use sealgate_keys::source::Source;
 use sealgate_keys::trust::AcceptAllTrust;
 use sealgate_keys::{RecipientKey, Resolver};
 use sealgate_pipeline::{Pipeline, PipelineOptions};
 use sealgate_policy::{DomainPolicy, Mode, Policy, PolicyConfig};
 use sealgate_relay::{RelayConfig, SmtpRelay, TlsMode};
-use sealgate_smtp_server::{ClientInfo, Envelope, Handler, Recipient};
+use sealgate_smtp_server::{Envelope, Handler, Recipient};
 use sealgate_store::Store;
 use sealgate_testkit::sink::Sink;
 use sequoia_openpgp::cert::CertBuilder;
@@ -36,23 +38,6 @@ impl Source for Hanging {
     async fn lookup(&self, _: &str) -> Result<Vec<RecipientKey>, String> {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         Ok(Vec::new())
-    }
-}
-
-/// A source holding fixed keys (an in-memory key store).
-struct Fixed(Vec<RecipientKey>);
-#[async_trait::async_trait]
-impl Source for Fixed {
-    fn name(&self) -> String {
-        "fixed".into()
-    }
-    async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
-        Ok(self
-            .0
-            .iter()
-            .filter(|k| k.addresses().contains(&address.to_string()))
-            .cloned()
-            .collect())
     }
 }
 
@@ -100,16 +85,6 @@ async fn pipeline_to(
         store,
         options,
     )
-}
-
-fn client() -> ClientInfo {
-    ClientInfo {
-        peer: "127.0.0.1:40000".parse().unwrap(),
-        helo: "client.test".into(),
-        esmtp: true,
-        tls: false,
-        authenticated_as: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -41,15 +41,6 @@ pub enum SmimeCipherName {
     Aes256Gcm,
 }
 
-impl From<SmimeCipherName> for sealgate_crypto::smime::SmimeCipher {
-    fn from(c: SmimeCipherName) -> Self {
-        match c {
-            SmimeCipherName::Aes256Cbc => sealgate_crypto::smime::SmimeCipher::Aes256Cbc,
-            SmimeCipherName::Aes256Gcm => sealgate_crypto::smime::SmimeCipher::Aes256Gcm,
-        }
-    }
-}
-
 /// What to do with a recipient when a key source failed (its answer is unknown)
 /// and no other source gave a usable key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

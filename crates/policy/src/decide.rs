@@ -1,7 +1,7 @@
 //! Effective settings for an address and the decision for it.
 
+use crate::config::SmimeCipherName;
 use crate::config::{ForeignEncryption, Mode, OnSourceError, PolicyConfig};
-use sealgate_crypto::smime::SmimeCipher;
 use sealgate_keys::{Method, OnError, RecipientKey, Resolution};
 
 /// The settings that apply to one recipient after inheritance.
@@ -9,7 +9,7 @@ use sealgate_keys::{Method, OnError, RecipientKey, Resolution};
 pub struct Settings {
     pub mode: Mode,
     pub methods: Vec<Method>,
-    pub smime_cipher: SmimeCipher,
+    pub smime_cipher: SmimeCipherName,
     pub on_source_error: OnSourceError,
     pub foreign_encryption: ForeignEncryption,
     /// The policy entry that supplied the mode: `global` or the domain key.
@@ -33,7 +33,7 @@ pub enum Decision {
     Encrypt {
         method: Method,
         keys: Vec<RecipientKey>,
-        smime_cipher: SmimeCipher,
+        smime_cipher: SmimeCipherName,
         /// The key source that supplied the keys.
         source: String,
     },
@@ -75,7 +75,7 @@ impl Policy {
         let mut s = Settings {
             mode: c.mode,
             methods: c.methods.iter().map(|&m| m.into()).collect(),
-            smime_cipher: c.smime_cipher.into(),
+            smime_cipher: c.smime_cipher,
             on_source_error: c.on_source_error,
             foreign_encryption: c.foreign_encryption,
             matched: "global".into(),
@@ -101,7 +101,7 @@ impl Policy {
                 s.methods = ms.iter().map(|&m| m.into()).collect();
             }
             if let Some(ci) = d.smime_cipher {
-                s.smime_cipher = ci.into();
+                s.smime_cipher = ci;
             }
             if let Some(e) = d.on_source_error {
                 s.on_source_error = e;
@@ -162,7 +162,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DomainPolicy, MethodName, SmimeCipherName};
+    use crate::config::{DomainPolicy, MethodName};
 
     fn policy() -> Policy {
         let mut c = PolicyConfig::default();
@@ -209,7 +209,7 @@ mod tests {
         let s = p.settings_for("a@sub.example.com");
         assert_eq!(s.mode, Mode::Off);
         assert_eq!(s.methods, vec![Method::Smime]);
-        assert_eq!(s.smime_cipher, SmimeCipher::Aes256Gcm);
+        assert_eq!(s.smime_cipher, SmimeCipherName::Aes256Gcm);
         assert_eq!(
             p.settings_for("a@x.deep.example.com").matched,
             "*.deep.example.com"

@@ -202,7 +202,7 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                     }
                     .map_err(|e| anyhow!("{}: {e}", f.display()))?;
                     if let Some(a) = &for_address {
-                        if !key.addresses().contains(&a.to_lowercase()) {
+                        if !key.names(a) {
                             eprintln!(
                                 "warning: {}: {} {} does not name {a}; it is stored as {a}'s upload but is not usable for it",
                                 f.display(),

@@ -395,22 +395,12 @@ pub(crate) fn certs_for_address(
     let keys = crate::load::parse_pgp(data).map_err(|e| format!("{source}: bad answer: {e}"))?;
     let mut out = Vec::new();
     for key in keys {
-        let crate::RecipientKey::Pgp(cert) = &key else {
-            continue;
-        };
-        let names_address = cert.userids().any(|u| {
-            u.userid()
-                .email()
-                .ok()
-                .flatten()
-                .is_some_and(|e| e.eq_ignore_ascii_case(address))
-        });
-        if names_address {
+        if key.names(address) {
             out.push(key);
         } else {
             tracing::debug!(
                 source,
-                fingerprint = %cert.fingerprint(),
+                fingerprint = %key.fingerprint(),
                 "ignoring a key without a User ID for the address asked for"
             );
         }

@@ -457,7 +457,7 @@ fn certificates(
             match parse_value(&value) {
                 Ok(keys) => {
                     for k in keys {
-                        if k.addresses().contains(&address) && seen.insert(k.fingerprint()) {
+                        if k.names(&address) && seen.insert(k.fingerprint()) {
                             out.push(k);
                         }
                     }

@@ -201,7 +201,7 @@ impl Source for LdapKeyserver {
                 match parsed {
                     Ok(keys) => {
                         for k in keys {
-                            if !k.addresses().contains(&wanted) {
+                            if !k.names(&wanted) {
                                 other += 1;
                                 continue;
                             }

@@ -1,0 +1,36 @@
+//! What the pipeline tests share: an in-memory key source and the client of
+//! a session.
+
+use sealgate_keys::source::Source;
+use sealgate_keys::RecipientKey;
+use sealgate_smtp_server::ClientInfo;
+
+/// A source holding fixed keys (an in-memory key store): the keys are the
+/// test's input, the pipeline is what it checks.
+pub struct Fixed(pub Vec<RecipientKey>);
+
+#[async_trait::async_trait]
+impl Source for Fixed {
+    fn name(&self) -> String {
+        "fixed".into()
+    }
+    async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|k| k.names(address))
+            .cloned()
+            .collect())
+    }
+}
+
+/// A client on loopback that greeted with EHLO, without TLS or AUTH.
+pub fn client() -> ClientInfo {
+    ClientInfo {
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        helo: "client.test".into(),
+        esmtp: true,
+        tls: false,
+        authenticated_as: None,
+    }
+}
