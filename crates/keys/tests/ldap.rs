@@ -48,6 +48,18 @@ fn user_cert(der: &[u8]) -> String {
     format!("userCertificate;binary:: {}", b64(der))
 }
 
+/// The directory a referral points to: `ou=remote` holding henry with `cert`.
+fn remote_ldif(cert: &[u8]) -> String {
+    let mut ldif = base_ldif();
+    ldif.push_str(&format!(
+        "dn: ou=remote,{SUFFIX}\nobjectClass: organizationalUnit\nou: remote\n\n\
+         dn: uid=henry,ou=remote,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: henry\ncn: henry\nsn: henry\n\
+         mail: henry@example.org\n{}\n\n",
+        user_cert(cert)
+    ));
+    ldif
+}
+
 fn smime_cert(der: &[u8]) -> String {
     format!("userSMIMECertificate:: {}", b64(der))
 }
@@ -328,13 +340,7 @@ async fn directory_follows_referrals_up_to_the_hop_limit() {
     let ca = TestCa::new("Referral Test CA");
     let henry = ca.issue(email("henry@example.org"));
     // The second server holds ou=remote with henry.
-    let mut remote_ldif = base_ldif();
-    remote_ldif.push_str(&format!(
-        "dn: ou=remote,{SUFFIX}\nobjectClass: organizationalUnit\nou: remote\n\n\
-         dn: uid=henry,ou=remote,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: henry\ncn: henry\nsn: henry\n\
-         mail: henry@example.org\n{}\n\n",
-        user_cert(&henry.cert_der)
-    ));
+    let remote_ldif = remote_ldif(&henry.cert_der);
     let remote = Slapd::start(SUFFIX, &remote_ldif);
     // The first server refers ou=remote to it.
     let mut ldif = base_ldif();
@@ -380,13 +386,7 @@ async fn referrals_keep_the_bind_password_home() {
     let ca = TestCa::new("Referral Credentials CA");
     let henry = ca.issue(email("henry@example.org"));
     let tls = slapd::server_cert(&ca);
-    let mut remote_ldif = base_ldif();
-    remote_ldif.push_str(&format!(
-        "dn: ou=remote,{SUFFIX}\nobjectClass: organizationalUnit\nou: remote\n\n\
-         dn: uid=henry,ou=remote,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: henry\ncn: henry\nsn: henry\n\
-         mail: henry@example.org\n{}\n\n",
-        user_cert(&henry.cert_der)
-    ));
+    let remote_ldif = remote_ldif(&henry.cert_der);
     // The referral target: another host name ("localhost", not the
     // configured "127.0.0.1"), logging every bind.
     let remote = Slapd::start_with(SlapdOptions {

@@ -9,14 +9,13 @@
 //! message unchanged only if the encryption names one of its keys.
 
 mod common;
-use common::{client, Fixed};
+use common::{client, envelope, relay_to, Fixed};
 use sealgate_keys::source::Source;
 use sealgate_keys::trust::AcceptAllTrust;
 use sealgate_keys::{RecipientKey, Resolver};
 use sealgate_pipeline::{Pipeline, PipelineOptions};
 use sealgate_policy::{DomainPolicy, ForeignEncryption, Mode, Policy, PolicyConfig};
-use sealgate_relay::{RelayConfig, SmtpRelay, TlsMode};
-use sealgate_smtp_server::{Envelope, Handler, Recipient};
+use sealgate_smtp_server::Handler;
 use sealgate_store::Store;
 use sealgate_testkit::gnupg::GnupgHome;
 use sealgate_testkit::pki::{cms_content_type, cms_decrypt, CertOptions, IssuedCert, TestCa};
@@ -86,14 +85,7 @@ async fn world() -> World {
             vec![Arc::new(Fixed(keys)) as Arc<dyn Source>],
             Arc::new(AcceptAllTrust),
         )),
-        Arc::new(
-            SmtpRelay::new(RelayConfig {
-                upstream: format!("127.0.0.1:{}", sink.port()),
-                tls: TlsMode::None,
-                ..Default::default()
-            })
-            .unwrap(),
-        ),
+        relay_to(sink.port()),
         store,
         PipelineOptions::default(),
     );
@@ -121,16 +113,7 @@ impl World {
             .recipient(&client(), "s@apps.test", rcpt)
             .await
             .unwrap_or_else(|r| panic!("{rcpt} refused at RCPT: {r}"));
-        let envelope = Envelope {
-            client: client(),
-            sender: "s@apps.test".into(),
-            recipients: vec![Recipient {
-                address: rcpt.into(),
-                token,
-            }],
-            body_8bitmime: false,
-            smtputf8: false,
-        };
+        let envelope = envelope(rcpt, token);
         let reply = self.pipeline.message(envelope, raw.to_vec()).await;
         let msgs = if reply.code == 250 {
             self.sink

@@ -4,14 +4,13 @@
 //! here, not the thing under test.
 
 mod common;
-use common::{client, Fixed};
+use common::{client, envelope, relay_to, Fixed};
 use sealgate_keys::source::Source;
 use sealgate_keys::trust::AcceptAllTrust;
 use sealgate_keys::{RecipientKey, Resolver};
 use sealgate_pipeline::{Pipeline, PipelineOptions};
 use sealgate_policy::{DomainPolicy, Mode, Policy, PolicyConfig};
-use sealgate_relay::{RelayConfig, SmtpRelay, TlsMode};
-use sealgate_smtp_server::{Envelope, Handler, Recipient};
+use sealgate_smtp_server::Handler;
 use sealgate_store::Store;
 use sealgate_testkit::sink::Sink;
 use sequoia_openpgp::cert::CertBuilder;
@@ -74,14 +73,7 @@ async fn pipeline_to(
     Pipeline::new(
         Policy::new(policy).unwrap(),
         Arc::new(Resolver::new(vec![source], Arc::new(AcceptAllTrust))),
-        Arc::new(
-            SmtpRelay::new(RelayConfig {
-                upstream: format!("127.0.0.1:{upstream_port}"),
-                tls: TlsMode::None,
-                ..Default::default()
-            })
-            .unwrap(),
-        ),
+        relay_to(upstream_port),
         store,
         options,
     )
@@ -171,16 +163,7 @@ async fn a_key_that_cannot_be_encrypted_to_is_refused_and_sends_nothing() {
     } else {
         panic!("expected an encrypt decision: {}", token.summary());
     }
-    let envelope = Envelope {
-        client: client(),
-        sender: "s@apps.test".into(),
-        recipients: vec![Recipient {
-            address: "a@example.org".into(),
-            token,
-        }],
-        body_8bitmime: false,
-        smtputf8: false,
-    };
+    let envelope = envelope("a@example.org", token);
     let reply = p
         .message(
             envelope,
@@ -221,16 +204,7 @@ async fn a_hanging_upstream_is_answered_within_the_message_timeout() {
         .recipient(&client(), "s@apps.test", "o@open.test")
         .await
         .unwrap();
-    let envelope = Envelope {
-        client: client(),
-        sender: "s@apps.test".into(),
-        recipients: vec![Recipient {
-            address: "o@open.test".into(),
-            token,
-        }],
-        body_8bitmime: false,
-        smtputf8: false,
-    };
+    let envelope = envelope("o@open.test", token);
     let t = Instant::now();
     let reply = p
         .message(envelope, b"Subject: s\r\n\r\nx\r\n".to_vec())
@@ -271,14 +245,7 @@ async fn a_failing_higher_source_is_not_overruled_by_a_lower_one() {
                 vec![Arc::new(Failing) as Arc<dyn Source>, fixed.clone()],
                 Arc::new(AcceptAllTrust),
             )),
-            Arc::new(
-                SmtpRelay::new(RelayConfig {
-                    upstream: format!("127.0.0.1:{}", sink.port()),
-                    tls: TlsMode::None,
-                    ..Default::default()
-                })
-                .unwrap(),
-            ),
+            relay_to(sink.port()),
             store,
             PipelineOptions::default(),
         );
@@ -309,14 +276,7 @@ async fn the_audit_write_never_holds_the_reply() {
             vec![Arc::new(Fixed(Vec::new())) as Arc<dyn Source>],
             Arc::new(AcceptAllTrust),
         )),
-        Arc::new(
-            SmtpRelay::new(RelayConfig {
-                upstream: format!("127.0.0.1:{}", sink.port()),
-                tls: TlsMode::None,
-                ..Default::default()
-            })
-            .unwrap(),
-        ),
+        relay_to(sink.port()),
         store.clone(),
         PipelineOptions::default(),
     );
@@ -359,16 +319,7 @@ async fn the_audit_write_never_holds_the_reply() {
         .recipient(&client(), "s@apps.test", "o@open.test")
         .await
         .unwrap();
-    let envelope = Envelope {
-        client: client(),
-        sender: "s@apps.test".into(),
-        recipients: vec![Recipient {
-            address: "o@open.test".into(),
-            token,
-        }],
-        body_8bitmime: false,
-        smtputf8: false,
-    };
+    let envelope = envelope("o@open.test", token);
     let reply = tokio::time::timeout(
         Duration::from_secs(30),
         p.message(envelope, b"Subject: s\r\n\r\nx\r\n".to_vec()),

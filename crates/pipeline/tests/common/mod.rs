@@ -3,7 +3,10 @@
 
 use sealgate_keys::source::Source;
 use sealgate_keys::RecipientKey;
-use sealgate_smtp_server::ClientInfo;
+use sealgate_pipeline::RecipientDecision;
+use sealgate_relay::{RelayConfig, SmtpRelay, TlsMode};
+use sealgate_smtp_server::{ClientInfo, Envelope, Recipient};
+use std::sync::Arc;
 
 /// A source holding fixed keys (an in-memory key store): the keys are the
 /// test's input, the pipeline is what it checks.
@@ -33,4 +36,30 @@ pub fn client() -> ClientInfo {
         tls: false,
         authenticated_as: None,
     }
+}
+
+/// A one-recipient transaction from `s@apps.test` by [`client`].
+pub fn envelope(address: &str, token: RecipientDecision) -> Envelope<RecipientDecision> {
+    Envelope {
+        client: client(),
+        sender: "s@apps.test".into(),
+        recipients: vec![Recipient {
+            address: address.into(),
+            token,
+        }],
+        body_8bitmime: false,
+        smtputf8: false,
+    }
+}
+
+/// The real relay to a plain SMTP peer on loopback `port`.
+pub fn relay_to(port: u16) -> Arc<SmtpRelay> {
+    Arc::new(
+        SmtpRelay::new(RelayConfig {
+            upstream: format!("127.0.0.1:{port}"),
+            tls: TlsMode::None,
+            ..Default::default()
+        })
+        .unwrap(),
+    )
 }
