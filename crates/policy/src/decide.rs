@@ -3,6 +3,7 @@
 use crate::config::SmimeCipherName;
 use crate::config::{ForeignEncryption, Mode, OnSourceError, PolicyConfig};
 use sealgate_keys::{Method, OnError, RecipientKey, Resolution};
+use std::collections::BTreeMap;
 
 /// The settings that apply to one recipient after inheritance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,15 +57,35 @@ pub struct Policy {
     config: PolicyConfig,
 }
 
+/// The form a domain is compared in: IDNA (UTS #46) ASCII, lower case,
+/// without a final dot, so that `bücher.example`, `BÜCHER.example.` and
+/// `xn--bcher-kva.example` (the same domain to every MTA) get the same
+/// policy. A domain IDNA refuses is compared lower-cased as written.
+pub fn canonical_domain(domain: &str) -> String {
+    let d = domain.trim_end_matches('.');
+    match url::Host::parse(d) {
+        Ok(url::Host::Domain(ascii)) => ascii,
+        _ => d.to_lowercase(),
+    }
+}
+
 impl Policy {
     pub fn new(config: PolicyConfig) -> Result<Policy, String> {
         config.validate()?;
         let mut config = config;
-        config.domains = config
-            .domains
-            .into_iter()
-            .map(|(k, v)| (k.to_lowercase(), v))
-            .collect();
+        let mut domains = BTreeMap::new();
+        for (k, v) in std::mem::take(&mut config.domains) {
+            let canonical = match k.strip_prefix("*.") {
+                Some(base) => format!("*.{}", canonical_domain(base)),
+                None => canonical_domain(&k),
+            };
+            if domains.insert(canonical.clone(), v).is_some() {
+                return Err(format!(
+                    "policy.domains.\"{k}\": the same domain as another entry (both are {canonical})"
+                ));
+            }
+        }
+        config.domains = domains;
         Ok(Policy { config })
     }
 
@@ -82,7 +103,7 @@ impl Policy {
         };
         let domain = address
             .rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('.').to_lowercase())
+            .map(|(_, d)| canonical_domain(d))
             .unwrap_or_default();
         let exact = c.domains.get_key_value(domain.as_str());
         let wildcard = c

@@ -13,4 +13,4 @@ mod decide;
 pub use config::{
     DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, SmimeCipherName,
 };
-pub use decide::{Decision, Policy, Refusal, Settings};
+pub use decide::{canonical_domain, Decision, Policy, Refusal, Settings};
