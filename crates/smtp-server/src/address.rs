@@ -363,11 +363,13 @@ fn check_domain(domain: &str) -> Result<(), AddressError> {
     const BAD: AddressError = AddressError::Syntax("has a malformed domain");
     if let Some(literal) = domain.strip_prefix('[') {
         let inner = literal.strip_suffix(']').ok_or(BAD)?;
-        // dcontent: %d33-90 / %d94-126
+        // dcontent: %d33-90 / %d94-126, less `"` and `@`: no literal in use
+        // has them, and the domain must hold neither (it is what follows
+        // the last `@`, and quotes belong to local parts only).
         let ok = !inner.is_empty()
-            && inner
-                .bytes()
-                .all(|b| (33..=126).contains(&b) && !matches!(b, b'[' | b'\\' | b']'));
+            && inner.bytes().all(|b| {
+                (33..=126).contains(&b) && !matches!(b, b'[' | b'\\' | b']' | b'"' | b'@')
+            });
         return if ok { Ok(()) } else { Err(BAD) };
     }
     if domain.contains(['<', '>']) {
@@ -568,6 +570,25 @@ mod tests {
         }
         let long = format!("{}@example.org", "a".repeat(250));
         assert_eq!(rcpt(&long), Err(AddressError::TooLong));
+    }
+
+    #[test]
+    fn address_literals_hold_no_quote_and_no_at() {
+        // Found by fuzzing (smtp_decode): a literal with quotes was taken,
+        // so the domain held a quote; with an `@` inside, the part after
+        // the last `@` was not the domain.
+        for path in [
+            "u@[IP\"\"\"b{{\"\"81]",
+            "u@[\"]",
+            "victim@[x@mandatory.example]",
+        ] {
+            assert!(rcpt(path).is_err(), "{path} taken");
+        }
+        assert_eq!(rcpt("u@[192.0.2.1]").unwrap(), "u@[192.0.2.1]");
+        assert_eq!(
+            rcpt("u@[IPv6:2001:db8::1]").unwrap(),
+            "u@[IPv6:2001:db8::1]"
+        );
     }
 
     #[test]
