@@ -54,7 +54,7 @@ for t in "${TARGETS[@]}"; do
   after=$(ls "artifacts/$t" | wc -l)
   if [ "$rc" -ne 0 ] || [ "$after" -gt "$before" ]; then
     found=1
-    grep -m1 -E '^==[0-9]+== ERROR|panicked at|deadly signal|timeout|out-of-memory' "$log" | sed 's/^/   /' || true
+    grep -m1 -E "panicked at|deadly signal|ALARM: working on the last Unit|out-of-memory" "$log" | sed 's/^/   /' || true
     ls -t "artifacts/$t" | head -n $(( after - before > 0 ? after - before : 1 )) | sed "s|^|   artifact: fuzz/artifacts/$t/|"
   fi
 done
