@@ -517,7 +517,7 @@ fn check_audit(rows: &[sealgate_store::AuditRecord], w: &World) {
         .iter()
         .find(|r| r.message_id.as_deref() == Some("<mixed-list@apps.test>"))
         .expect("audit row of the mixed message");
-    assert_eq!(mixed.outcome, "relayed");
+    assert_eq!(mixed.outcome, "queued");
     let dave = mixed
         .recipients
         .iter()

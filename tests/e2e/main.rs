@@ -7,7 +7,7 @@ mod bad_input;
 mod flow;
 mod gateway;
 mod privacy;
-mod relay_failures;
+mod queue;
 mod reload;
 mod signatures;
 mod sources;

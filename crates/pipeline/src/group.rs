@@ -175,6 +175,16 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
     }
 }
 
+/// What a copy is, as the queue records it.
+pub fn method_label(group: &Group) -> &'static str {
+    match &group.kind {
+        GroupKind::Plain => "plain",
+        GroupKind::PassThrough => "pass-through",
+        GroupKind::Refused { .. } => "refused",
+        GroupKind::Encrypt { method, .. } => method.as_str(),
+    }
+}
+
 /// The policy's cipher choice as the encryptor's parameter.
 fn cipher(c: SmimeCipherName) -> SmimeCipher {
     match c {

@@ -4,8 +4,10 @@
 //! the policy for that recipient's decision (and refuses the recipient when
 //! policy says so); at the end of DATA it groups the recipients by decision
 //! ([`group`]), builds one output message per group ([`build`]: encrypted, or the
-//! original bytes), hands each to the relay, folds the upstream's answers into
-//! the one reply the client gets ([`outcome`]), and writes the audit row.
+//! original bytes), hands each to the durable queue, and answers 250 once the
+//! queue has committed them with the audit row; recipients whose copy could
+//! not be built get a DSN. When no copy could be built, [`outcome`] folds the
+//! reasons into one refusal.
 
 mod bcc;
 pub mod build;
@@ -21,17 +23,15 @@ use outcome::Origin;
 use sealgate_crypto::mime::{header_value_unfolded, HeaderLimits, Message};
 use sealgate_keys::Resolver;
 use sealgate_policy::Policy;
-use sealgate_relay::{Delivery, Outbound, Relay};
+use sealgate_queue::dsn::RecipientReport;
+use sealgate_queue::{MessageKind, NewCopy, NewMessage, NewRecipient, Queue};
+use sealgate_relay::Delivery;
 use sealgate_smtp_server::{ClientInfo, Envelope, Handler, Reply};
-use sealgate_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest client-supplied header value written to logs and the audit table.
 const MAX_LOGGED_VALUE: usize = 256;
-
-/// Longest wait for one audit row to be written.
-const AUDIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Knobs of the pipeline that come from the config.
 #[derive(Debug, Clone)]
@@ -39,8 +39,9 @@ pub struct PipelineOptions {
     /// Longest time a recipient's key lookup may take before the recipient is
     /// deferred (4.4.3).
     pub lookup_timeout: Duration,
-    /// Longest time all copies of one message may take before the client is
-    /// answered; copies not relayed by then count as temporary failures.
+    /// Longest time building all copies of one message may take before the
+    /// client is answered; copies not built by then count as temporary
+    /// failures.
     pub message_timeout: Duration,
     /// The name in sealgate's own `Received:` field.
     pub hostname: String,
@@ -70,8 +71,7 @@ impl Default for PipelineOptions {
 pub struct Pipeline {
     policy: Policy,
     resolver: Arc<Resolver>,
-    relay: Arc<dyn Relay>,
-    store: Store,
+    queue: Queue,
     options: PipelineOptions,
 }
 
@@ -79,15 +79,13 @@ impl Pipeline {
     pub fn new(
         policy: Policy,
         resolver: Arc<Resolver>,
-        relay: Arc<dyn Relay>,
-        store: Store,
+        queue: Queue,
         options: PipelineOptions,
     ) -> Pipeline {
         Pipeline {
             policy,
             resolver,
-            relay,
-            store,
+            queue,
             options,
         }
     }
@@ -162,44 +160,27 @@ impl Handler for Pipeline {
             .iter()
             .any(|g| matches!(g.kind, group::GroupKind::Encrypt { .. }))
             .then(|| Arc::new(parsed.parts(bcc::is_bcc)));
+        let client = format!("{} [{}]", envelope.client.peer.ip(), envelope.client.helo);
+        let mut draft = self.queue.draft(NewMessage {
+            id: queue_id.clone(),
+            received_at: sealgate_queue::now_ms(),
+            sender: envelope.sender.clone(),
+            envid: None,
+            ret: None,
+            body_8bitmime: envelope.body_8bitmime,
+            smtputf8: envelope.smtputf8,
+            client,
+            kind: MessageKind::Mail,
+        });
         let mut results = Vec::with_capacity(groups.len());
         let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         for g in &groups {
             let attempt = async {
                 if let group::GroupKind::Refused { reason } = &g.kind {
-                    return (
-                        vec![Delivery::Permanent(reason.clone()); g.members.len()],
-                        Origin::Policy,
-                    );
+                    return Err((Delivery::Permanent(reason.clone()), Origin::Policy));
                 }
                 match build::build(g, &outgoing, parts.as_ref()).await {
-                    Ok(bytes) => {
-                        let recipients: Vec<String> = g
-                            .members
-                            .iter()
-                            .map(|&i| envelope.recipients[i].address.clone())
-                            .collect();
-                        let single = (recipients.len() == 1).then(|| recipients[0].as_str());
-                        let mut copy = trace::received(
-                            &envelope,
-                            &self.options.hostname,
-                            &queue_id,
-                            single,
-                            now,
-                        );
-                        copy.extend_from_slice(&bytes);
-                        let deliveries = self
-                            .relay
-                            .send(Outbound {
-                                sender: &envelope.sender,
-                                recipients: &recipients,
-                                body_8bitmime: envelope.body_8bitmime,
-                                smtputf8: envelope.smtputf8,
-                                data: &copy,
-                            })
-                            .await;
-                        (deliveries, Origin::Upstream)
-                    }
+                    Ok(bytes) => Ok(bytes),
                     Err(e) => {
                         let reason = format!("encryption failed: {}", e.reason);
                         let d = if e.permanent {
@@ -207,29 +188,57 @@ impl Handler for Pipeline {
                         } else {
                             Delivery::Transient(reason)
                         };
-                        (vec![d; g.members.len()], Origin::Encryption)
+                        Err((d, Origin::Encryption))
                     }
                 }
             };
-            let (deliveries, origin) = match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(d) => d,
-                Err(_) => (
-                    vec![
-                        Delivery::Transient(format!(
-                            "not relayed within relay.message_timeout_secs ({} s)",
-                            self.options.message_timeout.as_secs()
-                        ));
-                        g.members.len()
-                    ],
-                    Origin::Upstream,
-                ),
+            let built = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(b) => b,
+                Err(_) => Err((
+                    Delivery::Transient(format!(
+                        "copy not built within relay.message_timeout_secs ({} s)",
+                        self.options.message_timeout.as_secs()
+                    )),
+                    Origin::Encryption,
+                )),
             };
-            tracing::info!(
-                queue_id = %queue_id,
-                copy = %group::describe(g, &envelope),
-                deliveries = ?deliveries,
-                "relayed copy"
-            );
+            let (deliveries, origin) = match built {
+                Ok(bytes) => {
+                    let single = (g.members.len() == 1)
+                        .then(|| envelope.recipients[g.members[0]].address.as_str());
+                    let mut copy =
+                        trace::received(&envelope, &self.options.hostname, &queue_id, single, now);
+                    copy.extend_from_slice(&bytes);
+                    drop(bytes);
+                    let recipients = g
+                        .members
+                        .iter()
+                        .map(|&i| NewRecipient {
+                            seq: i as u32,
+                            address: envelope.recipients[i].address.clone(),
+                            orcpt: None,
+                            notify: None,
+                        })
+                        .collect();
+                    let method = group::method_label(g);
+                    if let Err(e) = draft
+                        .add(NewCopy {
+                            method: method.into(),
+                            recipients,
+                            data: copy,
+                        })
+                        .await
+                    {
+                        return queue_failure(&queue_id, &e);
+                    }
+                    tracing::info!(queue_id = %queue_id, copy = %group::describe(g, &envelope), "copy queued");
+                    (vec![Delivery::Accepted; g.members.len()], Origin::Queue)
+                }
+                Err((d, origin)) => {
+                    tracing::info!(queue_id = %queue_id, copy = %group::describe(g, &envelope), reason = ?d, "copy not built");
+                    (vec![d; g.members.len()], origin)
+                }
+            };
             results.push((g, deliveries, origin));
         }
         let out = outcome::fold(&queue_id, &envelope, &results);
@@ -244,23 +253,56 @@ impl Handler for Pipeline {
             reply = %out.reply,
             "message handled"
         );
-        // The audit row never holds the reply: once the upstream answered,
-        // the client hears it at once; the row is written beside, bounded.
         let record = out.audit_record(&queue_id, message_id, received_at, &envelope);
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(AUDIT_TIMEOUT, store.record_audit(&record)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(queue_id = %record.id, "cannot write the audit row: {e}")
-                }
-                Err(_) => tracing::error!(
-                    queue_id = %record.id,
-                    "the audit row was not written within {} s; dropped",
-                    AUDIT_TIMEOUT.as_secs()
-                ),
+        if draft.is_empty() {
+            // Nothing to queue: the client hears the refusal.
+            self.queue.audit(record);
+            return out.reply;
+        }
+        // Recipients whose copy failed get a DSN, queued with the rest.
+        for (g, deliveries, origin) in &results {
+            for (&i, d) in g.members.iter().zip(deliveries) {
+                let (text, permanent) = match d {
+                    Delivery::Accepted => continue,
+                    Delivery::Permanent(t) => (t, true),
+                    Delivery::Transient(t) => (t, false),
+                };
+                // A policy reason names the recipient and nothing internal;
+                // a library's text (a subject DN, a key type) stays in the log.
+                let diagnostic = match origin {
+                    Origin::Policy => text.clone(),
+                    _ => "the message could not be encrypted to this recipient's key".into(),
+                };
+                draft.fail(
+                    RecipientReport {
+                        address: envelope.recipients[i].address.clone(),
+                        orcpt: None,
+                        status: if permanent { "5.7.5" } else { "4.7.5" }.into(),
+                        diagnostic: Some(diagnostic),
+                        remote_mta: None,
+                        last_attempt: None,
+                        will_retry_until: None,
+                    },
+                    None,
+                    &outgoing,
+                );
             }
-        });
+        }
+        if let Err(e) = draft.commit().await {
+            return queue_failure(&queue_id, &e);
+        }
+        self.queue.audit(record);
         out.reply
     }
+}
+
+/// The queue could not take the message: the client keeps it and tries
+/// again (452 4.3.1: a write error or a full disk is never a 250).
+fn queue_failure(queue_id: &str, e: &sealgate_queue::QueueError) -> Reply {
+    tracing::error!(queue_id, "message not queued: {e}");
+    Reply::new(
+        452,
+        (4, 3, 1),
+        format!("{queue_id}: cannot queue the message now, try again later"),
+    )
 }

@@ -1,25 +1,25 @@
-//! Folding the upstream's per-recipient answers into the single reply the SMTP
-//! client gets for its DATA, and into the audit row.
+//! Folding what happened to each recipient at the end of DATA into the single
+//! reply the SMTP client gets, and into the audit row.
 //!
-//! The rule keeps the no-loss invariant without a queue: 250 only when the
-//! upstream accepted every recipient; if any recipient failed temporarily the
-//! client gets 451 and retries the whole message (recipients already served may
-//! then get it twice, never zero times); if some failed for good and none
-//! temporarily, 554 (with the upstream's enhanced status code) so the client
-//! bounces. Replies carry the queue id and a generic reason only: upstream
-//! texts, host names and library errors go to the log.
+//! A recipient's copy was queued (`Delivery::Accepted` here means "queued"),
+//! or could not be built (policy refused it, or encryption failed). When any
+//! copy was queued the client gets 250 and the others get a DSN from the
+//! queue. When none was: 451 if any failure was temporary (the client tries
+//! again later), else 554 with the enhanced status code of the reason, so the
+//! client bounces. Replies carry the queue id and a generic reason only:
+//! library errors go to the log.
 
 use crate::group::{Group, GroupKind};
 use crate::RecipientDecision;
-use sealgate_relay::Delivery;
+use sealgate_relay::{enhanced_status, Delivery};
 use sealgate_smtp_server::{Envelope, Reply};
 use sealgate_store::{AuditRecipient, AuditRecord};
 
 /// Who decided a copy's deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// The next hop answered (or could not be reached).
-    Upstream,
+    /// The copy was queued; the queue reports on its delivery.
+    Queue,
     /// Policy refused the copy before anything was sent (its reason names
     /// the recipient and no internals).
     Policy,
@@ -31,7 +31,7 @@ pub enum Origin {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub reply: Reply,
-    /// `relayed`, `deferred` or `rejected`.
+    /// `queued`, `deferred` or `rejected`.
     pub outcome: &'static str,
     /// Per envelope recipient: decision label and delivery.
     pub recipients: Vec<(String, Delivery)>,
@@ -47,7 +47,7 @@ pub fn fold(
     let mut per: Vec<(String, Delivery)> =
         vec![("none".into(), Delivery::Transient("not attempted".into())); n];
     // Who decided each recipient's delivery.
-    let mut origin = vec![Origin::Upstream; n];
+    let mut origin = vec![Origin::Queue; n];
     for (group, deliveries, by) in results {
         for &i in &group.members {
             origin[i] = *by;
@@ -76,7 +76,17 @@ pub fn fold(
         _ => None,
     });
     let count = |f: fn(&Delivery) -> bool| per.iter().filter(|(_, d)| f(d)).count();
-    let (reply, outcome) = if let Some((i, _reason)) = transient {
+    let queued = count(|d| d.is_accepted());
+    let (reply, outcome) = if queued > 0 {
+        let text = if queued == n {
+            format!("Ok: queued as {queue_id}")
+        } else {
+            format!(
+                "Ok: queued as {queue_id} for {queued} of {n} recipient(s); the sender gets a report for the others"
+            )
+        };
+        (Reply::new(250, (2, 0, 0), text), "queued")
+    } else if let Some((i, _reason)) = transient {
         let k = count(|d| matches!(d, Delivery::Transient(_)));
         (
             Reply::new(
@@ -106,12 +116,9 @@ pub fn fold(
                 ),
                 (5, 7, 5),
             ),
-            // The next hop's own text may name internal hosts: log only;
-            // its enhanced status code is passed on.
-            Origin::Upstream => (
-                format!(
-                    "{queue_id}: the next hop refused {k} of {n} recipient(s) (first: <{first}>)"
-                ),
+            // Not reached: a queued copy's recipients count as queued.
+            Origin::Queue => (
+                format!("{queue_id}: {k} of {n} recipient(s) refused (first: <{first}>)"),
                 enhanced_status(&reason)
                     .filter(|s| s.0 == 5)
                     .unwrap_or((5, 0, 0)),
@@ -119,9 +126,10 @@ pub fn fold(
         };
         (Reply::new(554, status, one_line(&text)), "rejected")
     } else {
+        // No recipient at all: the listener never calls with none.
         (
-            Reply::new(250, (2, 0, 0), format!("Ok: queued as {queue_id}")),
-            "relayed",
+            Reply::new(554, (5, 5, 0), format!("{queue_id}: no recipients")),
+            "rejected",
         )
     };
     Outcome {
@@ -129,28 +137,6 @@ pub fn fold(
         outcome,
         recipients: per,
     }
-}
-
-/// The first RFC 3463 enhanced status code (`5.1.1`) in an upstream's reply
-/// text, if any.
-fn enhanced_status(text: &str) -> Option<(u8, u16, u16)> {
-    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .find_map(|word| {
-            let mut it = word.split('.');
-            let (a, b, c) = (it.next()?, it.next()?, it.next()?);
-            if it.next().is_some()
-                || a.len() != 1
-                || b.is_empty()
-                || b.len() > 3
-                || c.is_empty()
-                || c.len() > 3
-            {
-                return None;
-            }
-            let class: u8 = a.parse().ok()?;
-            matches!(class, 2 | 4 | 5).then_some(())?;
-            Some((class, b.parse().ok()?, c.parse().ok()?))
-        })
 }
 
 fn one_line(s: &str) -> String {
@@ -161,7 +147,7 @@ fn one_line(s: &str) -> String {
 
 fn delivery_text(d: &Delivery) -> String {
     match d {
-        Delivery::Accepted => "relayed".into(),
+        Delivery::Accepted => "queued".into(),
         Delivery::Transient(r) => format!("deferred: {}", one_line(r)),
         Delivery::Permanent(r) => format!("failed: {}", one_line(r)),
     }
@@ -228,21 +214,5 @@ impl Outcome {
             outcome: self.outcome.to_string(),
             reply: self.reply.to_string(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::enhanced_status;
-
-    #[test]
-    fn enhanced_status_codes_are_found_in_upstream_texts() {
-        assert_eq!(
-            enhanced_status("RCPT TO: permanent error (550): 5.1.1 no such user"),
-            Some((5, 1, 1))
-        );
-        assert_eq!(enhanced_status("550 no such user at 10.0.0.1"), None);
-        assert_eq!(enhanced_status("v1.2.3 or 5.7.26"), Some((5, 7, 26)));
-        assert_eq!(enhanced_status(""), None);
     }
 }

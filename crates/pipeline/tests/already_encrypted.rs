@@ -9,7 +9,7 @@
 //! message unchanged only if the encryption names one of its keys.
 
 mod common;
-use common::{client, envelope, relay_to, Fixed};
+use common::{client, envelope, queue_to, Fixed};
 use sealgate_keys::source::Source;
 use sealgate_keys::trust::AcceptAllTrust;
 use sealgate_keys::{RecipientKey, Resolver};
@@ -85,8 +85,7 @@ async fn world() -> World {
             vec![Arc::new(Fixed(keys)) as Arc<dyn Source>],
             Arc::new(AcceptAllTrust),
         )),
-        relay_to(sink.port()),
-        store,
+        queue_to(&store, sink.port()).await,
         PipelineOptions::default(),
     );
     World {

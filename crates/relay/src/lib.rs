@@ -51,3 +51,41 @@ impl Delivery {
 pub trait Relay: Send + Sync {
     async fn send(&self, message: Outbound<'_>) -> Vec<Delivery>;
 }
+
+/// The first RFC 3463 enhanced status code (`5.1.1`) in an upstream's reply
+/// text, if any.
+pub fn enhanced_status(text: &str) -> Option<(u8, u16, u16)> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find_map(|word| {
+            let mut it = word.split('.');
+            let (a, b, c) = (it.next()?, it.next()?, it.next()?);
+            if it.next().is_some()
+                || a.len() != 1
+                || b.is_empty()
+                || b.len() > 3
+                || c.is_empty()
+                || c.len() > 3
+            {
+                return None;
+            }
+            let class: u8 = a.parse().ok()?;
+            matches!(class, 2 | 4 | 5).then_some(())?;
+            Some((class, b.parse().ok()?, c.parse().ok()?))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enhanced_status;
+
+    #[test]
+    fn enhanced_status_codes_are_found_in_upstream_texts() {
+        assert_eq!(
+            enhanced_status("RCPT TO: permanent error (550): 5.1.1 no such user"),
+            Some((5, 1, 1))
+        );
+        assert_eq!(enhanced_status("550 no such user at 10.0.0.1"), None);
+        assert_eq!(enhanced_status("v1.2.3 or 5.7.26"), Some((5, 7, 26)));
+        assert_eq!(enhanced_status(""), None);
+    }
+}

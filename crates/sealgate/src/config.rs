@@ -7,6 +7,7 @@
 use anyhow::{anyhow, Result};
 use ipnet::IpNet;
 use sealgate_policy::PolicyConfig;
+use sealgate_queue::QueueConfig;
 use sealgate_relay::RelayConfig;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +27,8 @@ pub struct Settings {
     pub keys: KeysSettings,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -281,6 +284,7 @@ const LIST_KEYS: &[&str] = &[
     "keys.smime_sources",
     "keys.keyservers",
     "policy.methods",
+    "queue.retry_schedule",
 ];
 
 impl Settings {
@@ -431,6 +435,7 @@ impl Settings {
         }
         self.relay.validate()?;
         self.policy.validate()?;
+        self.queue.schedule()?;
         Ok(())
     }
 

@@ -6,10 +6,14 @@ use crate::wiring;
 use anyhow::{Context, Result};
 use sealgate_pipeline::{Pipeline, PipelineOptions};
 use sealgate_policy::Policy;
+use sealgate_queue::Queue;
 use sealgate_relay::SmtpRelay;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
+
+/// How long deliveries under way may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(settings: Settings) -> Result<()> {
     let store = wiring::open_store(&settings).await?;
@@ -29,11 +33,15 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     let relay = SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
+    let schedule = settings.queue.schedule().map_err(anyhow::Error::msg)?;
+    let queue = Queue::open(store.clone(), schedule, &settings.smtp.hostname)
+        .await
+        .context("cannot open the queue")?;
+    let workers = queue.start(Arc::new(relay), &settings.relay.upstream);
     let pipeline = Arc::new(Pipeline::new(
         policy,
         Arc::new(resolver),
-        Arc::new(relay),
-        store.clone(),
+        queue.clone(),
         PipelineOptions {
             lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
             message_timeout: Duration::from_secs(settings.relay.message_timeout_secs),
@@ -81,6 +89,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
     };
     sealgate_smtp_server::serve(listener, server_config, pipeline, shutdown).await?;
+    workers.shutdown(SHUTDOWN_GRACE).await;
     store.close().await;
     tracing::info!("sealgate stopped");
     Ok(())

@@ -37,25 +37,8 @@ pub struct AuditRecord {
 impl Store {
     /// Writes (or rewrites, for a retried id) the audit row of a message.
     pub async fn record_audit(&self, rec: &AuditRecord) -> Result<()> {
-        let recipients = serde_json::to_string(&rec.recipients)
-            .map_err(|e| crate::StoreError::Data(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO audit (id, message_id, received_at, client, sender, recipients, outcome, reply)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (id) DO UPDATE SET recipients = excluded.recipients,
-               outcome = excluded.outcome, reply = excluded.reply",
-        )
-        .bind(&rec.id)
-        .bind(rec.message_id.as_deref())
-        .bind(rec.received_at)
-        .bind(&rec.client)
-        .bind(&rec.sender)
-        .bind(recipients)
-        .bind(&rec.outcome)
-        .bind(&rec.reply)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        write_audit(&mut conn, rec).await
     }
 
     /// The most recent audit rows, newest first.
@@ -84,4 +67,28 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Writes (or rewrites) the audit row of a message on `conn`, so that it can
+/// go in the same transaction as the message's queue rows.
+pub async fn write_audit(conn: &mut sqlx::AnyConnection, rec: &AuditRecord) -> Result<()> {
+    let recipients = serde_json::to_string(&rec.recipients)
+        .map_err(|e| crate::StoreError::Data(e.to_string()))?;
+    sqlx::query(
+            "INSERT INTO audit (id, message_id, received_at, client, sender, recipients, outcome, reply)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET recipients = excluded.recipients,
+               outcome = excluded.outcome, reply = excluded.reply",
+        )
+        .bind(&rec.id)
+        .bind(rec.message_id.as_deref())
+        .bind(rec.received_at)
+        .bind(&rec.client)
+        .bind(&rec.sender)
+        .bind(recipients)
+        .bind(&rec.outcome)
+        .bind(&rec.reply)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

@@ -17,6 +17,11 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    /// Connections for writes that must survive a power cut before sealgate
+    /// answers (the queue): SQLite `synchronous = FULL` on one connection (so
+    /// writers queue in the pool, not in SQLite's busy handler), PostgreSQL
+    /// `synchronous_commit = on` whatever the server's default.
+    durable: AnyPool,
     backend: Backend,
 }
 
@@ -29,28 +34,38 @@ impl Store {
         install_default_drivers();
         let (backend, connect_url) = normalise_url(url)?;
         let sqlite = backend == Backend::Sqlite;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 10 })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        // WAL lets readers (RCPT lookups) run beside the audit
-                        // writer; NORMAL syncs at checkpoints, not per insert.
-                        sqlx::Executor::execute(&mut *conn, "PRAGMA journal_mode = WAL").await?;
-                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&connect_url)
-            .await
-            .map_err(|source| StoreError::Open {
-                url: redact(url),
-                source,
-            })?;
+        // WAL lets readers (RCPT lookups, the queue's reads) run beside the
+        // writers; NORMAL syncs at checkpoints, not per commit.
+        let normal: &[&'static str] = if sqlite {
+            &["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
+        } else {
+            &[]
+        };
+        let pool = connect(url, &connect_url, if sqlite { 4 } else { 10 }, 10, normal).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        let durable: &[&'static str] = if sqlite {
+            &["PRAGMA synchronous = FULL"]
+        } else {
+            &["SET synchronous_commit = on"]
+        };
+        let durable = connect(url, &connect_url, if sqlite { 1 } else { 8 }, 30, durable).await?;
+        Ok(Store {
+            pool,
+            durable,
+            backend,
+        })
+    }
+
+    /// The pool for reads and for writes that may be lost with the last
+    /// second before a power cut (cache, audit).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The pool for durable writes: a commit on it is on disk when it
+    /// returns (see [`Store`]).
+    pub fn durable_pool(&self) -> &AnyPool {
+        &self.durable
     }
 
     pub fn backend(&self) -> Backend {
@@ -59,8 +74,36 @@ impl Store {
 
     /// Closes every connection (waits for them to be returned).
     pub async fn close(&self) {
+        self.durable.close().await;
         self.pool.close().await;
     }
+}
+
+/// A pool whose every connection first runs `setup`.
+async fn connect(
+    url: &str,
+    connect_url: &str,
+    max: u32,
+    acquire_secs: u64,
+    setup: &'static [&'static str],
+) -> Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(acquire_secs))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                for sql in setup {
+                    sqlx::Executor::execute(&mut *conn, *sql).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(connect_url)
+        .await
+        .map_err(|source| StoreError::Open {
+            url: redact(url),
+            source,
+        })
 }
 
 /// Checks the URL scheme; for SQLite creates the parent directory and asks sqlx

@@ -12,7 +12,7 @@ mod cache;
 mod db;
 mod keys;
 
-pub use audit::{AuditRecipient, AuditRecord};
+pub use audit::{write_audit, AuditRecipient, AuditRecord};
 pub use db::{redact, Backend, Store};
 pub use keys::{KeyKind, StoredKey};
 

@@ -35,6 +35,9 @@ pub struct SinkOptions {
     pub auth: Option<(String, String)>,
     /// Offer `SIZE n` and refuse larger messages (no SIZE when `None`).
     pub size_limit: Option<u64>,
+    /// Listen on this port (a sink brought back where an earlier one ran);
+    /// a fresh free port when `None`.
+    pub port: Option<u16>,
 }
 
 /// One transaction the sink accepted.
@@ -153,7 +156,7 @@ impl Sink {
                 .prefix("sealgate-sink-")
                 .tempdir()
                 .expect("sink: cannot create temp dir");
-            let port = free_port();
+            let port = opts.port.unwrap_or_else(free_port);
             let reject: serde_json::Map<String, serde_json::Value> = opts
                 .reject_rcpt
                 .iter()
@@ -182,7 +185,9 @@ impl Sink {
                     }
                     return Sink { port, dir, child };
                 }
-                Err(e) if child.output().contains("BINDFAIL") => last_error = e,
+                Err(e) if child.output().contains("BINDFAIL") && opts.port.is_none() => {
+                    last_error = e
+                }
                 Err(e) => panic!("sink did not start: {e}"),
             }
         }

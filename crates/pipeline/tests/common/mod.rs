@@ -4,8 +4,10 @@
 use sealgate_keys::source::Source;
 use sealgate_keys::RecipientKey;
 use sealgate_pipeline::RecipientDecision;
+use sealgate_queue::{Queue, QueueConfig};
 use sealgate_relay::{RelayConfig, SmtpRelay, TlsMode};
 use sealgate_smtp_server::{ClientInfo, Envelope, Recipient};
+use sealgate_store::Store;
 use std::sync::Arc;
 
 /// A source holding fixed keys (an in-memory key store): the keys are the
@@ -62,4 +64,20 @@ pub fn relay_to(port: u16) -> Arc<SmtpRelay> {
         })
         .unwrap(),
     )
+}
+
+/// The real queue on `store`, delivering to the plain SMTP peer on loopback
+/// `port` (retries every second). Dropping the workers leaves them running.
+pub async fn queue_to(store: &Store, port: u16) -> Queue {
+    let schedule = QueueConfig {
+        retry_schedule: vec!["1s".into()],
+        ..Default::default()
+    }
+    .schedule()
+    .unwrap();
+    let queue = Queue::open(store.clone(), schedule, "gw.test")
+        .await
+        .unwrap();
+    let _workers = queue.start(relay_to(port), &format!("127.0.0.1:{port}"));
+    queue
 }

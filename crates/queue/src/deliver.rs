@@ -1,0 +1,535 @@
+//! Delivery: the workers that relay queued copies, the scanner that claims
+//! what is due, and the upstream's health.
+//!
+//! A copy reaches a worker in one of two ways: at once, leased by the
+//! instance that queued it (the fast path: most mail leaves within
+//! milliseconds of its 250), or claimed by the scanner when its next attempt
+//! is due or another instance's lease ran out. At most `queue.concurrency`
+//! copies are in delivery at once; a worker renews its lease while the
+//! upstream is slow. While the upstream accepts nothing, copies are not
+//! tried one by one: they wait for the next probe, and the log says so once
+//! when it goes down and once when it is back.
+
+use crate::dsn::{self, RecipientReport, Report, ReportKind};
+use crate::model::{wants, MessageKind, NewCopy, NewMessage, NewRecipient, State};
+use crate::sql::{self, DueRecipient, Loaded, RcptUpdate};
+use crate::writer::{Generated, Op, StoredCopy};
+use crate::{ms, now_ms, Inner, Job};
+use sealgate_relay::{Delivery, Outbound, Relay};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch, Semaphore};
+
+/// Longest sleep of the scanner when nothing is due: how soon it notices
+/// work from `sealgate queue flush` or a lease another instance lost.
+const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The running delivery side; [`Workers::shutdown`] stops it (dropping it
+/// does not).
+pub struct Workers {
+    inner: Arc<Inner>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+}
+
+impl Workers {
+    /// Stops taking copies, waits up to `grace` for the deliveries under
+    /// way, and gives back the leases of copies not started.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.inner.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let all = self.concurrency as u32;
+        match tokio::time::timeout(grace, self.slots.acquire_many(all)).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                "deliveries still under way after {} s; their copies are tried again after the lease",
+                grace.as_secs()
+            ),
+        }
+        let released = sqlx::query(
+            "UPDATE queue_copy SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1",
+        )
+        .bind(&self.inner.instance)
+        .execute(self.inner.store.durable_pool())
+        .await;
+        if let Err(e) = released {
+            tracing::warn!("cannot give back this instance's leases: {e}");
+        }
+    }
+}
+
+pub(crate) fn start(inner: Arc<Inner>, relay: Arc<dyn Relay>, remote_mta: String) -> Workers {
+    let stop_rx = inner.stop.subscribe();
+    let concurrency = inner.schedule.concurrency;
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let ctx = Arc::new(Ctx {
+        inner: inner.clone(),
+        relay,
+        remote_mta,
+        health: Health::default(),
+    });
+    let job_rx = inner
+        .job_rx
+        .lock()
+        .expect("job receiver lock")
+        .take()
+        .expect("Queue::start is called once");
+    let dispatch = tokio::spawn(dispatch(
+        ctx.clone(),
+        job_rx,
+        slots.clone(),
+        stop_rx.clone(),
+    ));
+    let scan = tokio::spawn(scan(ctx, slots.clone(), stop_rx));
+    Workers {
+        inner,
+        tasks: vec![dispatch, scan],
+        slots,
+        concurrency,
+    }
+}
+
+struct Ctx {
+    inner: Arc<Inner>,
+    relay: Arc<dyn Relay>,
+    /// The upstream's name in DSNs (Remote-MTA).
+    remote_mta: String,
+    health: Health,
+}
+
+/// Hands jobs to workers as slots free up.
+async fn dispatch(
+    ctx: Arc<Ctx>,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let job = tokio::select! {
+            j = jobs.recv() => match j { Some(j) => j, None => return },
+            _ = stop.changed() => return,
+        };
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("semaphore open"),
+            _ = stop.changed() => return,
+        };
+        ctx.inner.backlog.fetch_sub(1, Ordering::Relaxed);
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            attempt(&ctx, job).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Claims due copies for free slots; sleeps until the next one is due.
+async fn scan(ctx: Arc<Ctx>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+    let inner = &ctx.inner;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let free = slots
+            .available_permits()
+            .saturating_sub(inner.backlog.load(Ordering::Relaxed));
+        let mut claimed = 0;
+        if free > 0 {
+            let now = now_ms();
+            let until = now.saturating_add(ms(inner.schedule.lease));
+            let result = async {
+                let mut conn = inner.store.durable_pool().acquire().await?;
+                sql::claim(
+                    &mut conn,
+                    inner.store.backend(),
+                    &inner.instance,
+                    now,
+                    until,
+                    free as i64,
+                )
+                .await
+            }
+            .await;
+            match result {
+                Ok(jobs) => {
+                    claimed = jobs.len();
+                    for (copy_id, token) in jobs {
+                        inner.push(Job { copy_id, token });
+                    }
+                }
+                Err(e) => tracing::warn!("queue scan failed: {e}"),
+            }
+        }
+        if claimed > 0 && claimed == free {
+            continue;
+        }
+        let wait = match sql::next_due(inner.store.pool()).await {
+            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(1, 1000) as u64),
+            _ => SCAN_INTERVAL,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait.min(SCAN_INTERVAL)) => {}
+            _ = inner.wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Whether the upstream takes mail: when every recipient of a copy failed
+/// for now (no connection, TLS, a 4xx to MAIL), the upstream counts as down
+/// until a probe gets through.
+#[derive(Default)]
+struct Health {
+    state: Mutex<HealthState>,
+}
+
+#[derive(Default)]
+struct HealthState {
+    /// Since when (Unix ms), if down.
+    down_since: Option<i64>,
+    /// The next copy tried after this time is the probe.
+    probe_at: i64,
+}
+
+impl Health {
+    /// `Some(t)`: do not try now, wait until `t`. `None`: go (possibly as
+    /// the probe).
+    fn gate(&self, now: i64, interval: i64) -> Option<i64> {
+        let mut s = self.state.lock().expect("health lock");
+        s.down_since?;
+        if now < s.probe_at {
+            return Some(s.probe_at);
+        }
+        s.probe_at = now.saturating_add(interval);
+        None
+    }
+
+    fn record(&self, upstream: &str, deliveries: &[Delivery], now: i64, interval: i64) {
+        let all_transient = !deliveries.is_empty()
+            && deliveries
+                .iter()
+                .all(|d| matches!(d, Delivery::Transient(_)));
+        let mut s = self.state.lock().expect("health lock");
+        if all_transient {
+            if s.down_since.is_none() {
+                s.down_since = Some(now);
+                let why = match &deliveries[0] {
+                    Delivery::Transient(t) => t.as_str(),
+                    _ => "",
+                };
+                tracing::warn!(
+                    upstream,
+                    error = %why,
+                    "upstream not accepting mail; queued messages wait and are tried again every {} s",
+                    interval / 1000
+                );
+            }
+            s.probe_at = now.saturating_add(interval);
+        } else if let Some(since) = s.down_since.take() {
+            tracing::info!(
+                upstream,
+                down_secs = (now - since) / 1000,
+                "upstream accepting mail again"
+            );
+        }
+    }
+}
+
+/// One delivery attempt of one copy, from load to the written result.
+async fn attempt(ctx: &Ctx, job: Job) {
+    let inner = &ctx.inner;
+    let now = now_ms();
+    let loaded = match sql::load(inner.store.pool(), &job.copy_id, now).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            // The lease runs out and the copy is tried again.
+            tracing::warn!(copy = %job.copy_id, "cannot read a queued copy: {e}");
+            return;
+        }
+    };
+    let probe = ms(inner.schedule.retry[0]).min(60_000);
+    if loaded.due.is_empty() {
+        finish(ctx, &job, now, Vec::new(), false, Vec::new()).await;
+        return;
+    }
+    if let Some(until) = ctx.health.gate(now, probe) {
+        let updates = loaded
+            .due
+            .iter()
+            .map(|r| RcptUpdate {
+                seq: r.seq,
+                state: r.state,
+                attempts: r.attempts,
+                next_attempt_at: until,
+                last_error: None,
+                attempted: false,
+            })
+            .collect();
+        finish(ctx, &job, now, updates, false, Vec::new()).await;
+        return;
+    }
+    let recipients: Vec<String> = loaded.due.iter().map(|r| r.address.clone()).collect();
+    let send = ctx.relay.send(Outbound {
+        sender: &loaded.sender,
+        recipients: &recipients,
+        body_8bitmime: loaded.body_8bitmime,
+        smtputf8: loaded.smtputf8,
+        data: &loaded.data,
+    });
+    let deliveries = with_renewal(inner, &job, send).await;
+    let now = now_ms();
+    ctx.health.record(&ctx.remote_mta, &deliveries, now, probe);
+    let (updates, delay_sent, reports) = outcome(ctx, &loaded, &deliveries, now);
+    log_attempt(&job, &loaded, &deliveries);
+    finish(ctx, &job, now, updates, delay_sent, reports).await;
+}
+
+/// Runs `send` while renewing the lease every third of its length.
+async fn with_renewal(
+    inner: &Inner,
+    job: &Job,
+    send: impl std::future::Future<Output = Vec<Delivery>>,
+) -> Vec<Delivery> {
+    tokio::pin!(send);
+    let every = inner.schedule.lease / 3;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            d = &mut send => return d,
+            _ = tick.tick() => {
+                let until = now_ms().saturating_add(ms(inner.schedule.lease));
+                match sql::renew(inner.store.durable_pool(), &job.copy_id, &inner.instance, job.token, until).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(copy = %job.copy_id, "lease lost during delivery; another instance owns the copy now"),
+                    Err(e) => tracing::warn!(copy = %job.copy_id, "cannot renew the lease: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// New recipient states from the deliveries, and the reports they call for.
+fn outcome(
+    ctx: &Ctx,
+    l: &Loaded,
+    deliveries: &[Delivery],
+    now: i64,
+) -> (Vec<RcptUpdate>, bool, Vec<Generated>) {
+    let s = &ctx.inner.schedule;
+    let mut updates = Vec::with_capacity(l.due.len());
+    let mut failed = Vec::new();
+    let mut delayed = Vec::new();
+    for (r, d) in l.due.iter().zip(deliveries) {
+        let attempts = r.attempts + 1;
+        let (state, next, error) = match d {
+            Delivery::Accepted => (State::Delivered, now, None),
+            Delivery::Permanent(t) => {
+                if wants(r.notify.as_deref(), "FAILURE") {
+                    failed.push(report_for(
+                        ctx,
+                        r,
+                        dsn::status_of(t, true),
+                        Some(t.clone()),
+                        now,
+                        None,
+                    ));
+                }
+                (State::Failed, now, Some(t.clone()))
+            }
+            Delivery::Transient(t) if now >= l.expires_at => {
+                let why = format!(
+                    "gave up after queue.max_age ({} s); last error: {t}",
+                    s.max_age.as_secs()
+                );
+                if wants(r.notify.as_deref(), "FAILURE") {
+                    failed.push(report_for(
+                        ctx,
+                        r,
+                        "4.4.7".into(),
+                        Some(why.clone()),
+                        now,
+                        None,
+                    ));
+                }
+                (State::Failed, now, Some(why))
+            }
+            Delivery::Transient(t) => {
+                let wait = ms(s.wait_after(u32::try_from(attempts).unwrap_or(u32::MAX)));
+                let next = now.saturating_add(wait).min(l.expires_at);
+                if wants(r.notify.as_deref(), "DELAY") {
+                    delayed.push(report_for(
+                        ctx,
+                        r,
+                        dsn::status_of(t, false),
+                        Some(t.clone()),
+                        now,
+                        Some(l.expires_at),
+                    ));
+                }
+                (State::Deferred, next, Some(t.clone()))
+            }
+        };
+        updates.push(RcptUpdate {
+            seq: r.seq,
+            state,
+            attempts,
+            next_attempt_at: next,
+            last_error: error,
+            attempted: true,
+        });
+    }
+    let reportable = l.kind == MessageKind::Mail && !l.sender.is_empty();
+    let mut reports = Vec::new();
+    if reportable && !failed.is_empty() {
+        reports.push(generated(ctx, l, ReportKind::Failed, failed, now));
+    }
+    let delay_due = l.delay_dsn_at.is_some_and(|t| now >= t)
+        && updates.iter().any(|u| u.state == State::Deferred);
+    if delay_due && reportable && !delayed.is_empty() {
+        reports.push(generated(ctx, l, ReportKind::Delayed, delayed, now));
+    }
+    (updates, delay_due, reports)
+}
+
+fn report_for(
+    ctx: &Ctx,
+    r: &DueRecipient,
+    status: String,
+    diagnostic: Option<String>,
+    now: i64,
+    until: Option<i64>,
+) -> RecipientReport {
+    RecipientReport {
+        address: r.address.clone(),
+        orcpt: r.orcpt.clone(),
+        status,
+        diagnostic,
+        remote_mta: Some(ctx.remote_mta.clone()),
+        last_attempt: Some(now),
+        will_retry_until: until,
+    }
+}
+
+/// A report on a loaded copy, as a message of its own.
+fn generated(
+    ctx: &Ctx,
+    l: &Loaded,
+    kind: ReportKind,
+    recipients: Vec<RecipientReport>,
+    now: i64,
+) -> Generated {
+    let report = Report {
+        kind,
+        reporting_mta: &ctx.inner.hostname,
+        queue_id: &l.message_id,
+        to: &l.sender,
+        envid: l.envid.as_deref(),
+        received_from: &l.client,
+        arrival: l.received_at,
+        recipients,
+        copy: &l.data,
+        copy_is_clear: matches!(l.method.as_str(), "plain" | "pass-through"),
+        ret: l.ret,
+    };
+    report_message(&ctx.inner, &report, now)
+}
+
+/// A report as a message of its own: from the null sender to the original
+/// sender, never reported on itself.
+pub(crate) fn report_message(inner: &Inner, report: &Report<'_>, now: i64) -> Generated {
+    let bytes = dsn::build(report);
+    let tag = match report.kind {
+        ReportKind::Failed => "F",
+        ReportKind::Delayed => "W",
+    };
+    let id = format!("{}D{tag}{now:X}", report.queue_id);
+    Generated {
+        expires_at: now.saturating_add(ms(inner.schedule.max_age)),
+        message: NewMessage {
+            id: id.clone(),
+            received_at: now,
+            sender: String::new(),
+            envid: None,
+            ret: None,
+            body_8bitmime: !bytes.is_ascii(),
+            smtputf8: !report.to.is_ascii(),
+            client: "sealgate".into(),
+            kind: MessageKind::Dsn,
+        },
+        copy: StoredCopy {
+            id: format!("{id}.0"),
+            copy: NewCopy {
+                method: "dsn".into(),
+                recipients: vec![NewRecipient {
+                    seq: 0,
+                    address: report.to.to_string(),
+                    orcpt: None,
+                    notify: Some("NEVER".into()),
+                }],
+                data: bytes,
+            },
+        },
+    }
+}
+
+fn log_attempt(job: &Job, l: &Loaded, deliveries: &[Delivery]) {
+    for (r, d) in l.due.iter().zip(deliveries) {
+        match d {
+            Delivery::Accepted => {
+                tracing::info!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, method = %l.method, "delivered")
+            }
+            Delivery::Transient(t) => {
+                tracing::info!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, attempts = r.attempts + 1, error = %t, "deferred")
+            }
+            Delivery::Permanent(t) => {
+                tracing::warn!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, error = %t, "failed")
+            }
+        }
+    }
+}
+
+/// Hands the result to the writer and waits for it; a lost lease is logged.
+async fn finish(
+    ctx: &Ctx,
+    job: &Job,
+    now: i64,
+    updates: Vec<RcptUpdate>,
+    delay_dsn_sent: bool,
+    reports: Vec<Generated>,
+) {
+    let inner = &ctx.inner;
+    let has_reports = !reports.is_empty();
+    let (answer, rx) = oneshot::channel();
+    let op = Op::Finish {
+        copy_id: job.copy_id.clone(),
+        owner: inner.instance.clone(),
+        token: job.token,
+        now,
+        updates,
+        delay_dsn_sent,
+        reports,
+        answer,
+    };
+    if inner.writer.send(op).await.is_err() {
+        return;
+    }
+    match rx.await {
+        Ok(Ok(true)) => {
+            if has_reports {
+                inner.wake.notify_one();
+            }
+        }
+        Ok(Ok(false)) => tracing::warn!(
+            copy = %job.copy_id,
+            "the lease ran out during delivery; the result is left to the instance that owns the copy now"
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(copy = %job.copy_id, "cannot write a delivery result (the copy is tried again after its lease): {e}")
+        }
+        Err(_) => {}
+    }
+}

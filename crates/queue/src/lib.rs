@@ -1,0 +1,345 @@
+//! The queue: where a message waits, durably, between "250" and the upstream.
+//!
+//! The pipeline builds every copy of a message (encrypted for its group's
+//! keys, or the original bytes for plain recipients) and hands them to the
+//! queue; the client hears 250 only once they are committed to the store
+//! (fsynced: SQLite `synchronous = FULL`, PostgreSQL `synchronous_commit`).
+//! So plaintext rests in the queue only for recipients who get it in the
+//! clear anyway. Delivery workers then relay each copy, keep each
+//! recipient's state (queued, deferred, delivered, failed, held), retry on
+//! `queue.retry_schedule`, give up after `queue.max_age`, and queue the DSNs
+//! ([`dsn`]). Several instances can share one PostgreSQL database: a copy is
+//! delivered by whoever holds its lease, and a fencing token keeps an
+//! instance that lost its lease from writing over the new owner's work.
+//!
+//! Files: [`config`] (`[queue]`), [`model`] (what is stored), `sql.rs`
+//! (every statement), `writer.rs` (group commit), `deliver.rs` (workers,
+//! scanner, upstream health), [`dsn`] (reports).
+
+pub mod config;
+mod deliver;
+pub mod dsn;
+pub mod model;
+mod sql;
+mod writer;
+
+pub use config::{QueueConfig, Schedule};
+pub use deliver::Workers;
+pub use model::{MessageKind, NewCopy, NewMessage, NewRecipient, Ret, State};
+
+use sealgate_store::{AuditRecord, Store};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Notify};
+use writer::{Op, StoredCopy};
+
+/// Why something could not be queued. The client gets 452 4.3.1; the text
+/// is for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot write to the queue: {0}")]
+    Write(String),
+    #[error("cannot read the queue: {0}")]
+    Read(String),
+    #[error("the queue is shutting down")]
+    Closed,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A copy ready for a worker: its id and the fencing token it is leased with.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub copy_id: String,
+    pub token: i64,
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub schedule: Schedule,
+    /// `smtp.hostname`: Reporting-MTA of DSNs.
+    pub hostname: String,
+    /// This process's name in `lease_owner`.
+    pub instance: String,
+    pub writer: mpsc::Sender<Op>,
+    /// Copies this instance leased at once when they were queued.
+    pub jobs: mpsc::UnboundedSender<Job>,
+    pub job_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+    /// Jobs sent and not yet started.
+    pub backlog: std::sync::atomic::AtomicUsize,
+    /// Something may be due: a DSN was queued, or the scanner should look.
+    pub wake: Notify,
+    /// Set at shutdown: workers and scanner stop taking copies.
+    pub stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Inner {
+    /// Hands a leased copy to the workers.
+    pub(crate) fn push(&self, job: Job) {
+        self.backlog
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.jobs.send(job).is_err() {
+            self.backlog
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A handle on the queue; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+impl Queue {
+    /// Opens the queue on `store` and recovers it: copies of messages that
+    /// never completed are removed and, on SQLite (one instance only), every
+    /// lease is released. Starts the writer; [`Queue::start`] starts delivery.
+    pub async fn open(
+        store: Store,
+        schedule: Schedule,
+        hostname: &str,
+    ) -> Result<Queue, QueueError> {
+        let single = store.backend() == sealgate_store::Backend::Sqlite;
+        let mut conn = store
+            .durable_pool()
+            .acquire()
+            .await
+            .map_err(|e| QueueError::Write(e.to_string()))?;
+        // Another instance may be writing a message right now on PostgreSQL:
+        // only copies an hour old are surely abandoned.
+        let orphan_before = if single {
+            i64::MAX
+        } else {
+            now_ms() - 3_600_000
+        };
+        let (orphans, leases) = sql::recover(&mut conn, orphan_before, single)
+            .await
+            .map_err(|e| QueueError::Write(e.to_string()))?;
+        drop(conn);
+        if orphans > 0 || leases > 0 {
+            tracing::info!(
+                incomplete_copies_removed = orphans,
+                leases_released = leases,
+                "queue recovered"
+            );
+        }
+        let mut r = [0u8; 4];
+        let _ = openssl::rand::rand_bytes(&mut r);
+        let instance = format!(
+            "{hostname}/{}/{:02x}{:02x}{:02x}{:02x}",
+            std::process::id(),
+            r[0],
+            r[1],
+            r[2],
+            r[3]
+        );
+        let (jobs, job_rx) = mpsc::unbounded_channel();
+        Ok(Queue {
+            inner: Arc::new(Inner {
+                writer: writer::spawn(store.clone()),
+                store,
+                schedule,
+                hostname: hostname.to_string(),
+                instance,
+                jobs,
+                job_rx: std::sync::Mutex::new(Some(job_rx)),
+                backlog: Default::default(),
+                wake: Notify::new(),
+                stop: tokio::sync::watch::channel(false).0,
+            }),
+        })
+    }
+
+    /// Starts the delivery workers and the scanner, relaying through `relay`.
+    pub fn start(&self, relay: Arc<dyn sealgate_relay::Relay>, remote_mta: &str) -> Workers {
+        deliver::start(self.inner.clone(), relay, remote_mta.to_string())
+    }
+
+    /// Begins queuing a message; add its copies, then commit.
+    pub fn draft(&self, message: NewMessage) -> Draft {
+        Draft {
+            queue: self.clone(),
+            message,
+            pending: None,
+            copies: 0,
+            failed: Vec::new(),
+            header: Vec::new(),
+        }
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.inner.schedule
+    }
+
+    /// Writes a message's audit row beside the flow: the reply never waits
+    /// for it. On SQLite it goes through the queue's one writer (two writers
+    /// would fight over the database lock); on PostgreSQL it is written on
+    /// its own connection, bounded by [`AUDIT_TIMEOUT`].
+    pub fn audit(&self, record: AuditRecord) {
+        if self.inner.store.backend() == sealgate_store::Backend::Sqlite {
+            if let Err(e) = self.inner.writer.try_send(Op::Audit(Box::new(record))) {
+                let id = match &e {
+                    mpsc::error::TrySendError::Full(Op::Audit(r))
+                    | mpsc::error::TrySendError::Closed(Op::Audit(r)) => r.id.clone(),
+                    _ => String::new(),
+                };
+                tracing::error!(queue_id = %id, "the queue writer is busy; audit row dropped");
+            }
+            return;
+        }
+        let store = self.inner.store.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(AUDIT_TIMEOUT, store.record_audit(&record)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(queue_id = %record.id, "cannot write the audit row: {e}")
+                }
+                Err(_) => tracing::error!(
+                    queue_id = %record.id,
+                    "the audit row was not written within {} s; dropped",
+                    AUDIT_TIMEOUT.as_secs()
+                ),
+            }
+        });
+    }
+}
+
+/// Longest wait for one audit row written beside the flow.
+pub const AUDIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A message being queued. At most one built copy is held here: adding the
+/// next one writes the previous one first (staged, invisible to delivery
+/// until [`Draft::commit`]). A draft dropped without commit leaves staged
+/// copies that the next start (or the hourly sweep) removes.
+pub struct Draft {
+    queue: Queue,
+    message: NewMessage,
+    pending: Option<StoredCopy>,
+    copies: usize,
+    /// Recipients whose copy could not be built: they get a failure DSN.
+    failed: Vec<dsn::RecipientReport>,
+    /// The original header section, returned in that DSN.
+    header: Vec<u8>,
+}
+
+impl Draft {
+    /// Adds a copy.
+    pub async fn add(&mut self, copy: NewCopy) -> Result<(), QueueError> {
+        if let Some(previous) = self.pending.take() {
+            let (answer, rx) = oneshot::channel();
+            self.queue
+                .inner
+                .writer
+                .send(Op::Stage {
+                    message_id: self.message.id.clone(),
+                    copy: previous,
+                    answer,
+                })
+                .await
+                .map_err(|_| QueueError::Closed)?;
+            rx.await
+                .map_err(|_| QueueError::Closed)?
+                .map_err(QueueError::Write)?;
+        }
+        self.pending = Some(StoredCopy {
+            id: format!("{}.{}", self.message.id, self.copies),
+            copy,
+        });
+        self.copies += 1;
+        Ok(())
+    }
+
+    /// Records a recipient whose copy could not be built; if the message is
+    /// queued, its sender gets a failure DSN for it (unless the sender is
+    /// null or NOTIFY says otherwise). `original` is the message as
+    /// received: only its header section is kept.
+    pub fn fail(&mut self, recipient: dsn::RecipientReport, notify: Option<&str>, original: &[u8]) {
+        if !model::wants(notify, "FAILURE") {
+            return;
+        }
+        if self.header.is_empty() {
+            self.header = dsn::header_section(original).to_vec();
+        }
+        self.failed.push(recipient);
+    }
+
+    /// How many copies were added.
+    pub fn len(&self) -> usize {
+        self.copies
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.copies == 0
+    }
+
+    /// Writes the message durably and hands its copies to this instance's
+    /// workers. When this returns `Ok`, the message survives a crash.
+    pub async fn commit(self) -> Result<(), QueueError> {
+        let inner = &self.queue.inner;
+        let s = &inner.schedule;
+        let received = self.message.received_at;
+        let expires_at = received.saturating_add(ms(s.max_age));
+        let delay_dsn_at = s
+            .delay_warning_after
+            .map(|d| received.saturating_add(ms(d)));
+        let now = now_ms();
+        let until = now.saturating_add(ms(s.lease));
+        let mut reports = Vec::new();
+        if !self.failed.is_empty()
+            && !self.message.sender.is_empty()
+            && self.message.kind == MessageKind::Mail
+        {
+            let report = dsn::Report {
+                kind: dsn::ReportKind::Failed,
+                reporting_mta: &inner.hostname,
+                queue_id: &self.message.id,
+                to: &self.message.sender,
+                envid: self.message.envid.as_deref(),
+                received_from: &self.message.client,
+                arrival: received,
+                recipients: self.failed,
+                copy: &self.header,
+                copy_is_clear: false,
+                ret: None,
+            };
+            reports.push(deliver::report_message(inner, &report, now));
+        }
+        let has_reports = !reports.is_empty();
+        let (answer, rx) = oneshot::channel();
+        inner
+            .writer
+            .send(Op::Complete {
+                message: self.message,
+                last: self.pending,
+                expires_at,
+                delay_dsn_at,
+                reports,
+                lease: (inner.instance.clone(), until),
+                answer,
+            })
+            .await
+            .map_err(|_| QueueError::Closed)?;
+        let ids = rx
+            .await
+            .map_err(|_| QueueError::Closed)?
+            .map_err(QueueError::Write)?;
+        for copy_id in ids {
+            // The first claim of a copy has token 1.
+            inner.push(Job { copy_id, token: 1 });
+        }
+        if has_reports {
+            inner.wake.notify_one();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,435 @@
+//! Every statement the queue runs, on either backend. Writes take a
+//! connection (the writer's transaction); reads take the store's read pool.
+//!
+//! Ownership of a copy is a lease (`lease_owner`, `lease_until`) with a
+//! fencing token (`lease_token`, raised by every claim): whatever a delivery
+//! writes afterwards carries the token it was claimed with, so an instance
+//! that stalled past its lease cannot overwrite the new owner's work.
+
+use crate::model::{MessageKind, NewCopy, NewMessage, Ret, State};
+use sealgate_store::Backend;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+/// Largest piece of a copy in one row.
+pub(crate) const CHUNK: usize = 1 << 20;
+
+type Result<T> = std::result::Result<T, sqlx::Error>;
+
+fn flags(m: &NewMessage) -> i64 {
+    i64::from(m.body_8bitmime) | (i64::from(m.smtputf8) << 1)
+}
+
+/// Writes a copy, its chunks and its recipients. `active` copies can be
+/// claimed; a copy staged before its message is complete is not.
+pub(crate) async fn insert_copy(
+    conn: &mut AnyConnection,
+    message_id: &str,
+    copy_id: &str,
+    copy: &NewCopy,
+    now: i64,
+    active: bool,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO queue_copy (id, message_id, method, size, created_at, active, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(copy_id)
+    .bind(message_id)
+    .bind(&copy.method)
+    .bind(copy.data.len() as i64)
+    .bind(now)
+    .bind(i64::from(active))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    for (i, chunk) in copy.data.chunks(CHUNK).enumerate() {
+        sqlx::query("INSERT INTO queue_chunk (copy_id, seq, data) VALUES ($1, $2, $3)")
+            .bind(copy_id)
+            .bind(i as i64)
+            .bind(chunk)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for r in &copy.recipients {
+        sqlx::query(
+            "INSERT INTO queue_rcpt (copy_id, seq, address, orcpt, notify, state, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6)",
+        )
+        .bind(copy_id)
+        .bind(i64::from(r.seq))
+        .bind(&r.address)
+        .bind(r.orcpt.as_deref())
+        .bind(r.notify.as_deref())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes the message row and makes its copies claimable. With `lease`, the
+/// copies are leased to `(owner, until)` at once (this instance delivers
+/// them right away) and get token 1; returns the copy ids.
+pub(crate) async fn complete_message(
+    conn: &mut AnyConnection,
+    m: &NewMessage,
+    expires_at: i64,
+    delay_dsn_at: Option<i64>,
+    lease: Option<(&str, i64)>,
+) -> Result<Vec<String>> {
+    sqlx::query(
+        "INSERT INTO queue_message (id, received_at, expires_at, sender, envid, ret, flags, client, kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&m.id)
+    .bind(m.received_at)
+    .bind(expires_at)
+    .bind(&m.sender)
+    .bind(m.envid.as_deref())
+    .bind(m.ret.map(Ret::as_str))
+    .bind(flags(m))
+    .bind(&m.client)
+    .bind(m.kind.as_str())
+    .execute(&mut *conn)
+    .await?;
+    let (owner, until) = match lease {
+        Some((o, u)) => (Some(o), u),
+        None => (None, 0),
+    };
+    let rows = sqlx::query(
+        "UPDATE queue_copy SET active = 1, delay_dsn_at = $2, lease_owner = $3,
+           lease_until = $4, lease_token = lease_token + 1
+         WHERE message_id = $1 RETURNING id",
+    )
+    .bind(&m.id)
+    .bind(delay_dsn_at)
+    .bind(owner)
+    .bind(until)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+}
+
+/// Claims up to `limit` copies that are due and not leased (or whose lease
+/// ran out); returns `(copy id, token)`.
+pub(crate) async fn claim(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    owner: &str,
+    now: i64,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64)>> {
+    // PostgreSQL: instances skip each other's locked rows instead of
+    // waiting on them. SQLite has one writer at a time anyway.
+    const PG: &str =
+        "UPDATE queue_copy SET lease_owner = $1, lease_until = $2, lease_token = lease_token + 1
+         WHERE id IN (SELECT id FROM queue_copy
+                      WHERE active = 1 AND next_attempt_at <= $3 AND lease_until < $3
+                      ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+         RETURNING id, lease_token";
+    const SQLITE: &str =
+        "UPDATE queue_copy SET lease_owner = $1, lease_until = $2, lease_token = lease_token + 1
+         WHERE id IN (SELECT id FROM queue_copy
+                      WHERE active = 1 AND next_attempt_at <= $3 AND lease_until < $3
+                      ORDER BY next_attempt_at LIMIT $4)
+         RETURNING id, lease_token";
+    let sql = match backend {
+        Backend::Postgres => PG,
+        Backend::Sqlite => SQLITE,
+    };
+    let rows = sqlx::query(sql)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Extends a lease still held with `token`; false if it is not ours any more.
+pub(crate) async fn renew(
+    pool: &AnyPool,
+    copy_id: &str,
+    owner: &str,
+    token: i64,
+    until: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE queue_copy SET lease_until = $4
+         WHERE id = $1 AND lease_owner = $2 AND lease_token = $3",
+    )
+    .bind(copy_id)
+    .bind(owner)
+    .bind(token)
+    .bind(until)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A copy as a delivery needs it.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub message_id: String,
+    pub kind: MessageKind,
+    pub sender: String,
+    pub envid: Option<String>,
+    pub ret: Option<Ret>,
+    pub body_8bitmime: bool,
+    pub smtputf8: bool,
+    pub received_at: i64,
+    pub expires_at: i64,
+    pub client: String,
+    pub method: String,
+    pub delay_dsn_at: Option<i64>,
+    /// The recipients due now, in envelope order.
+    pub due: Vec<DueRecipient>,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DueRecipient {
+    pub seq: i64,
+    pub address: String,
+    pub orcpt: Option<String>,
+    pub notify: Option<String>,
+    pub state: State,
+    pub attempts: i64,
+}
+
+/// Reads a copy, its recipients due at `now`, and its bytes; `None` when the
+/// copy is gone (deleted by an admin meanwhile).
+pub(crate) async fn load(pool: &AnyPool, copy_id: &str, now: i64) -> Result<Option<Loaded>> {
+    let Some(row) = sqlx::query(
+        "SELECT m.id, m.kind, m.sender, m.envid, m.ret, m.flags, m.received_at, m.expires_at,
+                m.client, c.method, c.delay_dsn_at
+         FROM queue_copy c JOIN queue_message m ON m.id = c.message_id WHERE c.id = $1",
+    )
+    .bind(copy_id)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let flags: i64 = row.try_get(5)?;
+    let kind: String = row.try_get(1)?;
+    let ret: Option<String> = row.try_get(4)?;
+    let due = sqlx::query(
+        "SELECT seq, address, orcpt, notify, attempts, state FROM queue_rcpt
+         WHERE copy_id = $1 AND state IN ('queued', 'deferred') AND next_attempt_at <= $2
+         ORDER BY seq",
+    )
+    .bind(copy_id)
+    .bind(now)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(DueRecipient {
+            seq: r.try_get(0)?,
+            address: r.try_get(1)?,
+            orcpt: r.try_get(2)?,
+            notify: r.try_get(3)?,
+            attempts: r.try_get(4)?,
+            state: State::parse(&r.try_get::<String, _>(5)?).unwrap_or(State::Deferred),
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
+    let mut data = Vec::new();
+    if !due.is_empty() {
+        let chunks = sqlx::query("SELECT data FROM queue_chunk WHERE copy_id = $1 ORDER BY seq")
+            .bind(copy_id)
+            .fetch_all(pool)
+            .await?;
+        for c in chunks {
+            let piece: Vec<u8> = c.try_get(0)?;
+            data.extend_from_slice(&piece);
+        }
+    }
+    Ok(Some(Loaded {
+        message_id: row.try_get(0)?,
+        kind: MessageKind::parse(&kind),
+        sender: row.try_get(2)?,
+        envid: row.try_get(3)?,
+        ret: ret.as_deref().and_then(Ret::parse),
+        body_8bitmime: flags & 1 != 0,
+        smtputf8: flags & 2 != 0,
+        received_at: row.try_get(6)?,
+        expires_at: row.try_get(7)?,
+        client: row.try_get(8)?,
+        method: row.try_get(9)?,
+        delay_dsn_at: row.try_get(10)?,
+        due,
+        data,
+    }))
+}
+
+/// What one attempt did to one recipient.
+#[derive(Debug, Clone)]
+pub(crate) struct RcptUpdate {
+    pub seq: i64,
+    pub state: State,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    /// False when the attempt was not made (the upstream is known to be
+    /// down): the recipient only waits longer.
+    pub attempted: bool,
+}
+
+/// Writes the result of an attempt, if the lease is still ours: recipient
+/// states, then the copy's next attempt, or its removal once no recipient
+/// waits. Returns false (and writes nothing) when the lease was lost.
+pub(crate) async fn finish(
+    conn: &mut AnyConnection,
+    copy_id: &str,
+    owner: &str,
+    token: i64,
+    now: i64,
+    updates: &[RcptUpdate],
+    delay_dsn_sent: bool,
+) -> Result<bool> {
+    let released = sqlx::query(
+        "UPDATE queue_copy SET lease_owner = NULL, lease_until = 0
+         WHERE id = $1 AND lease_owner = $2 AND lease_token = $3",
+    )
+    .bind(copy_id)
+    .bind(owner)
+    .bind(token)
+    .execute(&mut *conn)
+    .await?;
+    if released.rows_affected() != 1 {
+        return Ok(false);
+    }
+    for u in updates {
+        // A recipient an admin held or deleted meanwhile keeps that state.
+        sqlx::query(
+            "UPDATE queue_rcpt SET state = $3, attempts = $4, next_attempt_at = $5,
+               last_attempt_at = CASE WHEN $7 = 1 THEN $6 ELSE last_attempt_at END,
+               last_error = COALESCE($8, last_error)
+             WHERE copy_id = $1 AND seq = $2 AND state IN ('queued', 'deferred')",
+        )
+        .bind(copy_id)
+        .bind(u.seq)
+        .bind(u.state.as_str())
+        .bind(u.attempts)
+        .bind(u.next_attempt_at)
+        .bind(now)
+        .bind(i64::from(u.attempted))
+        .bind(u.last_error.as_deref())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if delay_dsn_sent {
+        sqlx::query("UPDATE queue_copy SET delay_dsn_at = NULL WHERE id = $1")
+            .bind(copy_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    settle(conn, copy_id).await?;
+    Ok(true)
+}
+
+/// After its recipients changed: a copy with waiting recipients is due at
+/// the earliest of them; one with only held recipients sleeps; one with
+/// none left is removed, and with its last copy the message.
+pub(crate) async fn settle(conn: &mut AnyConnection, copy_id: &str) -> Result<()> {
+    let row = sqlx::query(
+        "SELECT MIN(CASE WHEN state IN ('queued', 'deferred') THEN next_attempt_at END),
+                COUNT(CASE WHEN state = 'held' THEN 1 END)
+         FROM queue_rcpt WHERE copy_id = $1",
+    )
+    .bind(copy_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let next: Option<i64> = row.try_get(0)?;
+    let held: i64 = row.try_get(1)?;
+    if let Some(next) = next {
+        sqlx::query("UPDATE queue_copy SET active = 1, next_attempt_at = $2 WHERE id = $1")
+            .bind(copy_id)
+            .bind(next)
+            .execute(&mut *conn)
+            .await?;
+    } else if held > 0 {
+        sqlx::query("UPDATE queue_copy SET active = 0 WHERE id = $1")
+            .bind(copy_id)
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        remove_copy(conn, copy_id).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a copy with its chunks and recipients, and its message once no
+/// copy of it is left.
+pub(crate) async fn remove_copy(conn: &mut AnyConnection, copy_id: &str) -> Result<()> {
+    let message: Option<String> =
+        sqlx::query_scalar("SELECT message_id FROM queue_copy WHERE id = $1")
+            .bind(copy_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    for sql in [
+        "DELETE FROM queue_chunk WHERE copy_id = $1",
+        "DELETE FROM queue_rcpt WHERE copy_id = $1",
+        "DELETE FROM queue_copy WHERE id = $1",
+    ] {
+        sqlx::query(sql).bind(copy_id).execute(&mut *conn).await?;
+    }
+    if let Some(m) = message {
+        sqlx::query(
+            "DELETE FROM queue_message WHERE id = $1
+               AND NOT EXISTS (SELECT 1 FROM queue_copy WHERE message_id = $1)",
+        )
+        .bind(m)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// At start: removes copies whose message never completed (older than
+/// `orphan_before`), and with `release_leases` (a single instance: nobody
+/// else can be delivering) frees every lease. Returns (orphans, leases).
+pub(crate) async fn recover(
+    conn: &mut AnyConnection,
+    orphan_before: i64,
+    release_leases: bool,
+) -> Result<(u64, u64)> {
+    let orphans: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM queue_copy c WHERE created_at < $1
+           AND NOT EXISTS (SELECT 1 FROM queue_message m WHERE m.id = c.message_id)",
+    )
+    .bind(orphan_before)
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in &orphans {
+        remove_copy(conn, id).await?;
+    }
+    let mut leases = 0;
+    if release_leases {
+        leases = sqlx::query(
+            "UPDATE queue_copy SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok((orphans.len() as u64, leases))
+}
+
+/// When the next copy can be claimed (Unix ms: due, and its lease run
+/// out), if any is waiting.
+pub(crate) async fn next_due(pool: &AnyPool) -> Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT MIN(CASE WHEN next_attempt_at > lease_until THEN next_attempt_at
+                         ELSE lease_until + 1 END)
+         FROM queue_copy WHERE active = 1",
+    )
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,251 @@
+//! The queue writer: one task that owns every durable write and commits
+//! them in batches (group commit).
+//!
+//! A durable commit costs an fsync, about a millisecond here, so one commit
+//! per message caps a gateway at about 1,000 messages a second. Sessions and
+//! delivery workers hand their writes to this task instead and wait for the
+//! answer; it takes whatever has arrived (up to [`MAX_BATCH`] operations),
+//! runs them in one transaction and answers them all after the one commit.
+//! Nobody is answered before the commit returned, so "250 only when durable"
+//! holds for every operation of the batch. If the batch fails, each
+//! operation is retried alone so that one bad operation fails only itself.
+
+use crate::model::{NewCopy, NewMessage};
+use crate::sql::{self, RcptUpdate};
+use sealgate_store::{AuditRecord, Store};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most operations in one transaction.
+const MAX_BATCH: usize = 64;
+/// Most copy bytes in one transaction (a batch of big messages would hold
+/// the write lock for long).
+const MAX_BATCH_BYTES: usize = 32 << 20;
+
+/// A copy and the id it is stored under.
+pub(crate) struct StoredCopy {
+    pub id: String,
+    pub copy: NewCopy,
+}
+
+/// A generated message (a DSN): its envelope and its one copy.
+pub(crate) struct Generated {
+    pub message: NewMessage,
+    pub copy: StoredCopy,
+    pub expires_at: i64,
+}
+
+pub(crate) enum Op {
+    /// A copy of a message whose other copies are still being built.
+    Stage {
+        message_id: String,
+        copy: StoredCopy,
+        answer: oneshot::Sender<Result<(), String>>,
+    },
+    /// The last copy (if not staged) and the message row: the message is
+    /// complete and durable once this commits. Answers the copy ids, leased
+    /// to this instance.
+    Complete {
+        message: NewMessage,
+        last: Option<StoredCopy>,
+        expires_at: i64,
+        delay_dsn_at: Option<i64>,
+        /// Reports on recipients whose copy could not be built.
+        reports: Vec<Generated>,
+        lease: (String, i64),
+        answer: oneshot::Sender<Result<Vec<String>, String>>,
+    },
+    /// An audit row (SQLite: through the one writer, so that it does not
+    /// contend with the queue for the database lock). Nobody waits for it.
+    Audit(Box<AuditRecord>),
+    /// The result of one delivery attempt; answers false if the lease was
+    /// lost (nothing written).
+    Finish {
+        copy_id: String,
+        owner: String,
+        token: i64,
+        now: i64,
+        updates: Vec<RcptUpdate>,
+        delay_dsn_sent: bool,
+        reports: Vec<Generated>,
+        answer: oneshot::Sender<Result<bool, String>>,
+    },
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Stage { copy, .. } => copy.copy.data.len(),
+            Op::Complete { last, .. } => last.as_ref().map_or(0, |c| c.copy.data.len()),
+            Op::Finish { reports, .. } => reports.iter().map(|r| r.copy.copy.data.len()).sum(),
+            Op::Audit(_) => 0,
+        }
+    }
+}
+
+/// Starts the writer; it stops when every sender is dropped.
+pub(crate) fn spawn(store: Store) -> mpsc::Sender<Op> {
+    let (tx, rx) = mpsc::channel::<Op>(1024);
+    tokio::spawn(run(store, rx));
+    tx
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Op>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut bytes = batch[0].bytes();
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(r) => {
+                    bytes += r.bytes();
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        match apply_all(&store, &batch).await {
+            Ok(answers) => {
+                for (req, a) in batch.into_iter().zip(answers) {
+                    reply(req, Ok(a));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let req = batch.pop().expect("one request");
+                reply(req, Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    operations = batch.len(),
+                    "queue batch failed ({e}); writing its operations one by one"
+                );
+                for req in batch {
+                    let one = std::slice::from_ref(&req);
+                    let a = apply_all(&store, one).await.map(|mut v| v.remove(0));
+                    reply(req, a);
+                }
+            }
+        }
+    }
+}
+
+/// What one applied operation answers.
+enum Answer {
+    Done,
+    Copies(Vec<String>),
+    Owned(bool),
+}
+
+fn reply(op: Op, result: Result<Answer, String>) {
+    match op {
+        Op::Stage { answer, .. } => {
+            let _ = answer.send(result.map(|_| ()));
+        }
+        Op::Complete { answer, .. } => {
+            let _ = answer.send(result.map(|a| match a {
+                Answer::Copies(c) => c,
+                _ => Vec::new(),
+            }));
+        }
+        Op::Finish { answer, .. } => {
+            let _ = answer.send(result.map(|a| matches!(a, Answer::Owned(true))));
+        }
+        Op::Audit(record) => {
+            if let Err(e) = result {
+                tracing::error!(queue_id = %record.id, "cannot write the audit row: {e}");
+            }
+        }
+    }
+}
+
+async fn apply_all(store: &Store, batch: &[Op]) -> Result<Vec<Answer>, String> {
+    let mut tx = store
+        .durable_pool()
+        .begin()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for op in batch {
+        answers.push(apply(&mut tx, op).await.map_err(|e| e.to_string())?);
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(answers)
+}
+
+async fn apply(conn: &mut sqlx::AnyConnection, op: &Op) -> Result<Answer, String> {
+    let now = crate::now_ms();
+    match op {
+        Op::Stage {
+            message_id, copy, ..
+        } => {
+            sql::insert_copy(conn, message_id, &copy.id, &copy.copy, now, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Answer::Done)
+        }
+        Op::Complete {
+            message,
+            last,
+            expires_at,
+            delay_dsn_at,
+            reports,
+            lease,
+            ..
+        } => {
+            if let Some(c) = last {
+                sql::insert_copy(conn, &message.id, &c.id, &c.copy, now, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let ids = sql::complete_message(
+                conn,
+                message,
+                *expires_at,
+                *delay_dsn_at,
+                Some((lease.0.as_str(), lease.1)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            insert_reports(conn, reports, now).await?;
+            Ok(Answer::Copies(ids))
+        }
+        Op::Audit(record) => {
+            sealgate_store::write_audit(conn, record)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Answer::Done)
+        }
+        Op::Finish {
+            copy_id,
+            owner,
+            token,
+            now,
+            updates,
+            delay_dsn_sent,
+            reports,
+            ..
+        } => {
+            let owned = sql::finish(conn, copy_id, owner, *token, *now, updates, *delay_dsn_sent)
+                .await
+                .map_err(|e| e.to_string())?;
+            if owned {
+                insert_reports(conn, reports, *now).await?;
+            }
+            Ok(Answer::Owned(owned))
+        }
+    }
+}
+
+async fn insert_reports(
+    conn: &mut sqlx::AnyConnection,
+    reports: &[Generated],
+    now: i64,
+) -> Result<(), String> {
+    for g in reports {
+        sql::insert_copy(conn, &g.message.id, &g.copy.id, &g.copy.copy, now, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        sql::complete_message(conn, &g.message, g.expires_at, None, None)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
