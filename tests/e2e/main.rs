@@ -8,6 +8,7 @@ mod flow;
 mod gateway;
 mod privacy;
 mod queue;
+mod queue_tools;
 mod reload;
 mod signatures;
 mod sources;

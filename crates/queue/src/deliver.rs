@@ -14,7 +14,7 @@ use crate::dsn::{self, RecipientReport, Report, ReportKind};
 use crate::model::{wants, MessageKind, NewCopy, NewMessage, NewRecipient, State};
 use crate::sql::{self, DueRecipient, Loaded, RcptUpdate};
 use crate::writer::{Generated, Op, StoredCopy};
-use crate::{ms, now_ms, Inner, Job};
+use crate::{ms, now_ms, Inner, Job, Schedule};
 use sealgate_relay::{Delivery, Outbound, Relay};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -251,7 +251,7 @@ async fn attempt(ctx: &Ctx, job: Job) {
             return;
         }
     };
-    let probe = ms(inner.schedule.retry[0]).min(60_000);
+    let probe = ms(inner.schedule.retry[0]).min(10_000);
     if loaded.due.is_empty() {
         finish(ctx, &job, now, Vec::new(), false, Vec::new()).await;
         return;
@@ -435,12 +435,12 @@ fn generated(
         copy_is_clear: matches!(l.method.as_str(), "plain" | "pass-through"),
         ret: l.ret,
     };
-    report_message(&ctx.inner, &report, now)
+    report_message(&ctx.inner.schedule, &report, now)
 }
 
 /// A report as a message of its own: from the null sender to the original
 /// sender, never reported on itself.
-pub(crate) fn report_message(inner: &Inner, report: &Report<'_>, now: i64) -> Generated {
+pub(crate) fn report_message(schedule: &Schedule, report: &Report<'_>, now: i64) -> Generated {
     let bytes = dsn::build(report);
     let tag = match report.kind {
         ReportKind::Failed => "F",
@@ -448,7 +448,7 @@ pub(crate) fn report_message(inner: &Inner, report: &Report<'_>, now: i64) -> Ge
     };
     let id = format!("{}D{tag}{now:X}", report.queue_id);
     Generated {
-        expires_at: now.saturating_add(ms(inner.schedule.max_age)),
+        expires_at: now.saturating_add(ms(schedule.max_age)),
         message: NewMessage {
             id: id.clone(),
             received_at: now,

@@ -12,10 +12,12 @@
 //! delivered by whoever holds its lease, and a fencing token keeps an
 //! instance that lost its lease from writing over the new owner's work.
 //!
-//! Files: [`config`] (`[queue]`), [`model`] (what is stored), `sql.rs`
+//! Files: [`admin`] (list, show, flush, hold, release, delete, bounce),
+//! [`config`] (`[queue]`), [`model`] (what is stored), `sql.rs`
 //! (every statement), `writer.rs` (group commit), `deliver.rs` (workers,
 //! scanner, upstream health), [`dsn`] (reports).
 
+pub mod admin;
 pub mod config;
 mod deliver;
 pub mod dsn;
@@ -42,6 +44,8 @@ pub enum QueueError {
     Read(String),
     #[error("the queue is shutting down")]
     Closed,
+    #[error("no message {0:?} in the queue")]
+    NotFound(String),
 }
 
 /// Unix milliseconds now.
@@ -312,7 +316,7 @@ impl Draft {
                 copy_is_clear: false,
                 ret: None,
             };
-            reports.push(deliver::report_message(inner, &report, now));
+            reports.push(deliver::report_message(&inner.schedule, &report, now));
         }
         let has_reports = !reports.is_empty();
         let (answer, rx) = oneshot::channel();

@@ -239,17 +239,12 @@ pub(crate) async fn load(pool: &AnyPool, copy_id: &str, now: i64) -> Result<Opti
         })
     })
     .collect::<Result<Vec<_>>>()?;
-    let mut data = Vec::new();
-    if !due.is_empty() {
-        let chunks = sqlx::query("SELECT data FROM queue_chunk WHERE copy_id = $1 ORDER BY seq")
-            .bind(copy_id)
-            .fetch_all(pool)
-            .await?;
-        for c in chunks {
-            let piece: Vec<u8> = c.try_get(0)?;
-            data.extend_from_slice(&piece);
-        }
-    }
+    let data = if due.is_empty() {
+        Vec::new()
+    } else {
+        let mut conn = pool.acquire().await?;
+        copy_data(&mut conn, copy_id).await?
+    };
     Ok(Some(Loaded {
         message_id: row.try_get(0)?,
         kind: MessageKind::parse(&kind),
@@ -266,6 +261,22 @@ pub(crate) async fn load(pool: &AnyPool, copy_id: &str, now: i64) -> Result<Opti
         due,
         data,
     }))
+}
+
+/// The bytes of a copy.
+pub(crate) async fn copy_data(conn: &mut AnyConnection, copy_id: &str) -> Result<Vec<u8>> {
+    let chunks = sqlx::query("SELECT data FROM queue_chunk WHERE copy_id = $1 ORDER BY seq")
+        .bind(copy_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    if chunks.len() == 1 {
+        return chunks[0].try_get(0);
+    }
+    let pieces = chunks
+        .iter()
+        .map(|c| c.try_get::<Vec<u8>, _>(0))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(pieces.concat())
 }
 
 /// What one attempt did to one recipient.

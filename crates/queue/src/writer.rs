@@ -34,6 +34,14 @@ pub(crate) struct Generated {
     pub expires_at: i64,
 }
 
+impl Generated {
+    /// Gives the message (and its one copy) another id.
+    pub fn rename(&mut self, id: &str) {
+        self.message.id = id.to_string();
+        self.copy.id = format!("{id}.0");
+    }
+}
+
 pub(crate) enum Op {
     /// A copy of a message whose other copies are still being built.
     Stage {

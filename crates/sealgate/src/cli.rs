@@ -44,8 +44,50 @@ pub enum Command {
     /// Manage the cache of remote key source answers (LDAP, key servers, WKD).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Look at and act on the mail queue (works against a running gateway).
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// List queued messages, oldest first: id, arrival, size, sender, recipient states.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only messages with a deferred recipient.
+        #[arg(long, conflicts_with = "held")]
+        deferred: bool,
+        /// Only messages with a held recipient.
+        #[arg(long)]
+        held: bool,
+    },
+    /// Show one message: envelope, copies, and each recipient's state,
+    /// attempts, last error and next attempt (never the content).
+    Show {
+        /// The queue id (as in the 250 reply and `queue list`).
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try waiting recipients now (one message, or every message).
+    Flush {
+        /// The queue id; without it, the whole queue.
+        id: Option<String>,
+    },
+    /// Keep a message aside: it is not tried until released.
+    Hold { id: String },
+    /// Put a held message back in the queue, due now.
+    Release { id: String },
+    /// Remove a message from the queue; nobody is told.
+    Delete { id: String },
+    /// Give up on a message now: its waiting recipients fail and the sender
+    /// gets a failure DSN.
+    Bounce { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,20 +12,6 @@ use serde_json::json;
 use std::io::BufRead;
 use std::process::ExitCode;
 
-/// Writes a line to standard output. A reader that went away (`| head`) ends
-/// the command quietly instead of the panic `println!` would give.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            return Err(e.into());
-        }
-    }};
-}
-
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::HashPassword = cli.command {
         return hash_password();
@@ -50,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Queue(q) => crate::queue_cmd::run(&settings, q).await,
         Command::HashPassword => unreachable!("handled above"),
     }
 }
@@ -81,7 +68,7 @@ async fn check_config(settings: &Settings) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn fmt_time(t: Option<i64>) -> String {
+pub(crate) fn fmt_time(t: Option<i64>) -> String {
     match t {
         None => "never".into(),
         Some(s) => openssl::asn1::Asn1Time::from_unix(s)

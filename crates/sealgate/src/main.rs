@@ -4,12 +4,28 @@
 //! ([`config`]), logging ([`logging`]), and the subcommands: [`serve`] builds
 //! the flow (listener -> pipeline -> key resolver/policy/crypto -> relay, with
 //! the store beside it) and runs it; the others ([`commands`]) are the admin's
-//! tools (check-config, verify, keys, hash-password).
+//! tools (check-config, verify, keys, cache, hash-password; the queue tools
+//! in [`queue_cmd`]).
+
+/// Writes a line to standard output. A reader that went away (`| head`) ends
+/// the command quietly instead of the panic `println!` would give.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(e.into());
+        }
+    }};
+}
 
 mod cli;
 mod commands;
 mod config;
 mod logging;
+mod queue_cmd;
 mod serve;
 mod sources;
 mod wiring;
