@@ -48,6 +48,28 @@ impl Gateway {
         self.child = spawn(self.dir.path(), &self.config, self.port);
     }
 
+    /// Kills the daemon with SIGKILL (no shutdown at all) and waits until it
+    /// is gone; its log so far is returned.
+    pub fn kill9(&mut self) -> String {
+        sealgate_testkit::process::signal(self.child.pid(), 9);
+        sealgate_testkit::process::wait_until(Duration::from_secs(30), "sealgate to die", || {
+            self.child.try_wait().is_some()
+        })
+        .unwrap();
+        self.child.output()
+    }
+
+    /// Starts the daemon again in the same directory with the same config.
+    pub fn start_again(&mut self) {
+        self.child = spawn(self.dir.path(), &self.config, self.port);
+    }
+
+    /// Stops the daemon with SIGTERM; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        crate::gateway::stop(&self.child);
+        self.child.try_wait().expect("stopped")
+    }
+
     /// Runs a CLI command against the same config and working directory.
     pub fn cli(&self, args: &[&str]) -> Output {
         cli(self.dir.path(), &self.config, args)

@@ -4,6 +4,7 @@
 //! `openssl cms -decrypt`). Every peer runs on loopback in its own temp dir.
 
 mod bad_input;
+mod crash;
 mod flow;
 mod gateway;
 mod privacy;

@@ -157,7 +157,11 @@ async fn scan(ctx: Arc<Ctx>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bo
                 Ok(jobs) => {
                     claimed = jobs.len();
                     for (copy_id, token) in jobs {
-                        inner.push(Job { copy_id, token });
+                        inner.push(Job {
+                            copy_id,
+                            token,
+                            leased_at: std::time::Instant::now(),
+                        });
                     }
                 }
                 Err(e) => tracing::warn!("queue scan failed: {e}"),
@@ -241,6 +245,31 @@ impl Health {
 /// One delivery attempt of one copy, from load to the written result.
 async fn attempt(ctx: &Ctx, job: Job) {
     let inner = &ctx.inner;
+    // A job that waited for a worker for a good part of its lease first
+    // makes sure the copy is still ours, and for a whole lease more: else
+    // another instance may deliver it at the same time.
+    if job.leased_at.elapsed() > inner.schedule.lease / 3 {
+        let until = now_ms().saturating_add(ms(inner.schedule.lease));
+        match sql::renew(
+            inner.store.durable_pool(),
+            &job.copy_id,
+            &inner.instance,
+            job.token,
+            until,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(copy = %job.copy_id, "copy taken over by another instance before it was tried here");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(copy = %job.copy_id, "cannot renew the lease; leaving the copy: {e}");
+                return;
+            }
+        }
+    }
     let now = now_ms();
     let loaded = match sql::load(inner.store.pool(), &job.copy_id, now).await {
         Ok(Some(l)) => l,

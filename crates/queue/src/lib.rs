@@ -65,6 +65,9 @@ fn ms(d: std::time::Duration) -> i64 {
 pub(crate) struct Job {
     pub copy_id: String,
     pub token: i64,
+    /// When the lease was taken: a job that waited long for a worker renews
+    /// it first (or drops the job if another instance took the copy).
+    pub leased_at: std::time::Instant,
 }
 
 pub(crate) struct Inner {
@@ -339,7 +342,11 @@ impl Draft {
             .map_err(QueueError::Write)?;
         for copy_id in ids {
             // The first claim of a copy has token 1.
-            inner.push(Job { copy_id, token: 1 });
+            inner.push(Job {
+                copy_id,
+                token: 1,
+                leased_at: std::time::Instant::now(),
+            });
         }
         if has_reports {
             inner.wake.notify_one();

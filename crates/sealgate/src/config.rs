@@ -55,6 +55,9 @@ pub struct SmtpSettings {
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
     pub data_deadline_secs: u64,
+    /// At SIGTERM: how long open sessions, and deliveries under way, may
+    /// take to finish.
+    pub shutdown_grace_secs: u64,
     pub bare_lf: BareLfSetting,
     /// Messages already carrying more Received: fields are refused (554 5.4.6).
     pub max_hops: usize,
@@ -84,6 +87,7 @@ impl Default for SmtpSettings {
             command_timeout_secs: 300,
             data_timeout_secs: 300,
             data_deadline_secs: 1800,
+            shutdown_grace_secs: 30,
             bare_lf: BareLfSetting::Normalize,
             max_hops: 50,
             max_header_size: 1 << 20,

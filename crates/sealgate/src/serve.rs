@@ -12,9 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// How long deliveries under way may take to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 pub async fn run(settings: Settings) -> Result<()> {
     let store = wiring::open_store(&settings).await?;
     let (resolver, files, summary) = wiring::resolver(&settings, &store)?;
@@ -89,7 +86,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
     };
     sealgate_smtp_server::serve(listener, server_config, pipeline, shutdown).await?;
-    workers.shutdown(SHUTDOWN_GRACE).await;
+    workers
+        .shutdown(Duration::from_secs(settings.smtp.shutdown_grace_secs))
+        .await;
     store.close().await;
     tracing::info!("sealgate stopped");
     Ok(())

@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub auth_users: Vec<AuthUser>,
     /// Refuse AUTH outside TLS (`538 5.7.11`). Always true in production.
     pub require_auth_over_tls: bool,
+    /// At shutdown, how long open sessions may take to finish before they
+    /// are cut off.
+    pub shutdown_grace: Duration,
 }
 
 impl ServerConfig {
@@ -110,6 +113,7 @@ impl ServerConfig {
             tls: None,
             auth_users: Vec::new(),
             require_auth_over_tls: true,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -143,6 +147,7 @@ impl fmt::Debug for ServerConfig {
             .field("tls", &self.tls.is_some())
             .field("auth_users", &self.auth_users)
             .field("require_auth_over_tls", &self.require_auth_over_tls)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }

@@ -26,7 +26,6 @@ use crate::anvil::Anvil;
 use crate::{session, Handler, ServerConfig};
 
 /// How long running sessions may take to finish after shutdown was requested.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long we spend telling an over-limit client to go away.
 const BUSY_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The kernel send buffer of a session (Linux doubles it for bookkeeping).
@@ -127,8 +126,11 @@ pub async fn serve<H: Handler>(
     info!("SMTP listener stopping");
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if timeout(DRAIN_TIMEOUT, drain).await.is_err() {
-        warn!("sessions still running after 30 s; aborting them");
+    if timeout(config.shutdown_grace, drain).await.is_err() {
+        warn!(
+            "sessions still running after {} s (smtp.shutdown_grace_secs); cutting them off",
+            config.shutdown_grace.as_secs()
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
