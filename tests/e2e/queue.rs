@@ -218,3 +218,135 @@ fn a_bounce_that_fails_is_not_reported() {
     assert_eq!(sink.messages()[0].rcpt_to, vec!["x@open.test".to_string()]);
     assert!(gw.log().contains("failed"));
 }
+
+/// One SMTP transaction with exactly these MAIL and RCPT lines; the DATA
+/// reply.
+fn raw_transaction(port: u16, mail: &str, rcpts: &[&str], data: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let read = |r: &mut BufReader<std::net::TcpStream>| {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return all;
+            }
+        }
+    };
+    read(&mut r);
+    for cmd in ["EHLO c.test".to_string(), mail.to_string()]
+        .into_iter()
+        .chain(rcpts.iter().map(|s| s.to_string()))
+        .chain(["DATA".to_string()])
+    {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let reply = read(&mut r);
+        assert!(
+            reply.starts_with('2') || reply.starts_with('3'),
+            "{cmd}: {reply}"
+        );
+    }
+    w.write_all(format!("{data}\r\n.\r\n").as_bytes()).unwrap();
+    let reply = read(&mut r);
+    w.write_all(b"QUIT\r\n").unwrap();
+    reply
+}
+
+/// Issue 7 item 5: NOTIFY=NEVER gives no DSN; ORCPT comes back as
+/// Original-Recipient and ENVID as Original-Envelope-Id; NOTIFY=SUCCESS
+/// through an upstream without DSN gives a "relayed" notice.
+#[test]
+fn dsn_parameters_are_honoured() {
+    let sink = Sink::start_with(SinkOptions {
+        reject_rcpt: vec![
+            ("gone@open.test".into(), "550 5.1.1 no such user".into()),
+            ("quiet@open.test".into(), "550 5.1.1 no such user".into()),
+        ],
+        ..Default::default()
+    });
+    let gw = Gateway::start(&config(sink.port(), ""));
+    let reply = raw_transaction(
+        gw.port,
+        "MAIL FROM:<a@apps.test> ENVID=env+2B42 RET=HDRS",
+        &[
+            "RCPT TO:<gone@open.test> ORCPT=rfc822;Original+2BName@apps.test",
+            "RCPT TO:<quiet@open.test> NOTIFY=NEVER",
+            "RCPT TO:<ok@open.test> NOTIFY=SUCCESS",
+        ],
+        "Subject: dsn\r\n\r\nbody",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    // The mail to ok@, one failure DSN (gone@ only), one relayed notice.
+    let got = sink
+        .wait_for(3, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    std::thread::sleep(Duration::from_secs(3));
+    let all = sink.messages();
+    assert_eq!(all.len(), 3, "{got:?}");
+    let mut actions = Vec::new();
+    for m in all.iter().filter(|m| m.mail_from.is_empty()) {
+        let (status, _, _) = dsn_parts(m);
+        assert!(status.contains("Original-Envelope-Id: env+42"), "{status}");
+        for b in recipient_blocks(&status) {
+            actions.push((
+                b["final-recipient"].clone(),
+                b["action"].clone(),
+                b.get("original-recipient").cloned(),
+            ));
+        }
+    }
+    actions.sort();
+    assert_eq!(
+        actions,
+        vec![
+            (
+                "rfc822; gone@open.test".to_string(),
+                "failed".to_string(),
+                Some("rfc822;Original+Name@apps.test".to_string())
+            ),
+            (
+                "rfc822; ok@open.test".to_string(),
+                "relayed".to_string(),
+                None
+            ),
+        ],
+        "no report for NOTIFY=NEVER"
+    );
+}
+
+/// Issue 7 item 5: when the upstream offers DSN (Postfix here), the
+/// parameters are passed on and the notices are left to it: Postfix's own
+/// notice carries the ENVID and the ORCPT sealgate passed, and sealgate
+/// itself sends no "relayed" notice.
+#[test]
+fn dsn_parameters_are_passed_to_an_upstream_that_offers_dsn() {
+    let sink = Sink::start();
+    let postfix = Postfix::start(sink.port());
+    let gw = Gateway::start(&config(postfix.port(), ""));
+    let reply = raw_transaction(
+        gw.port,
+        "MAIL FROM:<a@apps.test> RET=HDRS ENVID=e1",
+        &["RCPT TO:<x@open.test> NOTIFY=SUCCESS ORCPT=rfc822;first@apps.test"],
+        "Subject: passed\r\n\r\nbody",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    // Postfix, not sealgate, reports the relay (its sink has no DSN).
+    let got = sink.wait_for(2, Duration::from_secs(60)).unwrap();
+    let reports: Vec<_> = got.iter().filter(|m| m.mail_from.is_empty()).collect();
+    assert_eq!(reports.len(), 1, "{got:?}");
+    assert!(
+        !reports[0].header("From")[0].contains("gw.test"),
+        "the notice is Postfix's: {:?}",
+        reports[0].header("From")
+    );
+    let (status, _, _) = dsn_parts(reports[0]);
+    assert!(status.contains("Original-Envelope-Id: e1"), "{status}");
+    let b = recipient_blocks(&status).remove(0);
+    assert_eq!(b["action"], "relayed", "{status}");
+    assert_eq!(b["original-recipient"], "rfc822;first@apps.test", "{status}");
+}

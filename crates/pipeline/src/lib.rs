@@ -24,9 +24,9 @@ use sealgate_crypto::mime::{header_value_unfolded, HeaderLimits, Message};
 use sealgate_keys::Resolver;
 use sealgate_policy::Policy;
 use sealgate_queue::dsn::RecipientReport;
-use sealgate_queue::{MessageKind, NewCopy, NewMessage, NewRecipient, Queue};
+use sealgate_queue::{MessageKind, NewCopy, NewMessage, NewRecipient, Queue, Ret};
 use sealgate_relay::Delivery;
-use sealgate_smtp_server::{ClientInfo, Envelope, Handler, Reply};
+use sealgate_smtp_server::{ClientInfo, DsnRet, Envelope, Handler, Reply};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -165,8 +165,11 @@ impl Handler for Pipeline {
             id: queue_id.clone(),
             received_at: sealgate_queue::now_ms(),
             sender: envelope.sender.clone(),
-            envid: None,
-            ret: None,
+            envid: envelope.envid.clone(),
+            ret: envelope.ret.map(|r| match r {
+                DsnRet::Full => Ret::Full,
+                DsnRet::Hdrs => Ret::Hdrs,
+            }),
             body_8bitmime: envelope.body_8bitmime,
             smtputf8: envelope.smtputf8,
             client,
@@ -216,8 +219,8 @@ impl Handler for Pipeline {
                         .map(|&i| NewRecipient {
                             seq: i as u32,
                             address: envelope.recipients[i].address.clone(),
-                            orcpt: None,
-                            notify: None,
+                            orcpt: envelope.recipients[i].orcpt.clone(),
+                            notify: envelope.recipients[i].notify.clone(),
                         })
                         .collect();
                     let method = group::method_label(g);
@@ -263,7 +266,7 @@ impl Handler for Pipeline {
         for (g, deliveries, origin) in &results {
             for (&i, d) in g.members.iter().zip(deliveries) {
                 let (text, permanent) = match d {
-                    Delivery::Accepted => continue,
+                    Delivery::Accepted | Delivery::Relayed => continue,
                     Delivery::Permanent(t) => (t, true),
                     Delivery::Transient(t) => (t, false),
                 };
@@ -276,14 +279,14 @@ impl Handler for Pipeline {
                 draft.fail(
                     RecipientReport {
                         address: envelope.recipients[i].address.clone(),
-                        orcpt: None,
+                        orcpt: envelope.recipients[i].orcpt.clone(),
                         status: if permanent { "5.7.5" } else { "4.7.5" }.into(),
                         diagnostic: Some(diagnostic),
                         remote_mta: None,
                         last_attempt: None,
                         will_retry_until: None,
                     },
-                    None,
+                    envelope.recipients[i].notify.as_deref(),
                     &outgoing,
                 );
             }

@@ -147,7 +147,7 @@ fn one_line(s: &str) -> String {
 
 fn delivery_text(d: &Delivery) -> String {
     match d {
-        Delivery::Accepted => "queued".into(),
+        Delivery::Accepted | Delivery::Relayed => "queued".into(),
         Delivery::Transient(r) => format!("deferred: {}", one_line(r)),
         Delivery::Permanent(r) => format!("failed: {}", one_line(r)),
     }

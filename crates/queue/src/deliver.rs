@@ -11,11 +11,11 @@
 //! when it goes down and once when it is back.
 
 use crate::dsn::{self, RecipientReport, Report, ReportKind};
-use crate::model::{wants, MessageKind, NewCopy, NewMessage, NewRecipient, State};
+use crate::model::{wants, MessageKind, NewCopy, NewMessage, NewRecipient, Ret, State};
 use crate::sql::{self, DueRecipient, Loaded, RcptUpdate};
 use crate::writer::{Generated, Op, StoredCopy};
 use crate::{ms, now_ms, Inner, Job, Schedule};
-use sealgate_relay::{Delivery, Outbound, Relay};
+use sealgate_relay::{Delivery, DsnParams, Outbound, Relay};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -302,12 +302,20 @@ async fn attempt(ctx: &Ctx, job: Job) {
         return;
     }
     let recipients: Vec<String> = loaded.due.iter().map(|r| r.address.clone()).collect();
+    let notify: Vec<Option<String>> = loaded.due.iter().map(|r| r.notify.clone()).collect();
+    let orcpt: Vec<Option<String>> = loaded.due.iter().map(|r| r.orcpt.clone()).collect();
     let send = ctx.relay.send(Outbound {
         sender: &loaded.sender,
         recipients: &recipients,
         body_8bitmime: loaded.body_8bitmime,
         smtputf8: loaded.smtputf8,
         data: &loaded.data,
+        dsn: Some(DsnParams {
+            ret: loaded.ret.map(Ret::as_str),
+            envid: loaded.envid.as_deref(),
+            notify: &notify,
+            orcpt: &orcpt,
+        }),
     });
     let deliveries = with_renewal(inner, &job, send).await;
     let now = now_ms();
@@ -352,10 +360,15 @@ fn outcome(
     let mut updates = Vec::with_capacity(l.due.len());
     let mut failed = Vec::new();
     let mut delayed = Vec::new();
+    let mut relayed = Vec::new();
     for (r, d) in l.due.iter().zip(deliveries) {
         let attempts = r.attempts + 1;
         let (state, next, error) = match d {
             Delivery::Accepted => (State::Delivered, now, None),
+            Delivery::Relayed => {
+                relayed.push(report_for(ctx, r, "2.0.0".into(), None, now, None));
+                (State::Delivered, now, None)
+            }
             Delivery::Permanent(t) => {
                 if wants(r.notify.as_deref(), "FAILURE") {
                     failed.push(report_for(
@@ -416,6 +429,9 @@ fn outcome(
     if reportable && !failed.is_empty() {
         reports.push(generated(ctx, l, ReportKind::Failed, failed, now));
     }
+    if reportable && !relayed.is_empty() {
+        reports.push(generated(ctx, l, ReportKind::Relayed, relayed, now));
+    }
     let delay_due = l.delay_dsn_at.is_some_and(|t| now >= t)
         && updates.iter().any(|u| u.state == State::Deferred);
     if delay_due && reportable && !delayed.is_empty() {
@@ -474,6 +490,7 @@ pub(crate) fn report_message(schedule: &Schedule, report: &Report<'_>, now: i64)
     let tag = match report.kind {
         ReportKind::Failed => "F",
         ReportKind::Delayed => "W",
+        ReportKind::Relayed => "S",
     };
     let id = format!("{}D{tag}{now:X}", report.queue_id);
     Generated {
@@ -508,7 +525,7 @@ pub(crate) fn report_message(schedule: &Schedule, report: &Report<'_>, now: i64)
 fn log_attempt(job: &Job, l: &Loaded, deliveries: &[Delivery]) {
     for (r, d) in l.due.iter().zip(deliveries) {
         match d {
-            Delivery::Accepted => {
+            Delivery::Accepted | Delivery::Relayed => {
                 tracing::info!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, method = %l.method, "delivered")
             }
             Delivery::Transient(t) => {

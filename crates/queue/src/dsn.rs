@@ -27,6 +27,9 @@ pub enum ReportKind {
     Failed,
     /// Recipients are still waiting (Action: delayed).
     Delayed,
+    /// Recipients who asked for a success notice were handed to an upstream
+    /// that does not do DSN (Action: relayed).
+    Relayed,
 }
 
 /// One recipient's block of a report.
@@ -93,6 +96,11 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
             "Delayed Mail (still being retried)",
             "delayed",
             "Your message has not been delivered yet to the recipients below. sealgate keeps trying; you do not need to send it again.",
+        ),
+        ReportKind::Relayed => (
+            "Successful Mail Delivery Report",
+            "relayed",
+            "Your message was handed on for the recipients below, to a mail system that does not report delivery itself.",
         ),
     };
     let mut text = format!(

@@ -28,12 +28,32 @@ pub struct Outbound<'a> {
     pub body_8bitmime: bool,
     pub smtputf8: bool,
     pub data: &'a [u8],
+    /// The DSN requests of the original transaction (RFC 3461): passed on
+    /// when the upstream offers DSN.
+    pub dsn: Option<DsnParams<'a>>,
+}
+
+/// DSN parameters to pass on; `notify` and `orcpt` run parallel to
+/// `Outbound::recipients`.
+#[derive(Debug, Clone, Copy)]
+pub struct DsnParams<'a> {
+    /// `FULL` or `HDRS`.
+    pub ret: Option<&'a str>,
+    pub envid: Option<&'a str>,
+    /// `NEVER` or a subset of `SUCCESS,FAILURE,DELAY`.
+    pub notify: &'a [Option<String>],
+    /// `rfc822;ADDRESS`.
+    pub orcpt: &'a [Option<String>],
 }
 
 /// What the upstream said about one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Accepted,
+    /// Accepted by an upstream that does not offer DSN, for a recipient who
+    /// asked for a success notice (NOTIFY=SUCCESS): RFC 3461 §4.1 makes
+    /// that notice ours to send ("relayed").
+    Relayed,
     /// Try again later: a 4xx reply, a timeout or a connection/TLS failure.
     Transient(String),
     /// A 5xx reply.
@@ -42,7 +62,7 @@ pub enum Delivery {
 
 impl Delivery {
     pub fn is_accepted(&self) -> bool {
-        matches!(self, Delivery::Accepted)
+        matches!(self, Delivery::Accepted | Delivery::Relayed)
     }
 }
 

@@ -153,6 +153,15 @@ impl SmtpRelay {
                 )));
             }
         }
+        let dsn = msg.dsn.filter(|_| ext.has("DSN"));
+        if let Some(d) = dsn {
+            if let Some(ret) = d.ret.filter(|r| matches!(*r, "FULL" | "HDRS")) {
+                params.push_str(&format!(" RET={ret}"));
+            }
+            if let Some(envid) = d.envid {
+                params.push_str(&format!(" ENVID={}", xtext(envid)));
+            }
+        }
         c.command(&format!("MAIL FROM:<{}>{params}", msg.sender), 2)
             .await
             .map_err(|f| self.verdict("MAIL FROM", f))?;
@@ -162,7 +171,28 @@ impl SmtpRelay {
                 results.push(refused);
                 continue;
             }
-            match c.command(&format!("RCPT TO:<{rcpt}>"), 2).await {
+            let notify = msg.dsn.and_then(|d| d.notify.get(i).cloned().flatten());
+            let mut rcpt_params = String::new();
+            if let Some(d) = dsn {
+                if let Some(n) = notify.as_deref().filter(|n| is_notify(n)) {
+                    rcpt_params.push_str(&format!(" NOTIFY={n}"));
+                }
+                if let Some(o) = d.orcpt.get(i).and_then(|o| o.as_deref()) {
+                    if let Some(addr) = o.strip_prefix("rfc822;") {
+                        rcpt_params.push_str(&format!(" ORCPT=rfc822;{}", xtext(addr)));
+                    }
+                }
+            }
+            // Without DSN upstream, a requested success notice is ours.
+            let wants_success = dsn.is_none()
+                && notify
+                    .as_deref()
+                    .is_some_and(|n| n.split(',').any(|k| k == "SUCCESS"));
+            match c
+                .command(&format!("RCPT TO:<{rcpt}>{rcpt_params}"), 2)
+                .await
+            {
+                Ok(_) if wants_success => results.push(Delivery::Relayed),
                 Ok(_) => results.push(Delivery::Accepted),
                 Err(Failure::Broken(why)) => {
                     // Out of step: nothing more on this connection. This and
@@ -246,6 +276,27 @@ impl Relay for SmtpRelay {
     }
 }
 
+/// RFC 3461 §4: xtext, every byte outside `!`..`~` and `+` `=` as `+XX`;
+/// so nothing a client put in ENVID or ORCPT can add a parameter or a line.
+fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A NOTIFY value as the listener keeps it: `NEVER`, or keywords only.
+fn is_notify(n: &str) -> bool {
+    n == "NEVER"
+        || n.split(',')
+            .all(|k| matches!(k, "SUCCESS" | "FAILURE" | "DELAY"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
     Mail,
@@ -323,7 +374,15 @@ fn check_path(address: &str, verb: Verb) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_path, Verb};
+    use super::{check_path, is_notify, xtext, Verb};
+
+    #[test]
+    fn dsn_values_cannot_add_parameters_or_lines() {
+        assert_eq!(xtext("a b+c=d\r\nRSET"), "a+20b+2Bc+3Dd+0D+0ARSET");
+        assert_eq!(xtext("Bob@Example.COM"), "Bob@Example.COM");
+        assert!(is_notify("NEVER") && is_notify("SUCCESS,DELAY"));
+        assert!(!is_notify("SUCCESS ORCPT=x") && !is_notify(""));
+    }
 
     #[test]
     fn only_single_rfc5321_paths_are_written() {

@@ -28,6 +28,7 @@ fn localhost_cert() -> (TestCa, ServerCert) {
 
 fn out<'a>(recipients: &'a [String], data: &'a [u8]) -> Outbound<'a> {
     Outbound {
+        dsn: None,
         sender: "sender@apps.test",
         recipients,
         body_8bitmime: false,

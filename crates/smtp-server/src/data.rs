@@ -37,6 +37,9 @@ pub(crate) struct DataReader {
     too_long: bool,
     nul: bool,
     saw_bare_lf: bool,
+    /// BDAT content (RFC 3030): no dot-stuffing and no end line; the end
+    /// is where the last chunk ends.
+    raw: bool,
 }
 
 impl DataReader {
@@ -55,6 +58,30 @@ impl DataReader {
             too_long: false,
             nul: false,
             saw_bare_lf: false,
+            raw: false,
+        }
+    }
+
+    /// A reader for BDAT chunks: the same checks (size, line length, NUL,
+    /// bare CR/LF), but the bytes are taken as they are.
+    pub(crate) fn raw(max_size: usize, max_line: usize, bare_lf: BareLf) -> Self {
+        DataReader {
+            raw: true,
+            ..DataReader::new(max_size, max_line, bare_lf)
+        }
+    }
+
+    /// Whether the message is already known to be refused.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed()
+    }
+
+    /// BDAT: the last chunk ended; a last line without its line end gets
+    /// one (the message goes on as CRLF lines).
+    pub(crate) fn end_raw(&mut self) {
+        if self.line_len > 0 {
+            self.push(b"\r\n");
+            self.end_line();
         }
     }
 
@@ -105,7 +132,7 @@ impl DataReader {
         self.last = [0; 2];
         let was_crlf = std::mem::replace(&mut self.prev_crlf, crlf);
 
-        if !too_long && was_crlf && raw == b".\r\n" {
+        if !self.raw && !too_long && was_crlf && raw == b".\r\n" {
             return true;
         }
         if too_long {
@@ -124,7 +151,7 @@ impl DataReader {
             self.nul = true;
         }
         // RFC 5321 §4.5.2: drop the first dot if other characters follow it.
-        let content = if content.len() > 1 && content[0] == b'.' {
+        let content = if !self.raw && content.len() > 1 && content[0] == b'.' {
             &content[1..]
         } else {
             content

@@ -32,6 +32,12 @@ pub struct Recipient<T> {
     pub address: String,
     /// What [`Handler::recipient`] returned for it.
     pub token: T,
+    /// DSN NOTIFY (RFC 3461 §4.1): `NEVER`, or a comma-separated subset of
+    /// `SUCCESS,FAILURE,DELAY` in that order; `None` when not given.
+    pub notify: Option<String>,
+    /// DSN ORCPT (RFC 3461 §4.2), xtext-decoded, as `rfc822;ADDRESS`; never
+    /// holds a control character.
+    pub orcpt: Option<String>,
 }
 
 /// The envelope of one message, handed to [`Handler::message`].
@@ -48,6 +54,18 @@ pub struct Envelope<T> {
     pub body_8bitmime: bool,
     /// MAIL FROM carried SMTPUTF8.
     pub smtputf8: bool,
+    /// DSN RET (RFC 3461 §4.3).
+    pub ret: Option<DsnRet>,
+    /// DSN ENVID (RFC 3461 §4.4), xtext-decoded; never holds a control
+    /// character.
+    pub envid: Option<String>,
+}
+
+/// What a DSN should return of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnRet {
+    Full,
+    Hdrs,
 }
 
 /// What the listener hands each transaction to (the pipeline implements this).

@@ -36,6 +36,6 @@ mod stream;
 
 pub use auth::{hash_password, verify_password};
 pub use config::{AuthUser, BareLf, ServerConfig, MAX_COMMAND_LINE};
-pub use handler::{ClientInfo, Envelope, Handler, Recipient};
+pub use handler::{ClientInfo, DsnRet, Envelope, Handler, Recipient};
 pub use listener::serve;
 pub use reply::Reply;

@@ -30,8 +30,9 @@ use crate::config::MAX_COMMAND_LINE;
 use crate::data::DataReader;
 use crate::line::{Connection, Line, Progress, MAX_UNREAD_REPLIES};
 use crate::stream::Stream;
-use crate::{ClientInfo, Envelope, Handler, Recipient, Reply, ServerConfig};
+use crate::{ClientInfo, DsnRet, Envelope, Handler, Recipient, Reply, ServerConfig};
 
+mod bdat;
 mod sasl;
 
 /// Unknown, malformed or out-of-sequence commands in a row before we hang up.
@@ -55,6 +56,10 @@ struct Transaction<T> {
     sender: String,
     body_8bitmime: bool,
     smtputf8: bool,
+    ret: Option<DsnRet>,
+    envid: Option<String>,
+    /// The message so far, when it comes in BDAT chunks (RFC 3030).
+    chunks: Option<DataReader>,
     recipients: Vec<Recipient<T>>,
     /// RCPT commands handed to the handler, accepted or refused: bounded by
     /// max_recipients too, so refused recipients cannot make one transaction
@@ -122,6 +127,40 @@ pub(crate) async fn run<H: Handler>(
 async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
     // An error means the listener is gone: treat that as shutdown too.
     let _ = rx.wait_for(|&stop| stop).await;
+}
+
+/// RCPT TO's NOTIFY flags as the text the queue keeps; only NOTIFY is
+/// supported of the RCPT parameters.
+fn notify_of(flags: u64) -> Result<Option<String>, Reply> {
+    use smtp_proto::{
+        RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
+    };
+    let known = RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY | RCPT_NOTIFY_NEVER;
+    if flags & !known != 0 {
+        return Err(reply(555, (5, 5, 4), "Unsupported RCPT TO parameter"));
+    }
+    if flags == 0 {
+        return Ok(None);
+    }
+    if flags & RCPT_NOTIFY_NEVER != 0 {
+        if flags != RCPT_NOTIFY_NEVER {
+            return Err(reply(501, (5, 5, 4), "NOTIFY=NEVER cannot be combined"));
+        }
+        return Ok(Some("NEVER".into()));
+    }
+    let names = [
+        (RCPT_NOTIFY_SUCCESS, "SUCCESS"),
+        (RCPT_NOTIFY_FAILURE, "FAILURE"),
+        (RCPT_NOTIFY_DELAY, "DELAY"),
+    ];
+    Ok(Some(
+        names
+            .iter()
+            .filter(|(f, _)| flags & f != 0)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(","),
+    ))
 }
 
 fn reply(code: u16, status: (u8, u16, u16), text: impl Into<String>) -> Reply {
@@ -341,14 +380,17 @@ impl<H: Handler> Session<H> {
             Request::Help { .. } => self.ok(reply(
                 214,
                 (2, 0, 0),
-                "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS AUTH",
+                "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH",
             )),
             Request::Quit => {
                 let text = format!("{} closing connection", self.config.hostname);
                 self.conn.queue(&reply(221, (2, 0, 0), text));
                 Flow::Close
             }
-            Request::Bdat { .. } => self.error(reply(502, (5, 5, 1), "BDAT not supported")),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size as u64, is_last).await?,
             Request::Expn { .. } => self.error(reply(502, (5, 5, 1), "EXPN not supported")),
             Request::Lhlo { .. } => self.error(reply(500, (5, 5, 2), "Unknown command")),
             Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
@@ -377,6 +419,8 @@ impl<H: Handler> Session<H> {
             "8BITMIME".to_string(),
             "SMTPUTF8".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
+            "DSN".to_string(),
+            "CHUNKING".to_string(),
         ];
         if config.tls.is_some() && !self.client.tls {
             lines.push("STARTTLS".to_string());
@@ -413,13 +457,15 @@ impl<H: Handler> Session<H> {
                 return self.error(reply(501, (5, 5, 4), "Syntax: MAIL FROM:<address>"));
             }
         };
-        const SUPPORTED: u64 =
-            smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
+        const SUPPORTED: u64 = smtp_proto::MAIL_BODY_7BIT
+            | smtp_proto::MAIL_BODY_8BITMIME
+            | smtp_proto::MAIL_SMTPUTF8
+            | smtp_proto::MAIL_RET_FULL
+            | smtp_proto::MAIL_RET_HDRS;
         // AUTH= (RFC 4954 §5) is accepted and ignored; everything else we do
-        // not advertise (DSN, BINARYMIME, REQUIRETLS, ...) is refused.
+        // not advertise (BINARYMIME, REQUIRETLS, ...) is refused.
         if from.flags & !SUPPORTED != 0
             || from.trans_id.is_some()
-            || from.env_id.is_some()
             || from.by != 0
             || from.solicit.is_some()
             || from.mtrk.is_some()
@@ -440,11 +486,28 @@ impl<H: Handler> Session<H> {
         if !sender.is_ascii() && !smtputf8 {
             return self.refuse(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"));
         }
+        let ret = match (
+            from.flags & smtp_proto::MAIL_RET_FULL != 0,
+            from.flags & smtp_proto::MAIL_RET_HDRS != 0,
+        ) {
+            (true, true) => return self.error(reply(501, (5, 5, 4), "RET given twice")),
+            (true, false) => Some(DsnRet::Full),
+            (false, true) => Some(DsnRet::Hdrs),
+            (false, false) => None,
+        };
+        // xtext can encode any byte: a decoded CR or LF would end up in a
+        // DSN's header or the upstream dialogue.
+        if from.env_id.as_deref().is_some_and(has_control) {
+            return self.error(reply(501, (5, 5, 4), "ENVID holds a control character"));
+        }
         debug!(peer = %self.client.peer, %sender, "MAIL FROM accepted");
         self.phase = Phase::Mail(Transaction {
             sender,
             body_8bitmime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
+            ret,
+            envid: from.env_id,
+            chunks: None,
             recipients: Vec::new(),
             attempts: 0,
         });
@@ -460,6 +523,9 @@ impl<H: Handler> Session<H> {
         let Phase::Mail(tx) = &self.phase else {
             return Ok(self.error(reply(503, (5, 5, 1), "Need MAIL command")));
         };
+        if tx.chunks.is_some() {
+            return Ok(self.error(reply(503, (5, 5, 1), "BDAT in progress: RCPT not allowed")));
+        }
         let address = match address {
             Some(Ok(address)) => address,
             Some(Err(bad)) => return Ok(self.error(bad.reply(Verb::Rcpt))),
@@ -467,9 +533,17 @@ impl<H: Handler> Session<H> {
                 return Ok(self.error(reply(501, (5, 5, 4), "Syntax: RCPT TO:<address>")));
             }
         };
-        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+        let notify = match notify_of(to.flags) {
+            Ok(n) => n,
+            Err(r) => return Ok(self.error(r)),
+        };
+        if to.rrvs != 0 {
             return Ok(self.error(reply(555, (5, 5, 4), "Unsupported RCPT TO parameter")));
         }
+        if to.orcpt.as_deref().is_some_and(has_control) {
+            return Ok(self.error(reply(501, (5, 5, 4), "ORCPT holds a control character")));
+        }
+        let orcpt = to.orcpt.map(|o| format!("rfc822;{o}"));
         if !address.is_ascii() && !tx.smtputf8 {
             return Ok(self.refuse(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8")));
         }
@@ -498,7 +572,12 @@ impl<H: Handler> Session<H> {
             Ok(token) => {
                 debug!(peer = %self.client.peer, rcpt = %address, "recipient accepted");
                 if let Phase::Mail(tx) = &mut self.phase {
-                    tx.recipients.push(Recipient { address, token });
+                    tx.recipients.push(Recipient {
+                        address,
+                        token,
+                        notify,
+                        orcpt,
+                    });
                 }
                 Ok(self.ok(reply(250, (2, 1, 5), "Ok")))
             }
@@ -511,6 +590,9 @@ impl<H: Handler> Session<H> {
 
     async fn data(&mut self) -> io::Result<Flow> {
         match &self.phase {
+            Phase::Mail(tx) if tx.chunks.is_some() => {
+                return Ok(self.error(reply(503, (5, 5, 1), "BDAT in progress: DATA not allowed")));
+            }
             Phase::Mail(tx) if tx.recipients.is_empty() => {
                 return Ok(self.error(reply(554, (5, 5, 1), "No valid recipients")));
             }
@@ -547,9 +629,15 @@ impl<H: Handler> Session<H> {
             }
         }
 
+        Ok(self.complete(reader).await)
+    }
+
+    /// The end of a message (DATA's final dot, or the last BDAT chunk):
+    /// hands it to the handler and queues the one reply.
+    async fn complete(&mut self, reader: DataReader) -> Flow {
         self.bad_commands = 0;
         let Phase::Mail(tx) = std::mem::replace(&mut self.phase, Phase::Greeted) else {
-            return Ok(Flow::Continue); // checked above
+            return Flow::Continue; // checked by the callers
         };
         let answer = match reader.finish() {
             Err(refusal) => {
@@ -565,6 +653,8 @@ impl<H: Handler> Session<H> {
                     recipients: tx.recipients,
                     body_8bitmime: tx.body_8bitmime,
                     smtputf8: tx.smtputf8,
+                    ret: tx.ret,
+                    envid: tx.envid,
                 };
                 let answer = self.handler.message(envelope, body).await;
                 debug!(peer = %self.client.peer, size, recipients, code = answer.code, "DATA answered");
@@ -572,7 +662,7 @@ impl<H: Handler> Session<H> {
             }
         };
         self.conn.queue(&answer);
-        Ok(Flow::Continue)
+        Flow::Continue
     }
 
     async fn starttls(&mut self) -> io::Result<Flow> {

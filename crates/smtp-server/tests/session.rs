@@ -30,6 +30,8 @@ async fn full_transaction() {
             "250-8BITMIME",
             "250-SMTPUTF8",
             "250-ENHANCEDSTATUSCODES",
+            "250-DSN",
+            "250-CHUNKING",
             "250 HELP"
         ]
     );
@@ -144,7 +146,8 @@ async fn out_of_order_commands() {
     c.expect("DATA", "554 5.5.1 No valid recipients").await;
     c.expect("RCPT TO:<refused@example.org>", "550 5.1.1").await;
     c.expect("DATA", "554 5.5.1 No valid recipients").await;
-    c.expect("BDAT 10 LAST", "502 5.5.1").await;
+    c.send("BDAT 10 LAST\r\n0123456789").await;
+    c.expect_reply("554 5.5.1 No valid recipients").await;
     c.expect("MAIL FROM:a@example.com", "501 5.5.4").await;
     c.expect("QUIT", "221").await;
     assert!(server.handler.messages().is_empty());
@@ -173,15 +176,16 @@ async fn garbage_bytes_and_too_many_errors() {
 async fn unsupported_parameters_and_commands() {
     let server = Server::start(|_| {}).await;
     let mut c = greeted(&server).await;
-    c.expect("MAIL FROM:<a@example.com> RET=FULL", "555 5.5.4")
-        .await;
     c.expect("MAIL FROM:<a@example.com> BODY=BINARYMIME", "555 5.5.4")
         .await;
     c.expect("MAIL FROM:<a@example.com> FOO=BAR", "555 5.5.4")
         .await;
     c.expect("MAIL FROM:<a@example.com> SIZE=100", "250").await;
-    c.expect("RCPT TO:<x@example.org> NOTIFY=NEVER", "555 5.5.4")
-        .await;
+    c.expect(
+        "RCPT TO:<x@example.org> RRVS=2030-01-01T00:00:00Z",
+        "555 5.5.4",
+    )
+    .await;
     c.expect("STARTTLS", "502 5.5.1").await;
     // No users configured: AUTH is not offered at all.
     c.expect("AUTH PLAIN AGEAYg==", "502 5.5.1").await;
@@ -535,4 +539,84 @@ async fn mail_auth_parameter_is_accepted() {
     let mut c = greeted(&server).await;
     c.expect("MAIL FROM:<a@example.com> AUTH=<>", "250 2.1.0")
         .await;
+}
+
+/// Issue 7 item 5: RET, ENVID, NOTIFY and ORCPT (RFC 3461) reach the
+/// handler, decoded; a decoded control character (it would end up in a DSN
+/// or the upstream dialogue) and NOTIFY=NEVER with others are refused.
+/// Before, every DSN parameter got 555.
+#[tokio::test]
+async fn dsn_parameters_reach_the_handler() {
+    let server = Server::start(|_| {}).await;
+    let mut c = greeted(&server).await;
+    c.expect(
+        "MAIL FROM:<a@example.com> ENVID=QQ+2B1+0D RET=HDRS",
+        "501 5.5.4",
+    )
+    .await;
+    c.expect("MAIL FROM:<a@example.com> RET=HDRS ENVID=QQ+2B1", "250")
+        .await;
+    c.expect("RCPT TO:<x@example.org> NOTIFY=NEVER,SUCCESS", "501 5.5.4")
+        .await;
+    c.expect(
+        "RCPT TO:<x@example.org> ORCPT=rfc822;x+0D+0AEVIL@example.org",
+        "501 5.5.4",
+    )
+    .await;
+    c.expect(
+        "RCPT TO:<x@example.org> NOTIFY=DELAY,SUCCESS ORCPT=rfc822;Old+2BX@Example.org",
+        "250",
+    )
+    .await;
+    c.expect("RCPT TO:<y@example.org> NOTIFY=NEVER", "250")
+        .await;
+    c.expect("RCPT TO:<z@example.org>", "250").await;
+    c.expect("DATA", "354").await;
+    c.send("x\r\n.\r\n").await;
+    c.expect_reply("250").await;
+    let m = &server.handler.messages()[0];
+    assert_eq!(m.ret, Some(sealgate_smtp_server::DsnRet::Hdrs));
+    assert_eq!(m.envid.as_deref(), Some("QQ+1"));
+    assert_eq!(
+        m.dsn,
+        vec![
+            (
+                Some("SUCCESS,DELAY".to_string()),
+                Some("rfc822;Old+X@Example.org".to_string())
+            ),
+            (Some("NEVER".to_string()), None),
+            (None, None),
+        ]
+    );
+}
+
+/// Issue 7 item 5: BDAT (RFC 3030 CHUNKING): chunks are joined byte for
+/// byte (no dot-unstuffing), a last line without CRLF gets one, refused
+/// chunks are still read so the session stays in step, DATA cannot follow
+/// BDAT, and the size limit holds. Before, BDAT got 502.
+#[tokio::test]
+async fn bdat_chunks_make_one_message() {
+    let server = Server::start(|c| c.max_message_size = 2000).await;
+    let mut c = greeted(&server).await;
+    // Without a transaction: refused, and its 5 bytes are not a command.
+    c.send("BDAT 5\r\nRSET\n").await;
+    c.expect_reply("503 5.5.1").await;
+    c.expect("NOOP", "250").await;
+    c.expect("MAIL FROM:<a@example.com>", "250").await;
+    c.expect("RCPT TO:<x@example.org>", "250").await;
+    c.send("BDAT 14\r\nSubject: a\r\n\r\n").await;
+    c.expect_reply("250 2.0.0 14 octets received").await;
+    c.expect("DATA", "503 5.5.1").await;
+    c.send("BDAT 10 LAST\r\n.dot\r\nlast").await;
+    c.expect_reply("250 2.0.0").await;
+    let m = &server.handler.messages()[0];
+    assert_eq!(m.data, b"Subject: a\r\n\r\n.dot\r\nlast\r\n");
+    // Over the size limit: refused at the chunk, the session goes on.
+    c.expect("MAIL FROM:<a@example.com>", "250").await;
+    c.expect("RCPT TO:<x@example.org>", "250").await;
+    let big = format!("BDAT 3000\r\n{}", "a\r\n".repeat(1000));
+    c.send(big).await;
+    c.expect_reply("552 5.3.4").await;
+    c.expect("NOOP", "250").await;
+    assert_eq!(server.handler.messages().len(), 1);
 }

@@ -48,9 +48,13 @@ pub fn envelope(address: &str, token: RecipientDecision) -> Envelope<RecipientDe
         recipients: vec![Recipient {
             address: address.into(),
             token,
+            notify: None,
+            orcpt: None,
         }],
         body_8bitmime: false,
         smtputf8: false,
+        ret: None,
+        envid: None,
     }
 }
 

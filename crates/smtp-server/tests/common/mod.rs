@@ -26,6 +26,10 @@ pub struct Received {
     pub body_8bitmime: bool,
     pub smtputf8: bool,
     pub data: Vec<u8>,
+    /// `(NOTIFY, ORCPT)` per recipient.
+    pub dsn: Vec<(Option<String>, Option<String>)>,
+    pub ret: Option<sealgate_smtp_server::DsnRet>,
+    pub envid: Option<String>,
 }
 
 #[derive(Default)]
@@ -74,6 +78,13 @@ impl Handler for TestHandler {
                 .iter()
                 .map(|r| r.address.clone())
                 .collect(),
+            dsn: envelope
+                .recipients
+                .iter()
+                .map(|r| (r.notify.clone(), r.orcpt.clone()))
+                .collect(),
+            ret: envelope.ret,
+            envid: envelope.envid.clone(),
             tokens: envelope.recipients.into_iter().map(|r| r.token).collect(),
             body_8bitmime: envelope.body_8bitmime,
             smtputf8: envelope.smtputf8,
