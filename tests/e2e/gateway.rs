@@ -26,7 +26,13 @@ impl Gateway {
             .unwrap();
         let port = free_port();
         let path = dir.path().join("sealgate.toml");
-        std::fs::write(&path, config.replace("{port}", &port.to_string())).unwrap();
+        // Tests run many gateways at once: the admin listener only where a
+        // test asks for it.
+        let mut config = config.replace("{port}", &port.to_string());
+        if !config.contains("[admin]") {
+            config.push_str("\n[admin]\nlisten = \"\"\n");
+        }
+        std::fs::write(&path, config).unwrap();
         let child = spawn(dir.path(), &path, port);
         Gateway {
             port,
@@ -40,11 +46,11 @@ impl Gateway {
     /// store) with a new `config` (`{port}` is the same port).
     pub fn restart(&mut self, config: &str) {
         crate::gateway::stop(&self.child);
-        std::fs::write(
-            &self.config,
-            config.replace("{port}", &self.port.to_string()),
-        )
-        .unwrap();
+        let mut config = config.replace("{port}", &self.port.to_string());
+        if !config.contains("[admin]") {
+            config.push_str("\n[admin]\nlisten = \"\"\n");
+        }
+        std::fs::write(&self.config, config).unwrap();
         self.child = spawn(self.dir.path(), &self.config, self.port);
     }
 

@@ -22,6 +22,7 @@ pub use recipient::RecipientDecision;
 use outcome::Origin;
 use sealgate_crypto::mime::{header_value_unfolded, HeaderLimits, Message};
 use sealgate_keys::Resolver;
+use sealgate_metrics::{CopyMethod, MessageOutcome};
 use sealgate_policy::Policy;
 use sealgate_queue::dsn::RecipientReport;
 use sealgate_queue::{MessageKind, NewCopy, NewMessage, NewRecipient, Queue, Ret};
@@ -94,6 +95,17 @@ impl Pipeline {
 #[async_trait::async_trait]
 impl Handler for Pipeline {
     type Token = RecipientDecision;
+
+    async fn transaction(&self, client: &ClientInfo, sender: &str) -> Result<(), Reply> {
+        self.queue.accepting().map_err(|why| {
+            tracing::warn!(peer = %client.peer, sender, "transaction refused: {why}");
+            Reply::new(
+                452,
+                (4, 3, 1),
+                "Insufficient system storage, try again later",
+            )
+        })
+    }
 
     async fn recipient(
         &self,
@@ -232,9 +244,12 @@ impl Handler for Pipeline {
                         })
                         .await
                     {
-                        return queue_failure(&queue_id, &e);
+                        return self.queue_failure(&queue_id, &e);
                     }
                     tracing::info!(queue_id = %queue_id, copy = %group::describe(g, &envelope), "copy queued");
+                    if let Some(m) = copy_method(method) {
+                        self.queue.metrics().copy_built(m);
+                    }
                     (vec![Delivery::Accepted; g.members.len()], Origin::Queue)
                 }
                 Err((d, origin)) => {
@@ -245,6 +260,11 @@ impl Handler for Pipeline {
             results.push((g, deliveries, origin));
         }
         let out = outcome::fold(&queue_id, &envelope, &results);
+        let counted = match out.outcome {
+            "queued" => MessageOutcome::Queued,
+            "deferred" => MessageOutcome::Deferred,
+            _ => MessageOutcome::Rejected,
+        };
         tracing::info!(
             queue_id = %queue_id,
             message_id = message_id.as_deref().unwrap_or("-"),
@@ -259,6 +279,7 @@ impl Handler for Pipeline {
         let record = out.audit_record(&queue_id, message_id, received_at, &envelope);
         if draft.is_empty() {
             // Nothing to queue: the client hears the refusal.
+            self.queue.metrics().message_received(counted);
             self.queue.audit(record);
             return out.reply;
         }
@@ -292,20 +313,36 @@ impl Handler for Pipeline {
             }
         }
         if let Err(e) = draft.commit().await {
-            return queue_failure(&queue_id, &e);
+            return self.queue_failure(&queue_id, &e);
         }
+        self.queue.metrics().message_received(counted);
         self.queue.audit(record);
         out.reply
     }
 }
 
-/// The queue could not take the message: the client keeps it and tries
-/// again (452 4.3.1: a write error or a full disk is never a 250).
-fn queue_failure(queue_id: &str, e: &sealgate_queue::QueueError) -> Reply {
-    tracing::error!(queue_id, "message not queued: {e}");
-    Reply::new(
-        452,
-        (4, 3, 1),
-        format!("{queue_id}: cannot queue the message now, try again later"),
-    )
+fn copy_method(label: &str) -> Option<CopyMethod> {
+    Some(match label {
+        "pgp" => CopyMethod::Pgp,
+        "smime" => CopyMethod::Smime,
+        "plain" => CopyMethod::Plain,
+        "pass-through" => CopyMethod::PassThrough,
+        _ => return None,
+    })
+}
+
+impl Pipeline {
+    /// The queue could not take the message: the client keeps it and tries
+    /// again (452 4.3.1: a write error or a full disk is never a 250).
+    fn queue_failure(&self, queue_id: &str, e: &sealgate_queue::QueueError) -> Reply {
+        tracing::error!(queue_id, "message not queued: {e}");
+        self.queue
+            .metrics()
+            .message_received(MessageOutcome::Deferred);
+        Reply::new(
+            452,
+            (4, 3, 1),
+            format!("{queue_id}: cannot queue the message now, try again later"),
+        )
+    }
 }

@@ -15,6 +15,7 @@ use crate::model::{wants, MessageKind, NewCopy, NewMessage, NewRecipient, Ret, S
 use crate::sql::{self, DueRecipient, Loaded, RcptUpdate};
 use crate::writer::{Generated, Op, StoredCopy};
 use crate::{ms, now_ms, Inner, Job, Schedule};
+use sealgate_metrics::{DeliveryResult, DsnKind, QueueState};
 use sealgate_relay::{Delivery, DsnParams, Outbound, Relay};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -84,10 +85,11 @@ pub(crate) fn start(inner: Arc<Inner>, relay: Arc<dyn Relay>, remote_mta: String
         slots.clone(),
         stop_rx.clone(),
     ));
+    let sample = tokio::spawn(sample(inner.clone(), stop_rx.clone()));
     let scan = tokio::spawn(scan(ctx, slots.clone(), stop_rx));
     Workers {
         inner,
-        tasks: vec![dispatch, scan],
+        tasks: vec![dispatch, scan, sample],
         slots,
         concurrency,
     }
@@ -177,6 +179,30 @@ async fn scan(ctx: Arc<Ctx>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bo
         tokio::select! {
             _ = tokio::time::sleep(wait.min(SCAN_INTERVAL)) => {}
             _ = inner.wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often the queue gauges of /metrics are refreshed.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sets the queue length by state and the age of the oldest message.
+async fn sample(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match sql::census(inner.store.pool()).await {
+            Ok(c) => {
+                let m = &inner.metrics;
+                m.set_queue_length(QueueState::Queued, c.queued);
+                m.set_queue_length(QueueState::Deferred, c.deferred);
+                m.set_queue_length(QueueState::Held, c.held);
+                let age = c.oldest.map_or(0, |t| (now_ms() - t).max(0));
+                m.set_oldest_queued_age(Duration::from_millis(age as u64));
+            }
+            Err(e) => tracing::debug!("queue census failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_INTERVAL) => {}
             _ = stop.changed() => return,
         }
     }
@@ -322,7 +348,24 @@ async fn attempt(ctx: &Ctx, job: Job) {
     ctx.health.record(&ctx.remote_mta, &deliveries, now, probe);
     let (updates, delay_sent, reports) = outcome(ctx, &loaded, &deliveries, now);
     log_attempt(&job, &loaded, &deliveries);
-    finish(ctx, &job, now, updates, delay_sent, reports).await;
+    let counted: Vec<State> = updates.iter().map(|u| u.state).collect();
+    let kinds: Vec<DsnKind> = reports.iter().map(|g| g.kind).collect();
+    if finish(ctx, &job, now, updates, delay_sent, reports).await {
+        let m = &inner.metrics;
+        for state in counted {
+            match state {
+                State::Delivered => m.delivered(Duration::from_millis(
+                    u64::try_from(now - loaded.received_at).unwrap_or(0),
+                )),
+                State::Deferred => m.delivery(DeliveryResult::Deferred),
+                State::Failed => m.delivery(DeliveryResult::Failed),
+                State::Queued | State::Held => {}
+            }
+        }
+        for k in kinds {
+            m.dsn_sent(k);
+        }
+    }
 }
 
 /// Runs `send` while renewing the lease every third of its length.
@@ -494,6 +537,11 @@ pub(crate) fn report_message(schedule: &Schedule, report: &Report<'_>, now: i64)
     };
     let id = format!("{}D{tag}{now:X}", report.queue_id);
     Generated {
+        kind: match report.kind {
+            ReportKind::Failed => DsnKind::Failed,
+            ReportKind::Delayed => DsnKind::Delayed,
+            ReportKind::Relayed => DsnKind::Relayed,
+        },
         expires_at: now.saturating_add(ms(schedule.max_age)),
         message: NewMessage {
             id: id.clone(),
@@ -538,7 +586,8 @@ fn log_attempt(job: &Job, l: &Loaded, deliveries: &[Delivery]) {
     }
 }
 
-/// Hands the result to the writer and waits for it; a lost lease is logged.
+/// Hands the result to the writer and waits for it; true once written. A
+/// lost lease is logged.
 async fn finish(
     ctx: &Ctx,
     job: &Job,
@@ -546,7 +595,7 @@ async fn finish(
     updates: Vec<RcptUpdate>,
     delay_dsn_sent: bool,
     reports: Vec<Generated>,
-) {
+) -> bool {
     let inner = &ctx.inner;
     let has_reports = !reports.is_empty();
     let (answer, rx) = oneshot::channel();
@@ -561,21 +610,26 @@ async fn finish(
         answer,
     };
     if inner.writer.send(op).await.is_err() {
-        return;
+        return false;
     }
     match rx.await {
         Ok(Ok(true)) => {
             if has_reports {
                 inner.wake.notify_one();
             }
+            true
         }
-        Ok(Ok(false)) => tracing::warn!(
-            copy = %job.copy_id,
-            "the lease ran out during delivery; the result is left to the instance that owns the copy now"
-        ),
+        Ok(Ok(false)) => {
+            tracing::warn!(
+                copy = %job.copy_id,
+                "the lease ran out during delivery; the result is left to the instance that owns the copy now"
+            );
+            false
+        }
         Ok(Err(e)) => {
-            tracing::error!(copy = %job.copy_id, "cannot write a delivery result (the copy is tried again after its lease): {e}")
+            tracing::error!(copy = %job.copy_id, "cannot write a delivery result (the copy is tried again after its lease): {e}");
+            false
         }
-        Err(_) => {}
+        Err(_) => false,
     }
 }

@@ -29,6 +29,7 @@ pub use config::{QueueConfig, Schedule};
 pub use deliver::Workers;
 pub use model::{MessageKind, NewCopy, NewMessage, NewRecipient, Ret, State};
 
+use sealgate_metrics::Metrics;
 use sealgate_store::{AuditRecord, Store};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -87,6 +88,7 @@ pub(crate) struct Inner {
     pub wake: Notify,
     /// Set at shutdown: workers and scanner stop taking copies.
     pub stop: tokio::sync::watch::Sender<bool>,
+    pub metrics: Metrics,
 }
 
 impl Inner {
@@ -115,6 +117,7 @@ impl Queue {
         store: Store,
         schedule: Schedule,
         hostname: &str,
+        metrics: Metrics,
     ) -> Result<Queue, QueueError> {
         let single = store.backend() == sealgate_store::Backend::Sqlite;
         let mut conn = store
@@ -163,6 +166,7 @@ impl Queue {
                 backlog: Default::default(),
                 wake: Notify::new(),
                 stop: tokio::sync::watch::channel(false).0,
+                metrics,
             }),
         })
     }
@@ -186,6 +190,49 @@ impl Queue {
 
     pub fn schedule(&self) -> &Schedule {
         &self.inner.schedule
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Free bytes where the queue lives: the SQLite file's file system;
+    /// `None` on PostgreSQL (the server's disk is not ours to see) or if it
+    /// cannot be read.
+    pub fn free_space(&self) -> Option<u64> {
+        let path = self.inner.store.sqlite_path()?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// Whether a new message may be taken: `Err` (for 452 4.3.1) when the
+    /// queue's disk is below `queue.min_free_space` or the writer is gone.
+    pub fn accepting(&self) -> Result<(), String> {
+        if self.inner.writer.is_closed() {
+            return Err("the queue writer has stopped".into());
+        }
+        match self.free_space() {
+            Some(free) if free < self.inner.schedule.min_free_space => Err(format!(
+                "{free} bytes free where the queue lives, below queue.min_free_space ({})",
+                self.inner.schedule.min_free_space
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// For `/readyz`: the queue's tables answer a write on the durable pool
+    /// (one that changes nothing), and [`Queue::accepting`] holds.
+    pub async fn check_writable(&self) -> Result<(), String> {
+        self.accepting()?;
+        sqlx::query("UPDATE queue_copy SET active = active WHERE id = ''")
+            .execute(self.inner.store.durable_pool())
+            .await
+            .map_err(|e| format!("queue not writable: {e}"))?;
+        Ok(())
     }
 
     /// Writes a message's audit row beside the flow: the reply never waits
@@ -349,6 +396,7 @@ impl Draft {
             });
         }
         if has_reports {
+            inner.metrics.dsn_sent(sealgate_metrics::DsnKind::Failed);
             inner.wake.notify_one();
         }
         Ok(())

@@ -444,3 +444,32 @@ pub(crate) async fn next_due(pool: &AnyPool) -> Result<Option<i64>> {
     .fetch_one(pool)
     .await
 }
+
+/// Recipients waiting by state, and the arrival of the oldest message.
+pub(crate) struct Census {
+    pub queued: u64,
+    pub deferred: u64,
+    pub held: u64,
+    pub oldest: Option<i64>,
+}
+
+pub(crate) async fn census(pool: &AnyPool) -> Result<Census> {
+    let row = sqlx::query(
+        "SELECT COUNT(CASE WHEN state = 'queued' THEN 1 END),
+                COUNT(CASE WHEN state = 'deferred' THEN 1 END),
+                COUNT(CASE WHEN state = 'held' THEN 1 END)
+         FROM queue_rcpt",
+    )
+    .fetch_one(pool)
+    .await?;
+    let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(received_at) FROM queue_message")
+        .fetch_one(pool)
+        .await?;
+    let n = |i| row.try_get::<i64, _>(i).map(|v| v.max(0) as u64);
+    Ok(Census {
+        queued: n(0)?,
+        deferred: n(1)?,
+        held: n(2)?,
+        oldest,
+    })
+}

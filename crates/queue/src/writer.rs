@@ -29,6 +29,7 @@ pub(crate) struct StoredCopy {
 
 /// A generated message (a DSN): its envelope and its one copy.
 pub(crate) struct Generated {
+    pub kind: sealgate_metrics::DsnKind,
     pub message: NewMessage,
     pub copy: StoredCopy,
     pub expires_at: i64,

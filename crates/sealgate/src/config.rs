@@ -30,6 +30,8 @@ pub struct Settings {
     #[serde(default)]
     pub queue: QueueConfig,
     #[serde(default)]
+    pub admin: sealgate_admin::AdminConfig,
+    #[serde(default)]
     pub log: LogSettings,
 }
 
@@ -440,6 +442,7 @@ impl Settings {
         self.relay.validate()?;
         self.policy.validate()?;
         self.queue.schedule()?;
+        self.admin.validate()?;
         Ok(())
     }
 

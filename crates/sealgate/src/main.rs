@@ -25,6 +25,7 @@ mod cli;
 mod commands;
 mod config;
 mod logging;
+mod observe;
 mod queue_cmd;
 mod serve;
 mod sources;

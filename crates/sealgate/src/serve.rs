@@ -31,9 +31,16 @@ pub async fn run(settings: Settings) -> Result<()> {
     let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     let relay = SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
     let schedule = settings.queue.schedule().map_err(anyhow::Error::msg)?;
-    let queue = Queue::open(store.clone(), schedule, &settings.smtp.hostname)
-        .await
-        .context("cannot open the queue")?;
+    let metrics = sealgate_metrics::Metrics::new();
+    let queue = Queue::open(
+        store.clone(),
+        schedule,
+        &settings.smtp.hostname,
+        metrics.clone(),
+    )
+    .await
+    .context("cannot open the queue")?;
+    let admin = crate::observe::start(&settings, &metrics, &store, &queue).await?;
     let workers = queue.start(Arc::new(relay), &settings.relay.upstream);
     let pipeline = Arc::new(Pipeline::new(
         policy,
@@ -50,7 +57,9 @@ pub async fn run(settings: Settings) -> Result<()> {
             },
         },
     ));
-    let server_config = Arc::new(wiring::server_config(&settings)?);
+    let mut server_config = wiring::server_config(&settings)?;
+    server_config.metrics = Some(metrics.clone());
+    let server_config = Arc::new(server_config);
     let addr = settings.listen_addr().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -79,16 +88,23 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
     });
     let mut term = signal(SignalKind::terminate())?;
+    let admin_ref = admin.as_ref();
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        if let Some(a) = admin_ref {
+            a.shutting_down();
         }
     };
     sealgate_smtp_server::serve(listener, server_config, pipeline, shutdown).await?;
     workers
         .shutdown(Duration::from_secs(settings.smtp.shutdown_grace_secs))
         .await;
+    if let Some(a) = admin {
+        a.stop().await;
+    }
     store.close().await;
     tracing::info!("sealgate stopped");
     Ok(())

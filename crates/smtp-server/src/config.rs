@@ -86,6 +86,8 @@ pub struct ServerConfig {
     /// At shutdown, how long open sessions may take to finish before they
     /// are cut off.
     pub shutdown_grace: Duration,
+    /// Where open sessions are counted (`/metrics`).
+    pub metrics: Option<sealgate_metrics::Metrics>,
 }
 
 impl ServerConfig {
@@ -114,6 +116,7 @@ impl ServerConfig {
             auth_users: Vec::new(),
             require_auth_over_tls: true,
             shutdown_grace: Duration::from_secs(30),
+            metrics: None,
         }
     }
 }

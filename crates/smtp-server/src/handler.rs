@@ -74,6 +74,13 @@ pub trait Handler: Send + Sync + 'static {
     /// Per-recipient state decided at RCPT time and handed back with the message.
     type Token: Send + Sync + 'static;
 
+    /// Called at MAIL FROM, before anything else of the transaction:
+    /// `Err(reply)` refuses the transaction (e.g. `452 4.3.1` while the queue
+    /// is short of disk). The default takes every transaction.
+    async fn transaction(&self, _client: &ClientInfo, _sender: &str) -> Result<(), Reply> {
+        Ok(())
+    }
+
     /// Called for each RCPT TO after the access check passed. `Err(reply)`
     /// refuses this recipient only.
     async fn recipient(

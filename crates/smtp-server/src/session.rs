@@ -117,6 +117,7 @@ pub(crate) async fn run<H: Handler>(
         anvil,
         shutdown,
     };
+    let _counted = session.config.metrics.as_ref().map(|m| m.session());
     if let Err(e) = session.serve().await {
         debug!(%peer, error = %e, "session I/O error");
     }
@@ -357,7 +358,7 @@ impl<H: Handler> Session<H> {
         Ok(match request {
             Request::Ehlo { host } => self.helo(host, true),
             Request::Helo { host } => self.helo(host, false),
-            Request::Mail { from } => self.mail(from, address_of(path, Verb::Mail)),
+            Request::Mail { from } => self.mail(from, address_of(path, Verb::Mail)).await,
             Request::Rcpt { to } => self.rcpt(to, address_of(path, Verb::Rcpt)).await?,
             Request::Data => self.data().await?,
             Request::StartTls => self.starttls().await?,
@@ -438,7 +439,7 @@ impl<H: Handler> Session<H> {
     }
 
     /// `address`: the canonical sender from address.rs (`""` for `<>`).
-    fn mail(
+    async fn mail(
         &mut self,
         from: MailFrom<String>,
         address: Option<Result<String, AddressError>>,
@@ -499,6 +500,10 @@ impl<H: Handler> Session<H> {
         // DSN's header or the upstream dialogue.
         if from.env_id.as_deref().is_some_and(has_control) {
             return self.error(reply(501, (5, 5, 4), "ENVID holds a control character"));
+        }
+        if let Err(refusal) = self.handler.transaction(&self.client, &sender).await {
+            info!(peer = %self.client.peer, %sender, code = refusal.code, "transaction refused at MAIL FROM");
+            return self.refuse(refusal);
         }
         debug!(peer = %self.client.peer, %sender, "MAIL FROM accepted");
         self.phase = Phase::Mail(Transaction {

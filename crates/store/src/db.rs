@@ -23,6 +23,8 @@ pub struct Store {
     /// `synchronous_commit = on` whatever the server's default.
     durable: AnyPool,
     backend: Backend,
+    /// The database file, for SQLite.
+    path: Option<std::path::PathBuf>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -49,10 +51,12 @@ impl Store {
             &["SET synchronous_commit = on"]
         };
         let durable = connect(url, &connect_url, if sqlite { 1 } else { 8 }, 30, durable).await?;
+        let path = (sqlite).then(|| sqlite_file(url)).flatten();
         Ok(Store {
             pool,
             durable,
             backend,
+            path,
         })
     }
 
@@ -70,6 +74,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite database file (`None` on PostgreSQL or in memory).
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Closes every connection (waits for them to be returned).
@@ -104,6 +119,14 @@ async fn connect(
             url: redact(url),
             source,
         })
+}
+
+/// The file of a `sqlite:` URL.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 /// Checks the URL scheme; for SQLite creates the parent directory and asks sqlx

@@ -56,6 +56,15 @@ impl TempDatabase {
     pub fn psql(&self, sql: &str) -> Result<String, String> {
         psql(&self.name, sql)
     }
+
+    /// Drops the database now, ending every connection to it: what a
+    /// client sees when its database goes away.
+    pub fn drop_now(&self) -> Result<String, String> {
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+    }
 }
 
 impl Drop for TempDatabase {

@@ -79,7 +79,8 @@ pub async fn queue_to(store: &Store, port: u16) -> Queue {
     }
     .schedule()
     .unwrap();
-    let queue = Queue::open(store.clone(), schedule, "gw.test")
+    let metrics = sealgate_metrics::Metrics::new();
+    let queue = Queue::open(store.clone(), schedule, "gw.test", metrics)
         .await
         .unwrap();
     let _workers = queue.start(relay_to(port), &format!("127.0.0.1:{port}"));

@@ -1,0 +1,68 @@
+//! The admin listener as the binary starts it: `[admin] listen`, the
+//! metrics every stage counts into, and the readiness checks of `/readyz`
+//! (store reachable, queue writable, disk space above
+//! `queue.min_free_space`, not shutting down).
+
+use crate::config::Settings;
+use anyhow::{Context, Result};
+use sealgate_admin::{check_fn, AdminState};
+use sealgate_metrics::Metrics;
+use sealgate_queue::Queue;
+use sealgate_store::Store;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running admin listener.
+pub struct Admin {
+    state: AdminState,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Admin {
+    /// `/readyz` answers 503 from now on (the balancer stops sending).
+    pub fn shutting_down(&self) {
+        self.state.mark_shutting_down();
+    }
+
+    /// Stops the listener and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the admin listener unless `admin.listen` is empty.
+pub async fn start(
+    settings: &Settings,
+    metrics: &Metrics,
+    store: &Store,
+    queue: &Queue,
+) -> Result<Option<Admin>> {
+    let Some(addr) = settings.admin.listen_addr().map_err(anyhow::Error::msg)? else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("admin.listen: cannot listen on {addr}"))?;
+    let s = store.clone();
+    let q = queue.clone();
+    let checks = vec![
+        check_fn("store", move || {
+            let s = s.clone();
+            // The store's own error names no password (URLs are redacted).
+            async move { s.ping().await.map_err(|e| e.to_string()) }
+        }),
+        check_fn("queue", move || {
+            let q = q.clone();
+            async move { q.check_writable().await }
+        }),
+    ];
+    let state = AdminState::new(metrics.clone(), checks);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(sealgate_admin::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    tracing::info!(listen = %addr, "admin listener started (/metrics, /livez, /readyz)");
+    Ok(Some(Admin { state, stop, task }))
+}
