@@ -7,13 +7,19 @@
 //! OpenPGP key never causes an LDAP query for S/MIME when PGP is preferred.
 //! Every lookup is bounded by its source's timeout; a failed or timed-out
 //! source is reported as an error ("answer unknown"), never as "no key".
+//! Remote sources come wrapped in [`crate::cache::CachedSource`] (memory
+//! cache, lookup cache, single-flight, circuit breaker); the resolver reuses
+//! its usability verdict for a key object it has checked before, while no
+//! date in the key can change it and for at most a minute, so that a cached
+//! answer costs no signature checks.
 
+use crate::cache::BreakerState;
 use crate::source::{FoundKey, Source, SourceReport};
 use crate::trust::CertificateTrust;
 use crate::usable;
 use crate::{Method, RecipientKey};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// What the walk does when a source fails (its answer is unknown).
@@ -78,6 +84,68 @@ pub struct Resolver {
     sources: Vec<Registered>,
     order: BTreeMap<Method, Vec<usize>>,
     trust: Arc<dyn CertificateTrust>,
+    verdicts: Verdicts,
+}
+
+/// Longest a usability verdict is reused.
+const VERDICT_MAX_AGE: Duration = Duration::from_secs(60);
+/// Verdicts kept; all are dropped when full.
+const VERDICTS_MAX: usize = 20_000;
+
+/// A verdict of [`usable::check`] and the key object it is about.
+struct Verdict {
+    /// Held so that the object's address (the map key) stays its own.
+    _key: RecipientKey,
+    usable: Result<(), String>,
+    checked_at: SystemTime,
+    until: SystemTime,
+}
+
+/// Verdicts of [`usable::check`] by key object (the `Arc` the caches hand
+/// out again and again for the same certificate text) and address, each
+/// reused while none of the key's own dates can change it and for at most
+/// [`VERDICT_MAX_AGE`] ([`usable::verdict_lasts_until`]). A refetched key is
+/// a new object, so it is checked afresh. Only [`Resolver::resolve`] uses
+/// them; `verify` checks every key.
+#[derive(Default)]
+struct Verdicts {
+    map: Mutex<HashMap<(usize, String), Verdict>>,
+}
+
+fn object_id(key: &RecipientKey) -> usize {
+    match key {
+        RecipientKey::Pgp(c) => Arc::as_ptr(c) as usize,
+        RecipientKey::Smime(x) => Arc::as_ptr(x) as usize,
+    }
+}
+
+impl Verdicts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, String), Verdict>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(
+        &self,
+        key: &RecipientKey,
+        address: &str,
+        now: SystemTime,
+    ) -> Option<Result<(), String>> {
+        self.lock()
+            .get(&(object_id(key), address.to_string()))
+            .filter(|v| v.checked_at <= now && now < v.until)
+            .map(|v| v.usable.clone())
+    }
+
+    fn put(&self, key: &RecipientKey, address: &str, v: Verdict) {
+        if v.until <= v.checked_at {
+            return;
+        }
+        let mut map = self.lock();
+        if map.len() >= VERDICTS_MAX {
+            map.clear();
+        }
+        map.insert((object_id(key), address.to_string()), v);
+    }
 }
 
 impl Resolver {
@@ -89,6 +157,7 @@ impl Resolver {
             sources: registered,
             order: BTreeMap::from([(Method::Pgp, all.clone()), (Method::Smime, all)]),
             trust,
+            verdicts: Verdicts::default(),
         }
     }
 
@@ -118,6 +187,7 @@ impl Resolver {
             sources,
             order,
             trust,
+            verdicts: Verdicts::default(),
         })
     }
 
@@ -127,6 +197,25 @@ impl Resolver {
             .get(&method)
             .map(|o| o.iter().map(|&i| self.sources[i].name.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The circuit breaker of every source that has one (the cached remote
+    /// sources), by source name, in registration order: for metrics.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.sources
+            .iter()
+            .filter_map(|s| s.lookup.breaker().map(|b| (s.name.clone(), b)))
+            .collect()
+    }
+
+    /// Forgets the answers the sources keep in this process's memory, for
+    /// `address` or all of them. `sealgate cache expire` runs in its own
+    /// process and cannot reach a running daemon's memory: there
+    /// `keys.memory_cache_secs` bounds how long an expired answer is served.
+    pub fn clear_memory_caches(&self, address: Option<&str>) {
+        for s in &self.sources {
+            s.lookup.clear_memory(address);
+        }
     }
 
     /// Usable keys for `address`, for the `methods` in the policy's preference
@@ -252,18 +341,64 @@ impl Resolver {
             Ok(r) => r?,
             Err(_) => return Err(format!("timed out after {} s", s.timeout.as_secs())),
         };
+        // A verdict reached before for the same key object and address, if
+        // it still holds (not for `verify`, which checks everything afresh).
+        let mut found: Vec<Option<FoundKey>> = keys
+            .iter()
+            .map(|key| {
+                let usable = if direct {
+                    None
+                } else {
+                    self.verdicts.get(key, address, now)
+                };
+                usable.map(|usable| FoundKey {
+                    key: key.clone(),
+                    usable,
+                })
+            })
+            .collect();
+        let missing: Vec<(usize, RecipientKey)> = keys
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| found[*i].is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(found.into_iter().flatten().collect());
+        }
         // Checking a key verifies its signatures: CPU work, off the workers.
         let trust = self.trust.clone();
-        let address = address.to_string();
-        sealgate_crypto::cpu::run(move |_| {
-            keys.into_iter()
-                .map(|key| FoundKey {
-                    usable: usable::check(&key, &address, now, trust.as_ref()),
-                    key,
+        let owned = address.to_string();
+        let checked = sealgate_crypto::cpu::run(move |_| {
+            missing
+                .into_iter()
+                .map(|(i, key)| {
+                    let usable = usable::check(&key, &owned, now, trust.as_ref());
+                    let until = if direct {
+                        now
+                    } else {
+                        usable::verdict_lasts_until(&key, now, VERDICT_MAX_AGE)
+                    };
+                    (i, key, usable, until)
                 })
-                .collect()
+                .collect::<Vec<_>>()
         })
-        .await
+        .await?;
+        for (i, key, usable, until) in checked {
+            if !direct {
+                self.verdicts.put(
+                    &key,
+                    address,
+                    Verdict {
+                        _key: key.clone(),
+                        usable: usable.clone(),
+                        checked_at: now,
+                        until,
+                    },
+                );
+            }
+            found[i] = Some(FoundKey { key, usable });
+        }
+        Ok(found.into_iter().flatten().collect())
     }
 }
 

@@ -4,6 +4,7 @@
 //! ([`crate::files::FileSource`]). LDAP, key servers, WKD and harvested keys are
 //! more implementations of [`Source`], placed in the resolver's precedence list.
 
+use crate::cache::BreakerState;
 use crate::load::parse_any;
 use crate::RecipientKey;
 use sealgate_store::Store;
@@ -16,6 +17,14 @@ pub trait Source: Send + Sync {
     /// Every key this source has for `address`, usable or not. `Err` means the
     /// answer is unknown (the source failed), which is not the same as "none".
     async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String>;
+    /// The circuit breaker in front of this source, if it has one (the
+    /// cached remote sources, [`crate::cache::CachedSource`]).
+    fn breaker(&self) -> Option<BreakerState> {
+        None
+    }
+    /// Forgets answers this source keeps in process memory, for `address`
+    /// or all; a source without such a cache has nothing to do.
+    fn clear_memory(&self, _address: Option<&str>) {}
 }
 
 /// A key a source returned and whether it may be used (else why not).

@@ -18,7 +18,7 @@ use sequoia_openpgp::cert::amalgamation::ValidAmalgamation;
 use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::types::RevocationStatus;
 use sequoia_openpgp::Cert;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// `Ok(())` when `key` may be used for `address` at `now`, else the reason.
 pub fn check(
@@ -96,4 +96,78 @@ pub fn check_x509(x: &X509, address: &str, now: SystemTime) -> Result<(), String
         ));
     }
     Ok(())
+}
+
+/// Margin around every date in a key when deciding how long a verdict lasts
+/// (wider than sequoia's 30-minute clock-skew tolerance).
+const DATE_MARGIN: Duration = Duration::from_secs(3600);
+
+/// Until when the verdict of [`check`] at `now` can be reused: the earliest
+/// date in the key (a signature's creation or expiry, a key's creation or
+/// expiry; an X.509 validity bound), less or plus an hour, that lies after
+/// `now`, and never later than `now + max`. Only these dates make the
+/// verdict change with time; `max` bounds everything else (the policy's
+/// algorithm cut-off dates, the trust policy). `now` itself (no reuse) when
+/// a date cannot be read.
+pub fn verdict_lasts_until(key: &RecipientKey, now: SystemTime, max: Duration) -> SystemTime {
+    let dates = match key {
+        RecipientKey::Pgp(cert) => pgp_dates(cert),
+        RecipientKey::Smime(x) => match x509_dates(x) {
+            Some(d) => d,
+            None => return now,
+        },
+    };
+    let mut until = now + max;
+    for d in dates {
+        for c in [
+            d.checked_sub(DATE_MARGIN),
+            Some(d),
+            d.checked_add(DATE_MARGIN),
+        ] {
+            if let Some(c) = c.filter(|c| *c > now && *c < until) {
+                until = c;
+            }
+        }
+    }
+    until
+}
+
+/// Every date in the certificate that a check at some time could depend
+/// on: signatures' creation and expiry times, keys' creation times, and each
+/// key's creation time plus every key validity period in it (more dates than
+/// needed only make the verdict be recomputed sooner).
+fn pgp_dates(cert: &Cert) -> Vec<SystemTime> {
+    use sequoia_openpgp::Packet;
+    let mut dates = Vec::new();
+    let mut created = Vec::new();
+    let mut periods = Vec::new();
+    for p in cert.clone().into_packets() {
+        match p {
+            Packet::PublicKey(k) => created.push(k.creation_time()),
+            Packet::PublicSubkey(k) => created.push(k.creation_time()),
+            Packet::SecretKey(k) => created.push(k.creation_time()),
+            Packet::SecretSubkey(k) => created.push(k.creation_time()),
+            Packet::Signature(s) => {
+                dates.extend(s.signature_creation_time());
+                dates.extend(s.signature_expiration_time());
+                periods.extend(s.key_validity_period());
+            }
+            _ => {}
+        }
+    }
+    for c in &created {
+        dates.push(*c);
+        dates.extend(periods.iter().filter_map(|p| c.checked_add(*p)));
+    }
+    dates
+}
+
+fn x509_dates(x: &X509) -> Option<Vec<SystemTime>> {
+    let epoch = Asn1Time::from_unix(0).ok()?;
+    let at = |t: &openssl::asn1::Asn1TimeRef| -> Option<SystemTime> {
+        let d = epoch.diff(t).ok()?;
+        let secs = i64::from(d.days) * 86_400 + i64::from(d.secs);
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+    };
+    Some(vec![at(x.not_before())?, at(x.not_after())?])
 }

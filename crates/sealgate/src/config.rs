@@ -152,6 +152,12 @@ pub struct KeysSettings {
     pub cache_positive_secs: u64,
     /// Seconds a remote answer that found nothing is reused.
     pub cache_negative_secs: u64,
+    /// Answers of remote sources kept in process memory in front of the
+    /// store's lookup cache; 0 turns the memory cache off.
+    pub memory_cache_entries: usize,
+    /// Seconds an answer stays in memory (never past its store entry): bounds
+    /// how long another process's `cache expire` goes unnoticed; 0 = off.
+    pub memory_cache_secs: u64,
     /// `[[keys.ldap]]`: user directories holding S/MIME certificates.
     pub ldap: Vec<sealgate_keys::sources::ldap_directory::LdapDirectoryConfig>,
     /// OpenPGP key servers: hkp://, hkps://, http://, https:// (HKP) or
@@ -178,6 +184,8 @@ impl Default for KeysSettings {
                 .to_vec(),
             cache_positive_secs: 86_400,
             cache_negative_secs: 3_600,
+            memory_cache_entries: 10_000,
+            memory_cache_secs: 60,
             ldap: Vec::new(),
             keyservers: Vec::new(),
             wkd: WkdSettings::default(),
@@ -198,6 +206,8 @@ impl std::fmt::Debug for KeysSettings {
             .field("smime_sources", &self.smime_sources)
             .field("cache_positive_secs", &self.cache_positive_secs)
             .field("cache_negative_secs", &self.cache_negative_secs)
+            .field("memory_cache_entries", &self.memory_cache_entries)
+            .field("memory_cache_secs", &self.memory_cache_secs)
             .field("ldap", &self.ldap)
             .field("keyservers", &self.keyservers)
             .field("wkd", &self.wkd)

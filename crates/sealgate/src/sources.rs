@@ -4,11 +4,12 @@
 //! (keys in the store), `files` (key-store files), `ldap` (every `[[keys.ldap]]`
 //! directory in config order) or `ldap:<name>`, `keyservers` (every entry of
 //! `keys.keyservers`) or `keyserver:<url>`, and `wkd`. Remote sources sit behind
-//! the lookup cache; `verify` asks them directly.
+//! the memory cache (`keys.memory_cache_entries`, `keys.memory_cache_secs`),
+//! the lookup cache and a circuit breaker; `verify` asks them directly.
 
 use crate::config::KeysSettings;
 use anyhow::{Context, Result};
-use sealgate_keys::cache::{location, CachedSource};
+use sealgate_keys::cache::{location, BreakerConfig, CacheOptions, CachedSource};
 use sealgate_keys::files::{FileSource, KeyFiles, LoadSummary};
 use sealgate_keys::resolver::Registered;
 use sealgate_keys::source::{Source, StoreSource};
@@ -142,17 +143,28 @@ pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSourc
         direct: s,
         timeout: local_timeout,
     };
-    let cached = |s: Arc<dyn Source>, config_text: String, timeout: Duration| Registered {
-        name: s.name(),
-        lookup: Arc::new(CachedSource::new(
-            s.clone(),
-            store.clone(),
-            location(&config_text),
-            Duration::from_secs(k.cache_positive_secs),
-            Duration::from_secs(k.cache_negative_secs),
-        )),
-        direct: s,
-        timeout: timeout.min(local_timeout),
+    // Remote sources: memory cache, then the store's lookup cache, then one
+    // shared request per address behind the source's circuit breaker.
+    let cached = |s: Arc<dyn Source>, config_text: String, timeout: Duration| {
+        let timeout = timeout.min(local_timeout);
+        Registered {
+            name: s.name(),
+            lookup: Arc::new(CachedSource::with_options(
+                s.clone(),
+                store.clone(),
+                location(&config_text),
+                Duration::from_secs(k.cache_positive_secs),
+                Duration::from_secs(k.cache_negative_secs),
+                CacheOptions {
+                    memory_entries: k.memory_cache_entries,
+                    memory_ttl: Duration::from_secs(k.memory_cache_secs),
+                    timeout: Some(timeout),
+                    breaker: BreakerConfig::default(),
+                },
+            )),
+            direct: s,
+            timeout,
+        }
     };
     let mut all = vec![
         local(Arc::new(StoreSource::new(store.clone(), "upload"))),
