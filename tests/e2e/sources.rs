@@ -94,6 +94,9 @@ tls = "none"
 url = "sqlite://data/s.db"
 [keys]
 keyservers = [{{ url = "hkp://127.0.0.1:{hkp}", allow_insecure = true }}]
+# `cache expire` runs as another process: it cannot reach this daemon's
+# memory cache, which would serve hank's answer for memory_cache_secs more.
+memory_cache_secs = 0
 [[keys.ldap]]
 name = "corp"
 url = "{ldap}"

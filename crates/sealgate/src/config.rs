@@ -60,6 +60,9 @@ pub struct SmtpSettings {
     /// At SIGTERM: how long open sessions, and deliveries under way, may
     /// take to finish.
     pub shutdown_grace_secs: u64,
+    /// Message bytes all sessions together may hold; a message beyond gets
+    /// 452 4.3.1.
+    pub max_inflight_bytes: usize,
     pub bare_lf: BareLfSetting,
     /// Messages already carrying more Received: fields are refused (554 5.4.6).
     pub max_hops: usize,
@@ -90,6 +93,7 @@ impl Default for SmtpSettings {
             data_timeout_secs: 300,
             data_deadline_secs: 1800,
             shutdown_grace_secs: 30,
+            max_inflight_bytes: 512 << 20,
             bare_lf: BareLfSetting::Normalize,
             max_hops: 50,
             max_header_size: 1 << 20,
@@ -356,6 +360,12 @@ impl Settings {
         self.listen_addr()?;
         self.networks()?;
         let s = &self.smtp;
+        if s.max_inflight_bytes < s.max_message_size {
+            return Err(format!(
+                "smtp.max_inflight_bytes ({}) must be at least smtp.max_message_size ({}): else no message of the largest size could ever be taken",
+                s.max_inflight_bytes, s.max_message_size
+            ));
+        }
         if s.max_message_size < 1024 {
             return Err("smtp.max_message_size: must be at least 1024 bytes".into());
         }

@@ -1,5 +1,5 @@
 //! `sealgate serve`: builds the flow and runs it until SIGTERM/SIGINT;
-//! SIGHUP re-reads the key-store files.
+//! SIGHUP re-reads the key-store files and empties the in-memory key cache.
 
 use crate::config::Settings;
 use crate::wiring;
@@ -42,9 +42,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     .context("cannot open the queue")?;
     let admin = crate::observe::start(&settings, &metrics, &store, &queue).await?;
     let workers = queue.start(Arc::new(relay), &settings.relay.upstream);
+    let resolver = Arc::new(resolver);
     let pipeline = Arc::new(Pipeline::new(
         policy,
-        Arc::new(resolver),
+        resolver.clone(),
         queue.clone(),
         PipelineOptions {
             lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
@@ -74,6 +75,9 @@ pub async fn run(settings: Settings) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            // Remote answers are asked again: a changed key at a source
+            // shows at once, not after keys.memory_cache_secs.
+            resolver.clear_memory_caches(None);
             match files.reload() {
                 Ok(s) => tracing::info!(
                     pgp_keys = s.pgp_keys,

@@ -54,6 +54,7 @@ pub fn server_config(settings: &Settings) -> Result<ServerConfig> {
     c.data_timeout = Duration::from_secs(s.data_timeout_secs);
     c.data_deadline = Duration::from_secs(s.data_deadline_secs);
     c.shutdown_grace = Duration::from_secs(s.shutdown_grace_secs);
+    c.max_inflight_bytes = s.max_inflight_bytes;
     c.bare_lf = match s.bare_lf {
         BareLfSetting::Normalize => BareLf::Normalize,
         BareLfSetting::Reject => BareLf::Reject,

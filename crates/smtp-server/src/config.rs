@@ -86,6 +86,9 @@ pub struct ServerConfig {
     /// At shutdown, how long open sessions may take to finish before they
     /// are cut off.
     pub shutdown_grace: Duration,
+    /// Message bytes all sessions together may hold (`smtp.max_inflight_bytes`);
+    /// beyond, `452 4.3.1`.
+    pub max_inflight_bytes: usize,
     /// Where open sessions are counted (`/metrics`).
     pub metrics: Option<sealgate_metrics::Metrics>,
 }
@@ -116,6 +119,7 @@ impl ServerConfig {
             auth_users: Vec::new(),
             require_auth_over_tls: true,
             shutdown_grace: Duration::from_secs(30),
+            max_inflight_bytes: 512 << 20,
             metrics: None,
         }
     }
@@ -151,6 +155,7 @@ impl fmt::Debug for ServerConfig {
             .field("auth_users", &self.auth_users)
             .field("require_auth_over_tls", &self.require_auth_over_tls)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_inflight_bytes", &self.max_inflight_bytes)
             .finish()
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct DataReader {
     /// BDAT content (RFC 3030): no dot-stuffing and no end line; the end
     /// is where the last chunk ends.
     raw: bool,
+    /// `smtp.max_inflight_bytes` had no room for it (452 4.3.1).
+    over_budget: bool,
 }
 
 impl DataReader {
@@ -59,7 +61,15 @@ impl DataReader {
             nul: false,
             saw_bare_lf: false,
             raw: false,
+            over_budget: false,
         }
+    }
+
+    /// The in-flight budget has no room for this message: keep nothing
+    /// more, read on to its end, answer 452 4.3.1.
+    pub(crate) fn over_budget(&mut self) {
+        self.over_budget = true;
+        self.body = Vec::new();
     }
 
     /// A reader for BDAT chunks: the same checks (size, line length, NUL,
@@ -183,7 +193,8 @@ impl DataReader {
     }
 
     fn failed(&self) -> bool {
-        self.oversize
+        self.over_budget
+            || self.oversize
             || self.too_long
             || self.nul
             || (self.saw_bare_lf && self.bare_lf == BareLf::Reject)
@@ -191,7 +202,13 @@ impl DataReader {
 
     /// The message (CRLF line endings, unstuffed) or the reply refusing it.
     pub(crate) fn finish(self) -> Result<Vec<u8>, Reply> {
-        if self.oversize {
+        if self.over_budget {
+            Err(Reply::new(
+                452,
+                (4, 3, 1),
+                "Too much mail in flight, try again later",
+            ))
+        } else if self.oversize {
             Err(Reply::new(
                 552,
                 (5, 3, 4),

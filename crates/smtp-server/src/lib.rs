@@ -23,6 +23,7 @@ mod access;
 mod address;
 mod anvil;
 mod auth;
+mod budget;
 mod config;
 mod data;
 #[doc(hidden)]

@@ -23,6 +23,7 @@ use tokio::time::timeout;
 use tracing::{error, info, warn, Instrument};
 
 use crate::anvil::Anvil;
+use crate::budget::Budget;
 use crate::{session, Handler, ServerConfig};
 
 /// How long running sessions may take to finish after shutdown was requested.
@@ -50,6 +51,7 @@ pub async fn serve<H: Handler>(
     // Busy replies are tasks too; bound them so a flood cannot pile them up.
     let busy_limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let anvil = Anvil::new(&config);
+    let budget = Budget::new(config.max_inflight_bytes, config.metrics.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     if let Ok(addr) = listener.local_addr() {
@@ -99,10 +101,11 @@ pub async fn serve<H: Handler>(
                 let handler = handler.clone();
                 let stop = stop_rx.clone();
                 let anvil = anvil.clone();
+                let budget = budget.clone();
                 let span = tracing::info_span!("smtp", %peer);
                 tasks.spawn(
                     async move {
-                        session::run(tcp, peer, config, handler, anvil, stop).await;
+                        session::run(tcp, peer, config, handler, anvil, budget, stop).await;
                         drop(slot);
                         drop(permit);
                     }

@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::access::network_allowed;
 use crate::address::{self, AddressError, PathCommand, Verb};
 use crate::anvil::Anvil;
+use crate::budget::{Budget, Reservation};
 use crate::config::MAX_COMMAND_LINE;
 use crate::data::DataReader;
 use crate::line::{Connection, Line, Progress, MAX_UNREAD_REPLIES};
@@ -58,8 +59,9 @@ struct Transaction<T> {
     smtputf8: bool,
     ret: Option<DsnRet>,
     envid: Option<String>,
-    /// The message so far, when it comes in BDAT chunks (RFC 3030).
-    chunks: Option<DataReader>,
+    /// The message so far, when it comes in BDAT chunks (RFC 3030), and the
+    /// in-flight bytes it holds.
+    chunks: Option<Box<(DataReader, Reservation)>>,
     recipients: Vec<Recipient<T>>,
     /// RCPT commands handed to the handler, accepted or refused: bounded by
     /// max_recipients too, so refused recipients cannot make one transaction
@@ -86,6 +88,7 @@ pub(crate) struct Session<H: Handler> {
     auth_failures: u32,
     /// Per-client counters shared by the listener's sessions (AUTH budget).
     anvil: Arc<Anvil>,
+    budget: Budget,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -97,6 +100,7 @@ pub(crate) async fn run<H: Handler>(
     config: Arc<ServerConfig>,
     handler: Arc<H>,
     anvil: Arc<Anvil>,
+    budget: Budget,
     shutdown: watch::Receiver<bool>,
 ) {
     info!(%peer, "connect");
@@ -115,6 +119,7 @@ pub(crate) async fn run<H: Handler>(
         bad_commands: 0,
         auth_failures: 0,
         anvil,
+        budget,
         shutdown,
     };
     let _counted = session.config.metrics.as_ref().map(|m| m.session());
@@ -604,8 +609,16 @@ impl<H: Handler> Session<H> {
             Phase::Mail(_) => {}
             _ => return Ok(self.error(reply(503, (5, 5, 1), "Need MAIL command"))),
         }
+        if self.budget.exhausted() {
+            return Ok(self.refuse(reply(
+                452,
+                (4, 3, 1),
+                "Too much mail in flight, try again later",
+            )));
+        }
         self.conn.queue_raw("354 End data with <CR><LF>.<CR><LF>");
         self.flush().await?;
+        let mut reservation = self.budget.reservation();
 
         let config = &self.config;
         let mut reader = DataReader::new(
@@ -617,6 +630,9 @@ impl<H: Handler> Session<H> {
         loop {
             if self.conn.has_buffered() {
                 let (used, done) = reader.feed(self.conn.buffered());
+                if !reader.is_failed() && !reservation.take(used) {
+                    reader.over_budget();
+                }
                 self.conn.consume(used);
                 if done {
                     break;
@@ -634,12 +650,12 @@ impl<H: Handler> Session<H> {
             }
         }
 
-        Ok(self.complete(reader).await)
+        Ok(self.complete(reader, reservation).await)
     }
 
     /// The end of a message (DATA's final dot, or the last BDAT chunk):
     /// hands it to the handler and queues the one reply.
-    async fn complete(&mut self, reader: DataReader) -> Flow {
+    async fn complete(&mut self, reader: DataReader, reservation: Reservation) -> Flow {
         self.bad_commands = 0;
         let Phase::Mail(tx) = std::mem::replace(&mut self.phase, Phase::Greeted) else {
             return Flow::Continue; // checked by the callers
@@ -666,6 +682,8 @@ impl<H: Handler> Session<H> {
                 answer
             }
         };
+        // The bytes are the handler's now (or gone): back to the budget.
+        drop(reservation);
         self.conn.queue(&answer);
         Flow::Continue
     }

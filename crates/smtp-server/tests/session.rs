@@ -620,3 +620,32 @@ async fn bdat_chunks_make_one_message() {
     c.expect("NOOP", "250").await;
     assert_eq!(server.handler.messages().len(), 1);
 }
+
+/// Issue 7 item 7: `max_inflight_bytes` is one budget for all sessions: a
+/// message that does not fit gets 452 4.3.1 (read to its end, the session
+/// goes on), a message that fits is taken, and the bytes come back after.
+#[tokio::test]
+async fn inflight_budget_refuses_with_452() {
+    let server = Server::start(|c| c.max_inflight_bytes = 4000).await;
+    let mut c = greeted(&server).await;
+    for (size, want) in [
+        (6000, "452 4.3.1"),
+        (1000, "250"),
+        (3500, "250"),
+        (3500, "250"),
+    ] {
+        c.expect("MAIL FROM:<a@example.com>", "250").await;
+        c.expect("RCPT TO:<x@example.org>", "250").await;
+        c.expect("DATA", "354").await;
+        c.send(format!("{}.\r\n", "aaaaaaaa\r\n".repeat(size / 10)))
+            .await;
+        c.expect_reply(want).await;
+    }
+    c.expect("MAIL FROM:<a@example.com>", "250").await;
+    c.expect("RCPT TO:<x@example.org>", "250").await;
+    c.send(format!("BDAT 5000 LAST\r\n{}", "b".repeat(5000)))
+        .await;
+    c.expect_reply("452 4.3.1").await;
+    c.expect("NOOP", "250").await;
+    assert_eq!(server.handler.messages().len(), 3);
+}

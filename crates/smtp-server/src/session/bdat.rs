@@ -27,16 +27,25 @@ impl<H: Handler> Session<H> {
             Phase::Mail(_) => None,
             _ => Some(reply(503, (5, 5, 1), "Need MAIL command")),
         };
-        let mut reader = match &mut self.phase {
-            Phase::Mail(tx) if refusal.is_none() => tx.chunks.take().unwrap_or_else(|| {
-                DataReader::raw(
-                    config.max_message_size,
-                    config.max_line_length,
-                    config.bare_lf,
-                )
-            }),
+        let (mut reader, mut reservation) = match &mut self.phase {
+            Phase::Mail(tx) if refusal.is_none() => {
+                tx.chunks.take().map(|b| *b).unwrap_or_else(|| {
+                    let mut reader = DataReader::raw(
+                        config.max_message_size,
+                        config.max_line_length,
+                        config.bare_lf,
+                    );
+                    if self.budget.exhausted() {
+                        reader.over_budget();
+                    }
+                    (reader, self.budget.reservation())
+                })
+            }
             // Read into a reader that keeps nothing.
-            _ => DataReader::raw(0, config.max_line_length, config.bare_lf),
+            _ => (
+                DataReader::raw(0, config.max_line_length, config.bare_lf),
+                self.budget.reservation(),
+            ),
         };
         let deadline = tokio::time::Instant::now() + config.data_deadline;
         let mut left = size;
@@ -45,6 +54,9 @@ impl<H: Handler> Session<H> {
                 let buf = self.conn.buffered();
                 let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
                 reader.feed(&buf[..n]);
+                if !reader.is_failed() && !reservation.take(n) {
+                    reader.over_budget();
+                }
                 self.conn.consume(n);
                 left -= n as u64;
                 continue;
@@ -75,10 +87,10 @@ impl<H: Handler> Session<H> {
         }
         if last {
             reader.end_raw();
-            return Ok(self.complete(reader).await);
+            return Ok(self.complete(reader, reservation).await);
         }
         if let Phase::Mail(tx) = &mut self.phase {
-            tx.chunks = Some(reader);
+            tx.chunks = Some(Box::new((reader, reservation)));
         }
         Ok(self.ok(reply(250, (2, 0, 0), format!("{size} octets received"))))
     }
