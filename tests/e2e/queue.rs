@@ -348,5 +348,8 @@ fn dsn_parameters_are_passed_to_an_upstream_that_offers_dsn() {
     assert!(status.contains("Original-Envelope-Id: e1"), "{status}");
     let b = recipient_blocks(&status).remove(0);
     assert_eq!(b["action"], "relayed", "{status}");
-    assert_eq!(b["original-recipient"], "rfc822;first@apps.test", "{status}");
+    assert_eq!(
+        b["original-recipient"], "rfc822;first@apps.test",
+        "{status}"
+    );
 }

@@ -212,25 +212,53 @@ impl Client {
     /// inside the content.
     pub async fn data(&mut self, content: &[u8], timeout: Duration) -> Result<Reply, Failure> {
         self.command("DATA", 3).await?;
-        let mut out = Vec::with_capacity(content.len() + content.len() / 64 + 8);
+        // Written in pieces: a large copy is not doubled in memory.
+        const PIECE: usize = 64 << 10;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut out = Vec::with_capacity(PIECE + PIECE / 32 + 8);
         let mut at_line_start = true;
-        for &b in content {
-            if at_line_start && b == b'.' {
-                out.push(b'.');
+        let mut prev = 0u8;
+        for piece in content.chunks(PIECE) {
+            for &b in piece {
+                if at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                at_line_start = b == b'\n' && prev == b'\r';
+                prev = b;
             }
-            out.push(b);
-            at_line_start = b == b'\n' && out.len() >= 2 && out[out.len() - 2] == b'\r';
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.write(&out, left).await?;
+            out.clear();
         }
         if !content.ends_with(b"\r\n") {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
-        self.write(&out, timeout).await?;
-        let reply = self.read_reply(timeout).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.write(&out, left).await?;
+        let reply = self.read_reply(left).await?;
         if reply.code / 100 != 2 {
             return Err(Failure::Refused(reply));
         }
         Ok(reply)
+    }
+
+    /// RFC 2920 PIPELINING: sends every line in one write, then reads one
+    /// reply per line, in order. A reply that does not arrive, or a line
+    /// that is not a reply, breaks the connection for all of them.
+    pub async fn pipeline(&mut self, lines: &[String]) -> Result<Vec<Reply>, Failure> {
+        let mut out = String::new();
+        for l in lines {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        self.write(out.as_bytes(), self.timeout).await?;
+        let mut replies = Vec::with_capacity(lines.len());
+        for _ in lines {
+            replies.push(self.read_reply(self.timeout).await?);
+        }
+        Ok(replies)
     }
 
     /// QUIT, best effort and briefly; the connection is closed either way.

@@ -63,6 +63,14 @@ pub struct RelayConfig {
     /// 600 s).
     #[serde(default = "default_message_timeout")]
     pub message_timeout_secs: u64,
+    /// Connections to the upstream at once (deliveries beyond wait); idle
+    /// ones are kept and reused, with RSET in between.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    20
 }
 
 fn default_message_timeout() -> u64 {
@@ -89,6 +97,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("data_timeout_secs", &self.data_timeout_secs)
             .field("helo_name", &self.helo_name)
             .field("message_timeout_secs", &self.message_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -106,6 +115,7 @@ impl Default for RelayConfig {
             data_timeout_secs: default_data_timeout(),
             helo_name: None,
             message_timeout_secs: default_message_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -148,6 +158,9 @@ impl RelayConfig {
                 "relay.timeout_secs / relay.data_timeout_secs / relay.message_timeout_secs: must be at least 1"
                     .into(),
             );
+        }
+        if self.max_connections == 0 {
+            return Err("relay.max_connections: must be at least 1".into());
         }
         if let Some(name) = &self.helo_name {
             let ok = !name.is_empty()

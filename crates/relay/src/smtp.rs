@@ -1,7 +1,13 @@
-//! The relay towards the upstream MTA: one connection per copy, driven by
-//! [`crate::client::Client`] so that we choose the MAIL parameters, see every
-//! recipient's reply, and drop the connection after anything but a clean
-//! reply.
+//! The relay towards the upstream MTA, driven by [`crate::client::Client`]
+//! so that we choose the MAIL parameters, see every recipient's reply, and
+//! drop the connection after anything but a clean reply.
+//!
+//! Connections are kept: at most `relay.max_connections` at once, and one
+//! that ended its transaction in step goes back to an idle list. The next
+//! copy takes it with an RSET in between (no new TCP, TLS or AUTH); one
+//! that fails that RSET, or idled longer than [`IDLE_FOR`], is dropped and a
+//! fresh one is opened. RCPT commands are pipelined when the upstream
+//! offers PIPELINING.
 
 use crate::client::{has_bare_lf, Client, Extensions, Failure, TlsSettings};
 use crate::config::{RelayConfig, TlsMode};
@@ -9,12 +15,26 @@ use crate::{Delivery, Outbound, Relay};
 use base64::Engine as _;
 use std::time::Duration;
 
-/// Relays over SMTP to `relay.upstream`, one connection per message.
+/// Longest an idle connection is kept for reuse.
+const IDLE_FOR: Duration = Duration::from_secs(20);
+
+/// Relays over SMTP to `relay.upstream`.
 pub struct SmtpRelay {
     config: RelayConfig,
     host: String,
     port: u16,
     tls: Option<TlsSettings>,
+    /// Connections at once.
+    slots: tokio::sync::Semaphore,
+    /// Connections in step, waiting for the next copy.
+    idle: std::sync::Mutex<Vec<Session>>,
+}
+
+/// A connection past EHLO (and STARTTLS, AUTH), ready for MAIL.
+struct Session {
+    client: Client,
+    ext: Extensions,
+    since: std::time::Instant,
 }
 
 impl SmtpRelay {
@@ -30,6 +50,8 @@ impl SmtpRelay {
             )?),
         };
         Ok(SmtpRelay {
+            slots: tokio::sync::Semaphore::new(config.max_connections),
+            idle: std::sync::Mutex::new(Vec::new()),
             config,
             host,
             port,
@@ -92,6 +114,44 @@ impl SmtpRelay {
                 "554 5.6.0 the copy has a bare LF line ending; not relayed".into(),
             ));
         }
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Delivery::Transient("relay closed".into()))?;
+        let mut session = self.session().await?;
+        let (results, in_step) = self.transaction(&mut session, msg, refused).await?;
+        if in_step {
+            session.since = std::time::Instant::now();
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < self.config.max_connections {
+                idle.push(session);
+            }
+        }
+        Ok(results)
+    }
+
+    /// A kept connection (after a successful RSET), else a new one.
+    async fn session(&self) -> Result<Session, Delivery> {
+        loop {
+            let kept = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                idle.pop()
+            };
+            let Some(mut s) = kept else { break };
+            if s.since.elapsed() > IDLE_FOR {
+                s.client.quit().await;
+                continue;
+            }
+            if s.client.command("RSET", 2).await.is_ok() {
+                return Ok(s);
+            }
+        }
+        self.open().await
+    }
+
+    /// Connects, greets, and does STARTTLS and AUTH as configured.
+    async fn open(&self) -> Result<Session, Delivery> {
         let t = Duration::from_secs(self.config.timeout_secs);
         let implicit = match self.config.tls {
             TlsMode::Tls => self.tls.as_ref(),
@@ -118,6 +178,22 @@ impl SmtpRelay {
             self.auth(&mut c, &ext, user, pass).await?;
         }
 
+        Ok(Session {
+            client: c,
+            ext,
+            since: std::time::Instant::now(),
+        })
+    }
+
+    /// One transaction on `session`: the verdicts, and whether the
+    /// connection is still in step (it may be kept).
+    async fn transaction(
+        &self,
+        session: &mut Session,
+        msg: &Outbound<'_>,
+        refused: Vec<Option<Delivery>>,
+    ) -> Result<(Vec<Delivery>, bool), Delivery> {
+        let Session { client: c, ext, .. } = session;
         let mut params = String::new();
         if let Some(limit) = ext.size_limit() {
             if msg.data.len() as u64 > limit {
@@ -165,10 +241,12 @@ impl SmtpRelay {
         c.command(&format!("MAIL FROM:<{}>{params}", msg.sender), 2)
             .await
             .map_err(|f| self.verdict("MAIL FROM", f))?;
-        let mut results = Vec::with_capacity(msg.recipients.len());
-        for (i, (rcpt, refused)) in msg.recipients.iter().zip(refused).enumerate() {
-            if let Some(refused) = refused {
-                results.push(refused);
+        // The RCPT lines of the recipients not refused here, and whether a
+        // success notice would be ours to send.
+        let mut lines = Vec::new();
+        let mut ours = Vec::new();
+        for (i, (rcpt, refused)) in msg.recipients.iter().zip(&refused).enumerate() {
+            if refused.is_some() {
                 continue;
             }
             let notify = msg.dsn.and_then(|d| d.notify.get(i).cloned().flatten());
@@ -184,48 +262,87 @@ impl SmtpRelay {
                 }
             }
             // Without DSN upstream, a requested success notice is ours.
-            let wants_success = dsn.is_none()
-                && notify
-                    .as_deref()
-                    .is_some_and(|n| n.split(',').any(|k| k == "SUCCESS"));
-            match c
-                .command(&format!("RCPT TO:<{rcpt}>{rcpt_params}"), 2)
-                .await
-            {
-                Ok(_) if wants_success => results.push(Delivery::Relayed),
-                Ok(_) => results.push(Delivery::Accepted),
-                Err(Failure::Broken(why)) => {
-                    // Out of step: nothing more on this connection. This and
-                    // every other recipient not refused for good yet is
-                    // deferred; nothing was delivered.
-                    let failure = self.verdict("RCPT TO", Failure::Broken(why));
-                    results.push(failure.clone());
-                    for r in results.iter_mut().filter(|r| r.is_accepted()) {
-                        *r = failure.clone();
-                    }
-                    results.extend(msg.recipients[i + 1..].iter().map(|_| failure.clone()));
-                    return Ok(results);
+            ours.push(
+                dsn.is_none()
+                    && notify
+                        .as_deref()
+                        .is_some_and(|n| n.split(',').any(|k| k == "SUCCESS")),
+            );
+            lines.push(format!("RCPT TO:<{rcpt}>{rcpt_params}"));
+        }
+        let replies: Vec<Result<(), Failure>> = if ext.has("PIPELINING") {
+            match c.pipeline(&lines).await {
+                Ok(replies) => replies
+                    .into_iter()
+                    .map(|r| {
+                        if r.code / 100 == 2 {
+                            Ok(())
+                        } else {
+                            Err(Failure::Refused(r))
+                        }
+                    })
+                    .collect(),
+                Err(f) => {
+                    // Out of step: nothing was delivered; every recipient
+                    // not refused for good is deferred.
+                    let failure = self.verdict("RCPT TO", f);
+                    let results = refused
+                        .into_iter()
+                        .map(|r| r.unwrap_or_else(|| failure.clone()))
+                        .collect();
+                    return Ok((results, false));
                 }
-                Err(f) => results.push(self.verdict("RCPT TO", f)),
+            }
+        } else {
+            let mut replies = Vec::with_capacity(lines.len());
+            for line in &lines {
+                match c.command(line, 2).await {
+                    Err(Failure::Broken(why)) => {
+                        let failure = self.verdict("RCPT TO", Failure::Broken(why));
+                        let results = refused
+                            .into_iter()
+                            .map(|r| r.unwrap_or_else(|| failure.clone()))
+                            .collect();
+                        return Ok((results, false));
+                    }
+                    r => replies.push(r.map(|_| ())),
+                }
+            }
+            replies
+        };
+        let mut answers = replies.into_iter().zip(ours);
+        let mut results = Vec::with_capacity(msg.recipients.len());
+        for refused in refused {
+            if let Some(r) = refused {
+                results.push(r);
+                continue;
+            }
+            match answers.next() {
+                Some((Ok(()), true)) => results.push(Delivery::Relayed),
+                Some((Ok(()), false)) => results.push(Delivery::Accepted),
+                Some((Err(f), _)) => results.push(self.verdict("RCPT TO", f)),
+                None => results.push(Delivery::Transient("no reply to RCPT TO".into())),
             }
         }
         if !results.iter().any(Delivery::is_accepted) {
-            c.quit().await;
-            return Ok(results);
+            // The transaction stays open: the next copy's RSET ends it.
+            return Ok((results, true));
         }
         let data_timeout = Duration::from_secs(self.config.data_timeout_secs);
-        match c.data(msg.data, data_timeout).await {
-            Ok(_) => c.quit().await,
+        let in_step = match c.data(msg.data, data_timeout).await {
+            Ok(_) => true,
             Err(f) => {
                 // The failure applies to every recipient the upstream had
                 // accepted; a broken connection is simply dropped.
+                let in_step = matches!(f, Failure::Refused(_));
                 let failure = self.verdict("DATA", f);
                 for r in results.iter_mut().filter(|r| r.is_accepted()) {
                     *r = failure.clone();
                 }
+                in_step
             }
-        }
-        Ok(results)
+        };
+        Ok((results, in_step))
     }
 
     /// AUTH PLAIN, else LOGIN, over TLS only (the config requires TLS).

@@ -422,3 +422,67 @@ async fn addresses_are_written_as_one_path_never_as_syntax() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.messages().len(), 1);
 }
+
+/// Issue 7 item 3: copies for the same upstream share one SMTP session (RSET
+/// in between): three copies, one connection at the sink.
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_share_one_connection() {
+    let sink = Sink::start();
+    // Sessions are counted by their EHLO (the sink's own readiness probe
+    // connects without one).
+    let connections = || sink.log_tail(10_000).matches(">> b'EHLO").count();
+    let before = connections();
+    let relay = SmtpRelay::new(config(sink.port())).unwrap();
+    let rcpts = vec!["a@example.org".to_string()];
+    for n in 0..3 {
+        let data = format!("Subject: {n}\r\n\r\nbody\r\n");
+        assert_eq!(
+            relay.send(out(&rcpts, data.as_bytes())).await,
+            vec![Delivery::Accepted]
+        );
+    }
+    assert_eq!(sink.wait_for(3, Duration::from_secs(20)).unwrap().len(), 3);
+    assert_eq!(
+        connections() - before,
+        1,
+        "one connection for three copies:\n{}",
+        sink.log_tail(60)
+    );
+}
+
+/// Issue 7 item 3: with an upstream that offers PIPELINING (Postfix), the
+/// RCPT commands go in one write and each recipient still gets its own
+/// verdict.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_recipients_get_their_own_verdicts() {
+    use sealgate_testkit::postfix::Postfix;
+    let sink = Sink::start();
+    let postfix = Postfix::start_with_config(
+        sink.port(),
+        &[(
+            "smtpd_recipient_restrictions",
+            "check_recipient_access inline:{gone@example.org=REJECT}, permit_mynetworks, reject",
+        )],
+    );
+    let relay = SmtpRelay::new(config(postfix.port())).unwrap();
+    let rcpts: Vec<String> = ["a@example.org", "gone@example.org", "b@example.org"]
+        .map(String::from)
+        .to_vec();
+    let d = relay.send(out(&rcpts, b"Subject: p\r\n\r\nx\r\n")).await;
+    assert_eq!(d[0], Delivery::Accepted);
+    assert!(
+        matches!(&d[1], Delivery::Permanent(t) if t.contains("554") || t.contains("5.7.1")),
+        "{d:?}"
+    );
+    assert_eq!(d[2], Delivery::Accepted);
+    let got = sink.wait_for(1, Duration::from_secs(60)).unwrap();
+    let mut to = got
+        .iter()
+        .flat_map(|m| m.rcpt_to.clone())
+        .collect::<Vec<_>>();
+    to.sort();
+    assert_eq!(
+        to,
+        vec!["a@example.org".to_string(), "b@example.org".to_string()]
+    );
+}
