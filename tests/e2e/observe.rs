@@ -119,6 +119,11 @@ fn metrics_move_as_mail_flows_and_readyz_follows_the_store() {
     );
     assert_eq!(after["sealgate_delivery_latency_seconds_count{}"], 3.0);
     assert!(after.contains_key("sealgate_smtp_sessions_open{}"));
+    // No keys anywhere: each recipient was looked up and not found.
+    assert!(
+        after["sealgate_key_lookups_total{result=\"none\",source=\"upload\"}"] >= 3.0,
+        "{after:?}"
+    );
     assert!(after.contains_key("sealgate_queue_length{state=\"deferred\"}"));
 
     // The store goes away: /readyz says so, naming the check.

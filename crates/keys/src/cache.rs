@@ -77,6 +77,8 @@ pub struct CacheOptions {
     /// already given up. `None`: only the source's own timeouts.
     pub timeout: Option<Duration>,
     pub breaker: BreakerConfig,
+    /// Where cache hits are counted by layer (`/metrics`).
+    pub metrics: Option<sealgate_metrics::Metrics>,
 }
 
 impl Default for CacheOptions {
@@ -86,6 +88,7 @@ impl Default for CacheOptions {
             memory_ttl: Duration::from_secs(60),
             timeout: None,
             breaker: BreakerConfig::default(),
+            metrics: None,
         }
     }
 }
@@ -403,6 +406,7 @@ struct Shared {
     parsed: Parsed,
     memory: Memory,
     breaker: Breaker,
+    metrics: Option<sealgate_metrics::Metrics>,
     /// Requests to the source under way, by lower-cased address: a lookup of
     /// the same address waits for that answer instead of asking again.
     flights: Mutex<HashMap<String, watch::Receiver<Option<Answer>>>>,
@@ -456,6 +460,7 @@ impl CachedSource {
                     inner: RwLock::new(MemoryInner::default()),
                 },
                 breaker: Breaker::new(options.breaker),
+                metrics: options.metrics,
                 flights: Mutex::new(HashMap::new()),
             }),
         }
@@ -499,6 +504,12 @@ fn instant_of(expires_at: i64) -> Instant {
 }
 
 impl Shared {
+    fn hit(&self, layer: sealgate_metrics::CacheLayer) {
+        if let Some(m) = &self.metrics {
+            m.cache_hit(layer);
+        }
+    }
+
     /// The answer when the memory cache had none: the store's entry, else
     /// the source's (through the breaker), stored in both caches.
     async fn fetch(&self, address: &str, key: &str, epoch: u64) -> Answer {
@@ -517,6 +528,7 @@ impl Shared {
                 if keys.len() >= entry.keys.len() {
                     self.memory
                         .put(key, &keys, instant_of(entry.expires_at), epoch);
+                    self.hit(sealgate_metrics::CacheLayer::Store);
                     return Ok(keys);
                 }
             }
@@ -596,6 +608,7 @@ impl Source for CachedSource {
     async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
         let key = address.to_lowercase();
         if let Some(keys) = self.shared.memory.get(&key) {
+            self.shared.hit(sealgate_metrics::CacheLayer::Memory);
             return Ok(keys);
         }
         let mut rx = {

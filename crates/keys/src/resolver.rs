@@ -85,6 +85,8 @@ pub struct Resolver {
     order: BTreeMap<Method, Vec<usize>>,
     trust: Arc<dyn CertificateTrust>,
     verdicts: Verdicts,
+    /// Where lookups are counted by source and result (`/metrics`).
+    metrics: Option<sealgate_metrics::Metrics>,
 }
 
 /// Longest a usability verdict is reused.
@@ -158,6 +160,7 @@ impl Resolver {
             order: BTreeMap::from([(Method::Pgp, all.clone()), (Method::Smime, all)]),
             trust,
             verdicts: Verdicts::default(),
+            metrics: None,
         }
     }
 
@@ -188,6 +191,7 @@ impl Resolver {
             order,
             trust,
             verdicts: Verdicts::default(),
+            metrics: None,
         })
     }
 
@@ -201,6 +205,16 @@ impl Resolver {
 
     /// The circuit breaker of every source that has one (the cached remote
     /// sources), by source name, in registration order: for metrics.
+    /// Counts every lookup of [`Resolver::resolve`] in `metrics`, by source
+    /// and result (found, none, error).
+    pub fn with_metrics(mut self, metrics: sealgate_metrics::Metrics) -> Self {
+        for s in &self.sources {
+            metrics.init_key_source(&s.name);
+        }
+        self.metrics = Some(metrics);
+        self
+    }
+
     pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
         self.sources
             .iter()
@@ -337,10 +351,20 @@ impl Resolver {
         now: SystemTime,
     ) -> Result<Vec<FoundKey>, String> {
         let source = if direct { &s.direct } else { &s.lookup };
-        let keys = match tokio::time::timeout(s.timeout, source.lookup(address)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(format!("timed out after {} s", s.timeout.as_secs())),
+        let answer = match tokio::time::timeout(s.timeout, source.lookup(address)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {} s", s.timeout.as_secs())),
         };
+        if let (Some(m), false) = (&self.metrics, direct) {
+            use sealgate_metrics::LookupResult;
+            let result = match &answer {
+                Ok(k) if k.is_empty() => LookupResult::None,
+                Ok(_) => LookupResult::Found,
+                Err(_) => LookupResult::Error,
+            };
+            m.key_lookup(&s.name, result);
+        }
+        let keys = answer?;
         // A verdict reached before for the same key object and address, if
         // it still holds (not for `verify`, which checks everything afresh).
         let mut found: Vec<Option<FoundKey>> = keys

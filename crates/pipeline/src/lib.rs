@@ -265,20 +265,25 @@ impl Handler for Pipeline {
             "deferred" => MessageOutcome::Deferred,
             _ => MessageOutcome::Rejected,
         };
-        tracing::info!(
-            queue_id = %queue_id,
-            message_id = message_id.as_deref().unwrap_or("-"),
-            peer = %envelope.client.peer,
-            sender = %envelope.sender,
-            size = data.len(),
-            recipients = %out.log_summary(&envelope),
-            outcome = %out.outcome,
-            reply = %out.reply,
-            "message handled"
-        );
-        let record = out.audit_record(&queue_id, message_id, received_at, &envelope);
+        // Logged once the reply is certain (after the commit, when there is
+        // one: a failed commit is logged as such and answered 452).
+        let handled = |out: &outcome::Outcome| {
+            tracing::info!(
+                queue_id = %queue_id,
+                message_id = message_id.as_deref().unwrap_or("-"),
+                peer = %envelope.client.peer,
+                sender = %envelope.sender,
+                size = data.len(),
+                recipients = %out.log_summary(&envelope),
+                outcome = %out.outcome,
+                reply = %out.reply,
+                "message handled"
+            )
+        };
+        let record = out.audit_record(&queue_id, message_id.clone(), received_at, &envelope);
         if draft.is_empty() {
             // Nothing to queue: the client hears the refusal.
+            handled(&out);
             self.queue.metrics().message_received(counted);
             self.queue.audit(record);
             return out.reply;
@@ -315,6 +320,7 @@ impl Handler for Pipeline {
         if let Err(e) = draft.commit().await {
             return self.queue_failure(&queue_id, &e);
         }
+        handled(&out);
         self.queue.metrics().message_received(counted);
         self.queue.audit(record);
         out.reply

@@ -47,7 +47,7 @@ impl Workers {
         match tokio::time::timeout(grace, self.slots.acquire_many(all)).await {
             Ok(_) => {}
             Err(_) => tracing::warn!(
-                "deliveries still under way after {} s; their copies are tried again after the lease",
+                "deliveries still under way after {} s; their copies are tried again (at the next start, or by another instance)",
                 grace.as_secs()
             ),
         }
@@ -347,7 +347,7 @@ async fn attempt(ctx: &Ctx, job: Job) {
     let now = now_ms();
     ctx.health.record(&ctx.remote_mta, &deliveries, now, probe);
     let (updates, delay_sent, reports) = outcome(ctx, &loaded, &deliveries, now);
-    log_attempt(&job, &loaded, &deliveries);
+    log_attempt(&job, &loaded, &deliveries, &updates);
     let counted: Vec<State> = updates.iter().map(|u| u.state).collect();
     let kinds: Vec<DsnKind> = reports.iter().map(|g| g.kind).collect();
     if finish(ctx, &job, now, updates, delay_sent, reports).await {
@@ -570,17 +570,23 @@ pub(crate) fn report_message(schedule: &Schedule, report: &Report<'_>, now: i64)
     }
 }
 
-fn log_attempt(job: &Job, l: &Loaded, deliveries: &[Delivery]) {
-    for (r, d) in l.due.iter().zip(deliveries) {
-        match d {
-            Delivery::Accepted | Delivery::Relayed => {
+/// One line per recipient, by its new state (a recipient whose time ran
+/// out is "failed" though the upstream only said "later").
+fn log_attempt(job: &Job, l: &Loaded, deliveries: &[Delivery], updates: &[RcptUpdate]) {
+    for ((r, d), u) in l.due.iter().zip(deliveries).zip(updates) {
+        let why = match d {
+            Delivery::Transient(t) | Delivery::Permanent(t) => t.as_str(),
+            Delivery::Accepted | Delivery::Relayed => "",
+        };
+        match u.state {
+            State::Delivered => {
                 tracing::info!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, method = %l.method, "delivered")
             }
-            Delivery::Transient(t) => {
-                tracing::info!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, attempts = r.attempts + 1, error = %t, "deferred")
+            State::Failed => {
+                tracing::warn!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, error = %u.last_error.as_deref().unwrap_or(why), "failed")
             }
-            Delivery::Permanent(t) => {
-                tracing::warn!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, error = %t, "failed")
+            _ => {
+                tracing::info!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %r.address, attempts = u.attempts, error = %why, "deferred")
             }
         }
     }

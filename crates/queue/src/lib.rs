@@ -274,7 +274,8 @@ pub const AUDIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// A message being queued. At most one built copy is held here: adding the
 /// next one writes the previous one first (staged, invisible to delivery
 /// until [`Draft::commit`]). A draft dropped without commit leaves staged
-/// copies that the next start (or the hourly sweep) removes.
+/// copies that the next start removes (on PostgreSQL: once they are an
+/// hour old).
 pub struct Draft {
     queue: Queue,
     message: NewMessage,

@@ -3,12 +3,11 @@
 //! The last stage of the flow. The pipeline gives it one message per recipient
 //! group (sender, recipients, bytes, and whether the original transaction used
 //! 8BITMIME/SMTPUTF8) and gets back a verdict per recipient: accepted, failed
-//! for now (4xx, timeout, network, TLS), or failed for good (5xx). Delivery is
-//! synchronous in this version: the client's DATA is answered only after the
-//! upstream answered. The [`Relay`] trait is the seam where the durable queue
-//! will sit. `client.rs` is the SMTP client itself (our own, for control over
-//! its read buffer at STARTTLS and over every timeout); `smtp.rs` drives one
-//! transaction per copy with it.
+//! for now (4xx, timeout, network, TLS), or failed for good (5xx). Its caller
+//! is the durable queue's delivery workers (`crates/queue`), behind the
+//! [`Relay`] trait. `client.rs` is the SMTP client itself (our own, for
+//! control over its read buffer at STARTTLS and over every timeout); `smtp.rs`
+//! drives one transaction per copy with it, over kept connections.
 
 mod client;
 mod config;

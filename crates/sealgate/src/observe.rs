@@ -66,3 +66,19 @@ pub async fn start(
     tracing::info!(listen = %addr, "admin listener started (/metrics, /livez, /readyz)");
     Ok(Some(Admin { state, stop, task }))
 }
+
+/// Sets the circuit breaker gauge of every remote key source every few
+/// seconds, for as long as the process runs.
+pub fn sample_breakers(resolver: std::sync::Arc<sealgate_keys::Resolver>, metrics: Metrics) {
+    tokio::spawn(async move {
+        loop {
+            for (name, state) in resolver.breaker_states() {
+                metrics.set_circuit_open(
+                    &name,
+                    state.circuit != sealgate_keys::cache::Circuit::Closed,
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    });
+}

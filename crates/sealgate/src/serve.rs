@@ -14,7 +14,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 pub async fn run(settings: Settings) -> Result<()> {
     let store = wiring::open_store(&settings).await?;
-    let (resolver, files, summary) = wiring::resolver(&settings, &store)?;
+    let metrics = sealgate_metrics::Metrics::new();
+    let (resolver, files, summary) = wiring::counted_resolver(&settings, &store, &metrics)?;
     let moved = crate::sources::expire_moved(&settings.keys, &store).await?;
     if moved > 0 {
         tracing::info!(
@@ -31,7 +32,6 @@ pub async fn run(settings: Settings) -> Result<()> {
     let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     let relay = SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
     let schedule = settings.queue.schedule().map_err(anyhow::Error::msg)?;
-    let metrics = sealgate_metrics::Metrics::new();
     let queue = Queue::open(
         store.clone(),
         schedule,
@@ -43,6 +43,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let admin = crate::observe::start(&settings, &metrics, &store, &queue).await?;
     let workers = queue.start(Arc::new(relay), &settings.relay.upstream);
     let resolver = Arc::new(resolver);
+    crate::observe::sample_breakers(resolver.clone(), metrics.clone());
     let pipeline = Arc::new(Pipeline::new(
         policy,
         resolver.clone(),

@@ -125,7 +125,11 @@ pub fn insecure_warnings(k: &KeysSettings) -> Vec<String> {
 
 /// Every configured source and the resolver over them; also returns the
 /// key-store files (for SIGHUP) and what they held.
-pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
+pub fn build(
+    k: &KeysSettings,
+    store: &Store,
+    metrics: Option<&sealgate_metrics::Metrics>,
+) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
     for w in insecure_warnings(k) {
         tracing::warn!("{w}");
     }
@@ -160,6 +164,7 @@ pub fn build(k: &KeysSettings, store: &Store) -> Result<(Resolver, Arc<FileSourc
                     memory_ttl: Duration::from_secs(k.memory_cache_secs),
                     timeout: Some(timeout),
                     breaker: BreakerConfig::default(),
+                    metrics: metrics.cloned(),
                 },
             )),
             direct: s,

@@ -21,7 +21,17 @@ pub fn resolver(
     settings: &Settings,
     store: &Store,
 ) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
-    crate::sources::build(&settings.keys, store)
+    crate::sources::build(&settings.keys, store, None)
+}
+
+/// [`resolver`], counting lookups and cache hits in `metrics` (`serve`).
+pub fn counted_resolver(
+    settings: &Settings,
+    store: &Store,
+    metrics: &sealgate_metrics::Metrics,
+) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
+    let (resolver, files, summary) = crate::sources::build(&settings.keys, store, Some(metrics))?;
+    Ok((resolver.with_metrics(metrics.clone()), files, summary))
 }
 
 /// The listener's config, including the TLS acceptor when a certificate is set.
