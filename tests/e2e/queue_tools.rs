@@ -209,3 +209,42 @@ fn queue_tools_against_a_running_gateway_on_postgres() {
         TempDatabase::create().expect("PostgreSQL on 127.0.0.1:5432 is required for this test");
     run(&db.url());
 }
+
+/// `queue hold` while the copy is being delivered: the attempt succeeds,
+/// the recipient is done (not held), and `release` sends nothing again.
+/// Before, the delivered recipient stayed held and release sent it twice.
+#[test]
+fn hold_during_a_successful_delivery_does_not_send_twice() {
+    use sealgate_testkit::hostile_upstream::{HostileUpstream, Misbehaviour};
+    let slow = HostileUpstream::start(Misbehaviour::SlowFirstRcpt {
+        delay: Duration::from_secs(3),
+    });
+    let cfg =
+        config(slow.port(), "sqlite://data/s.db").replace("timeout_secs = 5", "timeout_secs = 20");
+    let gw = Gateway::start(&cfg);
+    smtp_send(
+        gw.port,
+        "a@apps.test",
+        &["x@open.test"],
+        b"Subject: h\r\n\r\nonce\r\n",
+    )
+    .unwrap();
+    let list = wait_for_list(
+        &gw,
+        |l| l.as_array().is_some_and(|a| a.len() == 1),
+        "one message",
+    );
+    let id = ids(&list).remove(0);
+    // The first RCPT is answered after 3 s: the copy is in delivery now.
+    ok(&gw, &["queue", "hold", &id]);
+    wait_for_list(
+        &gw,
+        |l| l.as_array().is_some_and(|a| a.is_empty()),
+        "delivered despite the hold",
+    );
+    let o = gw.cli(&["queue", "release", &id]);
+    assert!(!o.status.success(), "nothing left to release: {}", text(&o));
+    std::thread::sleep(Duration::from_secs(2));
+    let datas = slow.log().iter().filter(|l| l.starts_with("DATA")).count();
+    assert_eq!(datas, 1, "sent once: {:?}", slow.log());
+}

@@ -317,12 +317,16 @@ pub(crate) async fn finish(
         return Ok(false);
     }
     for u in updates {
-        // A recipient an admin held or deleted meanwhile keeps that state.
+        // A recipient an admin held meanwhile stays held if it only has to
+        // wait; one the attempt delivered or failed for good is done (a
+        // release must not send it again). A deleted one is gone.
         sqlx::query(
             "UPDATE queue_rcpt SET state = $3, attempts = $4, next_attempt_at = $5,
                last_attempt_at = CASE WHEN $7 = 1 THEN $6 ELSE last_attempt_at END,
                last_error = COALESCE($8, last_error)
-             WHERE copy_id = $1 AND seq = $2 AND state IN ('queued', 'deferred')",
+             WHERE copy_id = $1 AND seq = $2
+               AND (state IN ('queued', 'deferred')
+                    OR (state = 'held' AND $3 IN ('delivered', 'failed')))",
         )
         .bind(copy_id)
         .bind(u.seq)
