@@ -4,8 +4,9 @@
 //! directory, queue and data directories and maillog in a temp dir, listening
 //! on its own loopback port, with `relayhost = [127.0.0.1]:<relay_port>`
 //! (the gateway under test). Postfix's SMTP client uses STARTTLS, PIPELINING,
-//! CHUNKING, SIZE, 8BITMIME, SMTPUTF8 and DSN whenever the server offers them,
-//! which makes it a demanding conformance peer. Many instances can run at the
+//! SIZE, 8BITMIME, SMTPUTF8 and DSN whenever the server offers them, which
+//! makes it a demanding conformance peer. It does not send BDAT: Postfix
+//! 3.7's client has no CHUNKING (only its server has). Many instances can run at the
 //! same time. Dropping the handle runs `postfix stop` and makes sure the
 //! master process is gone (SIGKILL by its pid if needed).
 //!
