@@ -102,13 +102,23 @@ pub fn encrypt_pgp_mime_parts(
         recipients.extend(keys.into_iter().map(Recipient::from));
     }
 
-    let armored = encrypt_armored(&parts.inner_entity, recipients, cancel)?;
-
+    // One buffer for the whole copy: the outer header, the PGP/MIME frame,
+    // and the armored message written straight into it (with CRLF line
+    // ends), so a large message is not copied again at each step. Room is
+    // left in front for the trace field the pipeline puts on top.
     let boundary = new_boundary()?;
-    let mut body = Vec::with_capacity(armored.len() + 512);
-    body.extend_from_slice(b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n");
+    let content_type = format!(
+        "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n\tboundary=\"{boundary}\"\r\n"
+    );
+    let data = &parts.inner_entity;
+    // Base64 (4/3) in lines of 64 characters plus CRLF (66/64), with room
+    // for the packets around the data.
+    let armored_len = (data.len() + 1024) / 3 * 4 / 64 * 66 + 4096;
+    let mut out = Vec::with_capacity(parts.outer_headers.len() + armored_len + 2048);
+    out.extend_from_slice(&assemble(&parts.outer_headers, &[&content_type], b""));
+    out.extend_from_slice(b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n");
     write!(
-        body,
+        out,
         "--{boundary}\r\n\
          Content-Type: application/pgp-encrypted\r\n\
          Content-Description: PGP/MIME version identification\r\n\
@@ -122,24 +132,22 @@ pub fn encrypt_pgp_mime_parts(
          \r\n"
     )
     .expect("writing to a Vec cannot fail");
-    body.extend_from_slice(&armored);
-    write!(body, "\r\n--{boundary}--\r\n").expect("writing to a Vec cannot fail");
-
-    let content_type = format!(
-        "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n\tboundary=\"{boundary}\"\r\n"
-    );
-    Ok(assemble(&parts.outer_headers, &[&content_type], &body))
+    encrypt_armored_into(data, recipients, cancel, &mut out)?;
+    write!(out, "\r\n--{boundary}--\r\n").expect("writing to a Vec cannot fail");
+    Ok(out)
 }
 
-/// The ASCII-armored OpenPGP message (PKESKs, SEIPD, binary literal data
-/// packet with `data`), lines ending in CRLF, the last one included.
-fn encrypt_armored(
+/// Appends the ASCII-armored OpenPGP message (PKESKs, SEIPD, binary literal
+/// data packet with `data`) to `out`, lines ending in CRLF, the last one
+/// included.
+fn encrypt_armored_into(
     data: &[u8],
     recipients: Vec<Recipient<'_>>,
     cancel: &Cancel,
-) -> Result<Vec<u8>, CryptoError> {
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
     let pgp_err = |e: openpgp::anyhow::Error| CryptoError::OpenPgp(format!("{e:#}"));
-    let mut sink = Vec::with_capacity(data.len() * 4 / 3 + 1024);
+    let mut sink = Crlf { out, prev: 0 };
     {
         let message = PgpMessage::new(&mut sink);
         let message = Armorer::new(message).build().map_err(pgp_err)?;
@@ -160,24 +168,34 @@ fn encrypt_armored(
         }
         literal.finalize().map_err(pgp_err)?;
     }
-    Ok(lf_to_crlf(&sink))
+    if !sink.out.ends_with(b"\r\n") {
+        sink.out.extend_from_slice(b"\r\n");
+    }
+    Ok(())
 }
 
-/// Turns bare LF line endings into CRLF (armor output is pure ASCII lines).
-fn lf_to_crlf(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + text.len() / 60 + 2);
-    let mut prev = 0u8;
-    for &b in text {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+/// Writes into a Vec, turning bare LF line endings into CRLF on the way
+/// (armor output is pure ASCII lines).
+struct Crlf<'a> {
+    out: &'a mut Vec<u8>,
+    prev: u8,
+}
+
+impl std::io::Write for Crlf<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' && self.prev != b'\r' {
+                self.out.push(b'\r');
+            }
+            self.out.push(b);
+            self.prev = b;
         }
-        out.push(b);
-        prev = b;
+        Ok(buf.len())
     }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
-    out
 }
 
 #[cfg(test)]
@@ -185,8 +203,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lf_to_crlf_converts_bare_lf_only() {
-        assert_eq!(lf_to_crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc\r\n");
-        assert_eq!(lf_to_crlf(b""), b"\r\n");
+    fn crlf_writer_converts_bare_lf_only() {
+        use std::io::Write;
+        let mut out = Vec::new();
+        let mut w = Crlf {
+            out: &mut out,
+            prev: 0,
+        };
+        w.write_all(b"a\nb\r").unwrap();
+        w.write_all(b"\nc\n").unwrap();
+        assert_eq!(out, b"a\r\nb\r\nc\r\n");
     }
 }

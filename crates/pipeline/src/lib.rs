@@ -221,10 +221,9 @@ impl Handler for Pipeline {
                 Ok(bytes) => {
                     let single = (g.members.len() == 1)
                         .then(|| envelope.recipients[g.members[0]].address.as_str());
-                    let mut copy =
+                    let received =
                         trace::received(&envelope, &self.options.hostname, &queue_id, single, now);
-                    copy.extend_from_slice(&bytes);
-                    drop(bytes);
+                    let copy = prepend(received, bytes);
                     let recipients = g
                         .members
                         .iter()
@@ -259,6 +258,9 @@ impl Handler for Pipeline {
             };
             results.push((g, deliveries, origin));
         }
+        // Every copy is built: what they were made of goes before the commit
+        // (a large message is not held twice while the delivery starts).
+        drop(parts);
         let out = outcome::fold(&queue_id, &envelope, &results);
         let counted = match out.outcome {
             "queued" => MessageOutcome::Queued,
@@ -324,6 +326,28 @@ impl Handler for Pipeline {
         self.queue.metrics().message_received(counted);
         self.queue.audit(record);
         out.reply
+    }
+}
+
+/// `head` then `body`, as one buffer: an encrypted copy (already ours, with
+/// room left in front by the encryptor) gets the head moved in without a
+/// second copy of its body; the original bytes of a plain copy are copied
+/// once.
+fn prepend(head: Vec<u8>, body: std::borrow::Cow<'_, [u8]>) -> Vec<u8> {
+    match body {
+        std::borrow::Cow::Owned(mut v) => {
+            let (n, len) = (head.len(), v.len());
+            v.resize(len + n, 0);
+            v.copy_within(0..len, n);
+            v[..n].copy_from_slice(&head);
+            v
+        }
+        std::borrow::Cow::Borrowed(b) => {
+            let mut v = Vec::with_capacity(head.len() + b.len());
+            v.extend_from_slice(&head);
+            v.extend_from_slice(b);
+            v
+        }
     }
 }
 

@@ -263,20 +263,28 @@ pub(crate) async fn load(pool: &AnyPool, copy_id: &str, now: i64) -> Result<Opti
     }))
 }
 
-/// The bytes of a copy.
+/// The bytes of a copy, read one chunk at a time into one buffer sized
+/// for the copy: never the copy twice (or three times) in memory.
 pub(crate) async fn copy_data(conn: &mut AnyConnection, copy_id: &str) -> Result<Vec<u8>> {
-    let chunks = sqlx::query("SELECT data FROM queue_chunk WHERE copy_id = $1 ORDER BY seq")
+    let size: i64 = sqlx::query_scalar("SELECT size FROM queue_copy WHERE id = $1")
         .bind(copy_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    if chunks.len() == 1 {
-        return chunks[0].try_get(0);
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or(0);
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    for seq in 0i64.. {
+        let chunk: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT data FROM queue_chunk WHERE copy_id = $1 AND seq = $2")
+                .bind(copy_id)
+                .bind(seq)
+                .fetch_optional(&mut *conn)
+                .await?;
+        match chunk {
+            Some(c) => data.extend_from_slice(&c),
+            None => break,
+        }
     }
-    let pieces = chunks
-        .iter()
-        .map(|c| c.try_get::<Vec<u8>, _>(0))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(pieces.concat())
+    Ok(data)
 }
 
 /// What one attempt did to one recipient.
