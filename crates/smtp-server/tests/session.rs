@@ -622,30 +622,33 @@ async fn bdat_chunks_make_one_message() {
 }
 
 /// Issue 7 item 7: `max_inflight_bytes` is one budget for all sessions: a
-/// message that does not fit gets 452 4.3.1 (read to its end, the session
-/// goes on), a message that fits is taken, and the bytes come back after.
+/// message that does not fit beside the ones in flight gets 452 4.3.1 (read
+/// to its end, the session goes on); the oldest message in flight always
+/// goes on, so one gets through; the bytes come back after.
 #[tokio::test]
 async fn inflight_budget_refuses_with_452() {
     let server = Server::start(|c| c.max_inflight_bytes = 4000).await;
-    let mut c = greeted(&server).await;
-    for (size, want) in [
-        (6000, "452 4.3.1"),
-        (1000, "250"),
-        (3500, "250"),
-        (3500, "250"),
-    ] {
+    let mut a = greeted(&server).await;
+    let mut b = greeted(&server).await;
+    for c in [&mut a, &mut b] {
         c.expect("MAIL FROM:<a@example.com>", "250").await;
         c.expect("RCPT TO:<x@example.org>", "250").await;
         c.expect("DATA", "354").await;
-        c.send(format!("{}.\r\n", "aaaaaaaa\r\n".repeat(size / 10)))
-            .await;
-        c.expect_reply(want).await;
     }
-    c.expect("MAIL FROM:<a@example.com>", "250").await;
-    c.expect("RCPT TO:<x@example.org>", "250").await;
-    c.send(format!("BDAT 5000 LAST\r\n{}", "b".repeat(5000)))
-        .await;
-    c.expect_reply("452 4.3.1").await;
-    c.expect("NOOP", "250").await;
-    assert_eq!(server.handler.messages().len(), 3);
+    let lines = |n: usize| "aaaaaaaa\r\n".repeat(n / 10);
+    // a holds 3000 bytes and is the oldest in flight.
+    a.send(lines(3000)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // b does not fit beside it.
+    b.send(format!("{}.\r\n", lines(2000))).await;
+    b.expect_reply("452 4.3.1").await;
+    // a goes on past the budget: the oldest always does.
+    a.send(format!("{}.\r\n", lines(3000))).await;
+    a.expect_reply("250").await;
+    // The bytes came back: b is taken now, also over BDAT.
+    b.expect("MAIL FROM:<a@example.com>", "250").await;
+    b.expect("RCPT TO:<x@example.org>", "250").await;
+    b.send(format!("BDAT 3500 LAST\r\n{}", lines(3500))).await;
+    b.expect_reply("250").await;
+    assert_eq!(server.handler.messages().len(), 2);
 }
