@@ -295,3 +295,45 @@ fn sigterm_drains_and_exits_0_and_nothing_is_lost() {
     assert_eq!(got.len(), 2);
     drop(silent);
 }
+
+/// A SQLite store serves one instance: a second `sealgate serve` on the
+/// same store (which would release the first one's leases at start and
+/// deliver its copies too) refuses to start, naming the lock.
+#[test]
+fn a_second_instance_on_the_same_sqlite_store_refuses_to_start() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&config(sink.port(), "sqlite://data/s.db", 5));
+    let other = gw.dir.path().join("other.toml");
+    let port = sealgate_testkit::ports::free_port();
+    std::fs::write(
+        &other,
+        config(sink.port(), "sqlite://data/s.db", 5).replace("{port}", &port.to_string())
+            + "\n[admin]\nlisten = \"\"\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(crate::gateway::BIN);
+    cmd.current_dir(gw.dir.path())
+        .arg("--config")
+        .arg(&other)
+        .arg("serve");
+    let out = sealgate_testkit::process::run_with_timeout(cmd, Duration::from_secs(30)).unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "the second instance must not run: {text}"
+    );
+    assert!(
+        text.contains("another sealgate already runs on this SQLite store"),
+        "{text}"
+    );
+    // The first one still works.
+    smtp_send(
+        gw.port,
+        "a@apps.test",
+        &["x@open.test"],
+        b"Subject: one\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    sink.wait_for(1, Duration::from_secs(20)).unwrap();
+}

@@ -67,7 +67,11 @@ async fn pipeline_to(
             ..Default::default()
         },
     );
-    let store = Store::open(&format!("sqlite://{}/s.db", dir.path().display()))
+    // A store of its own for each pipeline: a SQLite store serves one
+    // queue at a time.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let store = Store::open(&format!("sqlite://{}/s-{n}.db", dir.path().display()))
         .await
         .unwrap();
     Pipeline::new(
@@ -238,9 +242,13 @@ async fn a_failing_higher_source_is_not_overruled_by_a_lower_one() {
                 ..Default::default()
             },
         );
-        let store = Store::open(&format!("sqlite://{}/p.db", dir.path().display()))
-            .await
-            .unwrap();
+        // One store per run: a SQLite store serves one queue at a time.
+        let store = Store::open(&format!(
+            "sqlite://{}/p-{skip_domain}.db",
+            dir.path().display()
+        ))
+        .await
+        .unwrap();
         let p = Pipeline::new(
             Policy::new(policy).unwrap(),
             Arc::new(Resolver::new(

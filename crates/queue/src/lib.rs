@@ -49,6 +49,29 @@ pub enum QueueError {
     NotFound(String),
 }
 
+/// Takes `<db>.lock` exclusively for as long as the file stays open; an
+/// error naming the file if another process holds it.
+fn lock_single_instance(db: &std::path::Path) -> Result<std::fs::File, QueueError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| QueueError::Write(format!("cannot open {}: {e}", path.display())))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            QueueError::Write(format!(
+                "another sealgate already runs on this SQLite store ({} is locked); a SQLite store serves one instance, use PostgreSQL for several",
+                path.display()
+            ))
+        },
+    )?;
+    Ok(file)
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -89,6 +112,8 @@ pub(crate) struct Inner {
     /// Set at shutdown: workers and scanner stop taking copies.
     pub stop: tokio::sync::watch::Sender<bool>,
     pub metrics: Metrics,
+    /// SQLite: the lock file held while this instance runs.
+    _lock: Option<std::fs::File>,
 }
 
 impl Inner {
@@ -120,6 +145,12 @@ impl Queue {
         metrics: Metrics,
     ) -> Result<Queue, QueueError> {
         let single = store.backend() == sealgate_store::Backend::Sqlite;
+        // SQLite is for one instance: a second one on the same file would
+        // release the first one's leases at start and deliver its copies too.
+        let lock = match store.sqlite_path() {
+            Some(db) => Some(lock_single_instance(db)?),
+            None => None,
+        };
         let mut conn = store
             .durable_pool()
             .acquire()
@@ -167,6 +198,7 @@ impl Queue {
                 wake: Notify::new(),
                 stop: tokio::sync::watch::channel(false).0,
                 metrics,
+                _lock: lock,
             }),
         })
     }
