@@ -58,6 +58,23 @@ fn wait_for_list(
     }
 }
 
+/// Starts a sink where the upstream was, flushes the queue, and waits for
+/// the first message to arrive there.
+fn upstream_back_and_flush(
+    gw: &Gateway,
+    upstream: u16,
+) -> (Sink, Vec<sealgate_testkit::sink::SinkMessage>) {
+    let sink = Sink::start_with(SinkOptions {
+        port: Some(upstream),
+        ..Default::default()
+    });
+    ok(gw, &["queue", "flush"]);
+    let got = sink
+        .wait_for(1, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    (sink, got)
+}
+
 fn run(store: &str) {
     let upstream = free_port();
     let gw = Gateway::start(&config(upstream, store));
@@ -126,14 +143,7 @@ fn run(store: &str) {
 
     // The upstream is back; flush: the one waiting message goes now (not in
     // an hour), the held one stays.
-    let sink = Sink::start_with(SinkOptions {
-        port: Some(upstream),
-        ..Default::default()
-    });
-    ok(&gw, &["queue", "flush"]);
-    let got = sink
-        .wait_for(1, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let (sink, got) = upstream_back_and_flush(&gw, upstream);
     assert!(String::from_utf8_lossy(&got[0].data).contains("CONTENT-MARKER 2"));
     let left = wait_for_list(
         &gw,
@@ -176,14 +186,7 @@ fn run(store: &str) {
     let id = self::ids(&list).remove(0);
     let out = ok(&gw, &["queue", "bounce", &id]);
     assert!(out.contains("1 recipient(s) failed"), "{out}");
-    let sink = Sink::start_with(SinkOptions {
-        port: Some(upstream),
-        ..Default::default()
-    });
-    ok(&gw, &["queue", "flush"]);
-    let got = sink
-        .wait_for(1, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let (_sink, got) = upstream_back_and_flush(&gw, upstream);
     assert!(got[0].mail_from.is_empty(), "a DSN from the null sender");
     assert_eq!(got[0].rcpt_to, vec!["a@apps.test".to_string()]);
     let dsn = String::from_utf8_lossy(&got[0].data);

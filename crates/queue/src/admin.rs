@@ -217,17 +217,14 @@ async fn copies_of(
     q.fetch_all(&mut *conn).await.map_err(read)
 }
 
-/// Runs `f` over the copies of message `id` in one durable transaction;
+/// Runs `sql_text` (`$1` the copy id, `$2` now) over the copies of message
+/// `id` (every copy for `None`) in one durable transaction, settling each;
 /// returns how many recipients it changed. `NotFound` if no such message.
-async fn each_copy<F>(
+async fn each_copy(
     store: &Store,
     id: Option<&str>,
     sql_text: &'static str,
-    f: F,
-) -> Result<u64, QueueError>
-where
-    F: Fn(i64) -> i64,
-{
+) -> Result<u64, QueueError> {
     let mut tx = store.durable_pool().begin().await.map_err(write)?;
     let copies = copies_of(&mut tx, id).await?;
     if copies.is_empty() && id.is_some() {
@@ -238,7 +235,7 @@ where
     for c in &copies {
         changed += sqlx::query(sql_text)
             .bind(c)
-            .bind(f(now))
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(write)?
@@ -256,21 +253,19 @@ pub async fn flush(store: &Store, id: Option<&str>) -> Result<u64, QueueError> {
         id,
         "UPDATE queue_rcpt SET next_attempt_at = $2
          WHERE copy_id = $1 AND state IN ('queued', 'deferred')",
-        |now| now,
     )
     .await
 }
 
 /// Keeps a message's waiting recipients aside until released. A copy being
-/// delivered at this moment finishes its attempt; its result does not undo
-/// the hold.
+/// delivered at this moment finishes its attempt: a recipient it only
+/// deferred stays held; one it delivered or failed for good is done.
 pub async fn hold(store: &Store, id: &str) -> Result<u64, QueueError> {
     each_copy(
         store,
         Some(id),
         "UPDATE queue_rcpt SET state = 'held', next_attempt_at = $2
          WHERE copy_id = $1 AND state IN ('queued', 'deferred')",
-        |now| now,
     )
     .await
 }
@@ -283,7 +278,6 @@ pub async fn release(store: &Store, id: &str) -> Result<u64, QueueError> {
         "UPDATE queue_rcpt SET state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END,
            next_attempt_at = $2
          WHERE copy_id = $1 AND state = 'held'",
-        |now| now,
     )
     .await
 }
