@@ -21,6 +21,7 @@
 //! Every function here fails closed: an error means no output at all, never a
 //! partially encrypted or plaintext message.
 
+mod base64_lines;
 mod boundary;
 mod compose;
 pub mod cpu;

@@ -17,18 +17,60 @@ pub use header::{header_value_unfolded, Header, HeaderLimitExceeded, HeaderLimit
 
 /// The two pieces an encrypted copy is made of, owned so that they can be
 /// shared by every copy of a message (and sent to the blocking pool).
+///
+/// The inner entity is kept as its head (the `Content-*` fields and the
+/// separator line, small) and its body. The body is either a copy or, from
+/// [`Message::parts_sharing`], a range of the received message itself, so
+/// that a large message is not held twice while it is encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parts {
     /// The outer header fields, raw, each with its line ending.
     pub outer_headers: Vec<u8>,
-    /// The entity that gets encrypted ([`Message::inner_entity`]).
-    pub inner_entity: Vec<u8>,
+    /// The inner entity up to its body: `Content-*` fields and separator.
+    entity_head: Vec<u8>,
+    body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Body {
+    Owned(Vec<u8>),
+    /// `message[offset..]`.
+    Shared {
+        message: std::sync::Arc<Vec<u8>>,
+        offset: usize,
+    },
 }
 
 impl Parts {
     /// The parts of a whole raw message.
     pub fn of(message: &[u8]) -> Parts {
         Message::parse(message).parts(|_| false)
+    }
+
+    /// The entity that gets encrypted ([`Message::inner_entity`]) as two
+    /// slices, head then body, for encryptors that stream.
+    pub fn inner_entity_slices(&self) -> [&[u8]; 2] {
+        let body = match &self.body {
+            Body::Owned(b) => b.as_slice(),
+            Body::Shared { message, offset } => &message[*offset..],
+        };
+        [&self.entity_head, body]
+    }
+
+    /// Length of the inner entity in bytes.
+    pub fn inner_entity_len(&self) -> usize {
+        let [h, b] = self.inner_entity_slices();
+        h.len() + b.len()
+    }
+
+    /// The inner entity in one buffer (a copy), for encryptors that need
+    /// their whole input at once.
+    pub fn inner_entity(&self) -> Vec<u8> {
+        let [h, b] = self.inner_entity_slices();
+        let mut out = Vec::with_capacity(h.len() + b.len());
+        out.extend_from_slice(h);
+        out.extend_from_slice(b);
+        out
     }
 }
 
@@ -75,11 +117,39 @@ impl<'a> Message<'a> {
 
     /// What the encryptors need, computed once per message: the outer
     /// header fields that stay visible ([`Message::outer_headers`]) minus
-    /// those `drop` names (the pipeline drops `Bcc`), and the inner entity.
+    /// those `drop` names (the pipeline drops `Bcc`), and the inner entity
+    /// (its body copied).
     pub fn parts(&self, drop: impl Fn(&Header<'_>) -> bool) -> Parts {
         Parts {
             outer_headers: self.outer_headers_where(|h| !drop(h)),
-            inner_entity: self.inner_entity(),
+            entity_head: self.entity_head(),
+            body: Body::Owned(self.body.to_vec()),
+        }
+    }
+
+    /// [`Message::parts`] without copying the body: `message` must be the
+    /// buffer this message was parsed from (else the body is copied after
+    /// all), and the parts keep it alive.
+    pub fn parts_sharing(
+        &self,
+        message: &std::sync::Arc<Vec<u8>>,
+        drop: impl Fn(&Header<'_>) -> bool,
+    ) -> Parts {
+        let same =
+            std::ptr::eq(message.as_ptr(), self.raw.as_ptr()) && message.len() == self.raw.len();
+        let body = if same {
+            // The body is always a suffix of the raw message.
+            Body::Shared {
+                message: message.clone(),
+                offset: self.raw.len() - self.body.len(),
+            }
+        } else {
+            Body::Owned(self.body.to_vec())
+        };
+        Parts {
+            outer_headers: self.outer_headers_where(|h| !drop(h)),
+            entity_head: self.entity_head(),
+            body,
         }
     }
 
@@ -126,8 +196,15 @@ impl<'a> Message<'a> {
     /// still parses as headers + body; likewise for a last field the message
     /// ends inside of.
     pub fn inner_entity(&self) -> Vec<u8> {
+        let mut out = self.entity_head();
+        out.extend_from_slice(self.body);
+        out
+    }
+
+    /// [`Message::inner_entity`] up to the body.
+    fn entity_head(&self) -> Vec<u8> {
         let eol = self.line_ending();
-        let mut out = Vec::with_capacity(self.raw.len() + 2);
+        let mut out = Vec::new();
         for h in self.headers.iter().filter(|h| is_content_field(h.name)) {
             out.extend_from_slice(h.raw);
             if !h.raw.ends_with(b"\n") {
@@ -143,7 +220,6 @@ impl<'a> Message<'a> {
                 out.push(b'\n');
             }
         }
-        out.extend_from_slice(self.body);
         out
     }
 

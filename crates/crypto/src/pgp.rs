@@ -16,12 +16,11 @@ use sequoia_openpgp as openpgp;
 use openpgp::cert::amalgamation::key::ValidErasedKeyAmalgamation;
 use openpgp::packet::key::PublicParts;
 use openpgp::policy::StandardPolicy;
-use openpgp::serialize::stream::{
-    Armorer, Encryptor, LiteralWriter, Message as PgpMessage, Recipient,
-};
-use openpgp::types::{DataFormat, KeyFlags, RevocationStatus};
+use openpgp::serialize::stream::{Encryptor, Message as PgpMessage, Recipient};
+use openpgp::types::{KeyFlags, RevocationStatus};
 use openpgp::Cert;
 
+use crate::base64_lines::armor_message;
 use crate::boundary::new_boundary;
 use crate::compose::assemble;
 use crate::cpu::Cancel;
@@ -110,10 +109,10 @@ pub fn encrypt_pgp_mime_parts(
     let content_type = format!(
         "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n\tboundary=\"{boundary}\"\r\n"
     );
-    let data = &parts.inner_entity;
+    let data = parts.inner_entity_slices();
     // Base64 (4/3) in lines of 64 characters plus CRLF (66/64), with room
     // for the packets around the data.
-    let armored_len = (data.len() + 1024) / 3 * 4 / 64 * 66 + 4096;
+    let armored_len = (parts.inner_entity_len() + 1024) / 3 * 4 / 64 * 66 + 4096;
     let mut out = Vec::with_capacity(parts.outer_headers.len() + armored_len + 2048);
     out.extend_from_slice(&assemble(&parts.outer_headers, &[&content_type], b""));
     out.extend_from_slice(b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n");
@@ -138,80 +137,87 @@ pub fn encrypt_pgp_mime_parts(
 }
 
 /// Appends the ASCII-armored OpenPGP message (PKESKs, SEIPD, binary literal
-/// data packet with `data`) to `out`, lines ending in CRLF, the last one
-/// included.
+/// data packet with the two slices of `data`, one after the other) to
+/// `out`, lines ending in CRLF, the last one included.
 fn encrypt_armored_into(
-    data: &[u8],
+    data: [&[u8]; 2],
     recipients: Vec<Recipient<'_>>,
     cancel: &Cancel,
     out: &mut Vec<u8>,
 ) -> Result<(), CryptoError> {
     let pgp_err = |e: openpgp::anyhow::Error| CryptoError::OpenPgp(format!("{e:#}"));
-    let mut sink = Crlf { out, prev: 0 };
-    {
-        let message = PgpMessage::new(&mut sink);
-        let message = Armorer::new(message).build().map_err(pgp_err)?;
+    // The armor is ours (streamed into `out` with CRLF); sequoia writes
+    // the binary packets into it.
+    armor_message(out, |sink| {
+        let message = PgpMessage::new(sink);
         let message = Encryptor::for_recipients(message, recipients)
             .build()
             .map_err(pgp_err)?;
-        let mut literal = LiteralWriter::new(message)
-            .format(DataFormat::Binary)
-            .build()
-            .map_err(pgp_err)?;
-        for chunk in data.chunks(64 * 1024) {
+        // The literal data packet is written here with its full length
+        // (known in advance) instead of by sequoia's LiteralWriter, whose
+        // partial-body buffering holds 4 MiB chunks (and the encryptor as
+        // much again); this way the encryptor sees 64 KiB at a time.
+        let mut message = message;
+        let write_err =
+            |e: std::io::Error| CryptoError::OpenPgp(format!("writing literal data: {e}"));
+        let len = data[0].len() + data[1].len();
+        message
+            .write_all(&literal_header(len)?)
+            .map_err(write_err)?;
+        for chunk in data.iter().flat_map(|d| d.chunks(64 * 1024)) {
             if cancel.is_cancelled() {
                 return Err(CryptoError::Cancelled);
             }
-            literal
-                .write_all(chunk)
-                .map_err(|e| CryptoError::OpenPgp(format!("writing literal data: {e}")))?;
+            message.write_all(chunk).map_err(write_err)?;
         }
-        literal.finalize().map_err(pgp_err)?;
-    }
-    if !sink.out.ends_with(b"\r\n") {
-        sink.out.extend_from_slice(b"\r\n");
-    }
-    Ok(())
+        message.finalize().map_err(pgp_err)
+    })
 }
 
-/// Writes into a Vec, turning bare LF line endings into CRLF on the way
-/// (armor output is pure ASCII lines).
-struct Crlf<'a> {
-    out: &'a mut Vec<u8>,
-    prev: u8,
-}
-
-impl std::io::Write for Crlf<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for &b in buf {
-            if b == b'\n' && self.prev != b'\r' {
-                self.out.push(b'\r');
-            }
-            self.out.push(b);
-            self.prev = b;
+/// The header of a binary literal data packet (RFC 9580 §5.9) whose data
+/// is `len` bytes: a packet header with the full length (§4.2.1), format
+/// `b`, no file name, date 0; the data follows it.
+fn literal_header(len: usize) -> Result<Vec<u8>, CryptoError> {
+    // Format, file name length, 4-octet date.
+    let fields = [b'b', 0, 0, 0, 0, 0];
+    let body = u32::try_from(len + fields.len())
+        .map_err(|_| CryptoError::OpenPgp("message too large for one literal packet".into()))?;
+    let mut out = vec![0xC0 | 11];
+    match body {
+        0..=191 => out.push(body as u8),
+        192..=8383 => {
+            let v = body - 192;
+            out.extend_from_slice(&[(v >> 8) as u8 + 192, v as u8]);
         }
-        Ok(buf.len())
+        _ => {
+            out.push(0xFF);
+            out.extend_from_slice(&body.to_be_bytes());
+        }
     }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    out.extend_from_slice(&fields);
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openpgp::parse::Parse;
 
+    /// Our literal packet header is what sequoia itself parses as a binary
+    /// literal data packet of the given data, at each length encoding.
     #[test]
-    fn crlf_writer_converts_bare_lf_only() {
-        use std::io::Write;
-        let mut out = Vec::new();
-        let mut w = Crlf {
-            out: &mut out,
-            prev: 0,
-        };
-        w.write_all(b"a\nb\r").unwrap();
-        w.write_all(b"\nc\n").unwrap();
-        assert_eq!(out, b"a\r\nb\r\nc\r\n");
+    fn literal_header_parses_as_a_literal_packet() {
+        for len in [0usize, 1, 185, 186, 187, 8377, 8378, 100_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut packet = literal_header(len).unwrap();
+            packet.extend_from_slice(&data);
+            let parsed = openpgp::Packet::from_bytes(&packet).unwrap();
+            let openpgp::Packet::Literal(l) = parsed else {
+                panic!("{len}: not a literal packet: {parsed:?}");
+            };
+            assert_eq!(l.format(), openpgp::types::DataFormat::Binary, "{len}");
+            assert_eq!(l.body(), &data[..], "{len}");
+            assert_eq!(l.filename(), None, "{len}");
+        }
     }
 }

@@ -9,14 +9,15 @@
 //! the safe `CmsContentInfo::encrypt` suffices. The policy stage must only
 //! choose GCM for recipients known to read it (gpgsm 2.2, for one, cannot).
 
-use base64::Engine as _;
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::nid::Nid;
 use openssl::pkey::Id;
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::X509;
+use std::io::Write;
 
+use crate::base64_lines::Base64Lines;
 use crate::compose::assemble;
 use crate::cpu::Cancel;
 use crate::mime::Parts;
@@ -95,13 +96,13 @@ pub fn encrypt_smime_parts(
         })?;
         stack.push(cert.clone())?;
     }
-    let cms = CmsContentInfo::encrypt(
-        &stack,
-        &parts.inner_entity,
-        cipher.openssl(),
-        CMSOptions::BINARY,
-    )?;
+    // OpenSSL's CMS wants its input in one piece; each large buffer goes
+    // as soon as the next step has what it needs.
+    let inner = parts.inner_entity();
+    let cms = CmsContentInfo::encrypt(&stack, &inner, cipher.openssl(), CMSOptions::BINARY)?;
+    drop(inner);
     let der = cms.to_der()?;
+    drop(cms);
 
     let content_type = format!(
         "Content-Type: application/pkcs7-mime; smime-type={};\r\n\tname=\"smime.p7m\"\r\n",
@@ -113,7 +114,12 @@ pub fn encrypt_smime_parts(
         "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n",
         "Content-Description: S/MIME Encrypted Message\r\n",
     ];
-    Ok(assemble(&parts.outer_headers, &fields, &base64_lines(&der)))
+    let mut out = assemble(&parts.outer_headers, &fields, b"");
+    out.reserve(der.len().div_ceil(57) * 78);
+    let mut body = Base64Lines::mime(&mut out);
+    body.write_all(&der).expect("writing to a Vec cannot fail");
+    body.finish();
+    Ok(out)
 }
 
 /// Whether CMS can encrypt to this certificate's key: RSA (`rsaEncryption`)
@@ -184,37 +190,9 @@ fn subject_line(cert: &X509) -> String {
         .join(", ")
 }
 
-/// Base64 of `data` in lines of 76 characters, each ending in CRLF.
-fn base64_lines(data: &[u8]) -> Vec<u8> {
-    let text = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = Vec::with_capacity(text.len() + text.len() / 76 * 2 + 2);
-    for chunk in text.as_bytes().chunks(76) {
-        out.extend_from_slice(chunk);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_lines_are_76_chars_with_crlf() {
-        let data = vec![0xA5u8; 200];
-        let out = base64_lines(&data);
-        let text = std::str::from_utf8(&out).unwrap();
-        let lines: Vec<&str> = text.split_terminator("\r\n").collect();
-        assert!(lines[..lines.len() - 1].iter().all(|l| l.len() == 76));
-        assert!(!text.replace("\r\n", "").contains('\n'));
-        let joined: String = lines.concat();
-        assert_eq!(
-            base64::engine::general_purpose::STANDARD
-                .decode(joined)
-                .unwrap(),
-            data
-        );
-    }
 
     #[test]
     fn no_certs_is_an_error() {

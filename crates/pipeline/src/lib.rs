@@ -134,11 +134,14 @@ impl Handler for Pipeline {
     async fn message(&self, envelope: Envelope<RecipientDecision>, data: Vec<u8>) -> Reply {
         let queue_id = queue_id::next();
         let received_at = sealgate_store::now_unix();
+        let size = data.len();
+        // Shared with the encryptors, which read the body in place.
+        let data = Arc::new(data);
         // The one split of this message; everything below reads it.
         let parsed = match Message::parse_limited(&data, self.options.header_limits) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(queue_id = %queue_id, peer = %envelope.client.peer, size = data.len(), "message refused: {e}");
+                tracing::warn!(queue_id = %queue_id, peer = %envelope.client.peer, size, "message refused: {e}");
                 return Reply::new(
                     552,
                     (5, 3, 4),
@@ -165,13 +168,28 @@ impl Handler for Pipeline {
             return reply;
         }
         let now = std::time::SystemTime::now();
-        let outgoing = bcc::strip(&data, &parsed);
         let groups = group::plan(&envelope, &parsed);
-        // What every encrypted copy is made of, split once for all of them.
+        // The original bytes without Bcc, for plain copies (a copy of the
+        // message only when it has a Bcc field and a plain copy needs it),
+        // and the header section returned in a DSN.
+        let needs_original = groups.iter().any(|g| {
+            matches!(
+                g.kind,
+                group::GroupKind::Plain | group::GroupKind::PassThrough
+            )
+        });
+        let outgoing = if needs_original {
+            bcc::strip(&data, &parsed)
+        } else {
+            std::borrow::Cow::Borrowed(&data[..])
+        };
+        let dsn_header = bcc::strip(&data[..size - parsed.body().len()], &parsed);
+        // What every encrypted copy is made of, split once for all of them;
+        // the body is read in place from `data`.
         let parts = groups
             .iter()
             .any(|g| matches!(g.kind, group::GroupKind::Encrypt { .. }))
-            .then(|| Arc::new(parsed.parts(bcc::is_bcc)));
+            .then(|| Arc::new(parsed.parts_sharing(&data, bcc::is_bcc)));
         let client = format!("{} [{}]", envelope.client.peer.ip(), envelope.client.helo);
         let mut draft = self.queue.draft(NewMessage {
             id: queue_id.clone(),
@@ -275,7 +293,7 @@ impl Handler for Pipeline {
                 message_id = message_id.as_deref().unwrap_or("-"),
                 peer = %envelope.client.peer,
                 sender = %envelope.sender,
-                size = data.len(),
+                size,
                 recipients = %out.log_summary(&envelope),
                 outcome = %out.outcome,
                 reply = %out.reply,
@@ -315,10 +333,15 @@ impl Handler for Pipeline {
                         will_retry_until: None,
                     },
                     envelope.recipients[i].notify.as_deref(),
-                    &outgoing,
+                    &dsn_header,
                 );
             }
         }
+        // The received bytes are not needed any more: gone before the
+        // commit, so that the delivery that starts with it does not hold
+        // them too.
+        drop((outgoing, dsn_header, parsed));
+        drop(data);
         if let Err(e) = draft.commit().await {
             return self.queue_failure(&queue_id, &e);
         }

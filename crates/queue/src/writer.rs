@@ -143,12 +143,22 @@ enum Answer {
     Owned(bool),
 }
 
+/// Answers `op`. A copy's bytes are freed before its answer is sent: the
+/// caller may start delivering that copy at once, and a large message is
+/// then not held by the writer and by the delivery at the same time.
 fn reply(op: Op, result: Result<Answer, String>) {
     match op {
-        Op::Stage { answer, .. } => {
+        Op::Stage { answer, copy, .. } => {
+            drop(copy);
             let _ = answer.send(result.map(|_| ()));
         }
-        Op::Complete { answer, .. } => {
+        Op::Complete {
+            answer,
+            last,
+            reports,
+            ..
+        } => {
+            drop((last, reports));
             let _ = answer.send(result.map(|a| match a {
                 Answer::Copies(c) => c,
                 _ => Vec::new(),

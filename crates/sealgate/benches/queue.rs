@@ -14,7 +14,9 @@
 //! The resolver's cached lookups per second are printed by
 //! `cargo bench -p sealgate-keys --bench resolver`.
 //!
-//!   cargo bench -p sealgate --bench queue [-- MESSAGES]
+//!   cargo bench -p sealgate --bench queue [-- [MESSAGES] [ratio] [rss] [fanout]]
+//!
+//! Naming one or more of `ratio`, `rss`, `fanout` runs only those parts.
 
 use sealgate_testkit::gnupg::GnupgHome;
 use sealgate_testkit::ports::free_port;
@@ -137,15 +139,16 @@ impl Gateway {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(5000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(5000);
+    let parts = ["ratio", "rss", "fanout"];
+    let all = !args.iter().any(|a| parts.contains(&a.as_str()));
+    let run = |part: &str| all || args.iter().any(|a| a == part);
     let work = tempfile::tempdir().unwrap();
     let gpg = GnupgHome::new();
     gpg.gen_key("Bench <pgp@bench.test>", "future-default");
     // smtp-source numbers the recipients of `-r 100`; from 0 or 1.
-    for i in 0..=100 {
+    for i in 0..=if run("fanout") { 100 } else { -1 } {
         gpg.gen_key(&format!("Fan <{i}fan@bench.test>"), "future-default");
     }
     let ring = work.path().join("keys.asc");
@@ -155,76 +158,82 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    // 1. sealgate (durable queue, PGP) against Postfix (its queue, plain).
     let (_sink, sink_port) = smtp_sink();
+    if run("ratio") {
+        // 1. sealgate (durable queue, PGP) against Postfix (its queue, plain).
+        let gw = Gateway::start(sink_port, &ring);
+        let secs = source(gw.port, n, "pgp@bench.test", 1);
+        let drained = gw.drain();
+        let sealgate_rate = n as f64 / secs;
+        let sealgate_total = n as f64 / (secs + drained);
+        drop(gw);
+
+        let (_sink2, sink2_port) = smtp_sink();
+        let postfix = Postfix::start_with_config(sink2_port, &[("default_process_limit", "200")]);
+        let secs = source(postfix.port(), n, "x@open.test", 1);
+        let t = Instant::now();
+        postfix
+            .wait_for_queue_empty(Duration::from_secs(600))
+            .expect("Postfix drains");
+        let drained = t.elapsed().as_secs_f64();
+        let postfix_rate = n as f64 / secs;
+        let postfix_total = n as f64 / (secs + drained);
+        drop(postfix);
+        println!(
+            "{:<44} {:>12} {:>18}",
+            "case", "accepted/s", "accepted+sent/s"
+        );
+        println!(
+            "{:<44} {sealgate_rate:>12.0} {sealgate_total:>18.0}",
+            "sealgate, durable queue, PGP"
+        );
+        println!(
+            "{:<44} {postfix_rate:>12.0} {postfix_total:>18.0}",
+            "Postfix, its queue, unencrypted"
+        );
+        println!(
+            "ratio sealgate/Postfix: {:.2} accepted, {:.2} accepted+sent (target >= 2.0)",
+            sealgate_rate / postfix_rate,
+            sealgate_total / postfix_total
+        );
+    }
+
     let gw = Gateway::start(sink_port, &ring);
-    let secs = source(gw.port, n, "pgp@bench.test", 1);
-    let drained = gw.drain();
-    let sealgate_rate = n as f64 / secs;
-    let sealgate_total = n as f64 / (secs + drained);
-    drop(gw);
+    if run("rss") {
+        // 2. Peak RSS for one 25 MB PGP message.
+        let idle = gw.peak_rss();
+        let line = format!("{}\r\n", "q".repeat(76));
+        let body = format!(
+            "Subject: big\r\n\r\n{}",
+            line.repeat(25 * 1024 * 1024 / line.len())
+        );
+        smtp_send(
+            gw.port,
+            "sender@bench.test",
+            &["pgp@bench.test"],
+            body.as_bytes(),
+        )
+        .expect("25 MB message accepted");
+        gw.drain();
+        let peak = gw.peak_rss();
+        println!(
+            "peak RSS for one {} MB PGP message: {} MB above idle ({} MB), {:.1}x its size (target <= 3x)",
+            body.len() >> 20,
+            (peak - idle) >> 20,
+            idle >> 20,
+            (peak - idle) as f64 / body.len() as f64
+        );
+    }
 
-    let (_sink2, sink2_port) = smtp_sink();
-    let postfix = Postfix::start_with_config(sink2_port, &[("default_process_limit", "200")]);
-    let secs = source(postfix.port(), n, "x@open.test", 1);
-    let t = Instant::now();
-    postfix
-        .wait_for_queue_empty(Duration::from_secs(600))
-        .expect("Postfix drains");
-    let drained = t.elapsed().as_secs_f64();
-    let postfix_rate = n as f64 / secs;
-    let postfix_total = n as f64 / (secs + drained);
-    drop(postfix);
-    println!(
-        "{:<44} {:>12} {:>18}",
-        "case", "accepted/s", "accepted+sent/s"
-    );
-    println!(
-        "{:<44} {sealgate_rate:>12.0} {sealgate_total:>18.0}",
-        "sealgate, durable queue, PGP"
-    );
-    println!(
-        "{:<44} {postfix_rate:>12.0} {postfix_total:>18.0}",
-        "Postfix, its queue, unencrypted"
-    );
-    println!(
-        "ratio sealgate/Postfix: {:.2} accepted, {:.2} accepted+sent (target >= 2.0)",
-        sealgate_rate / postfix_rate,
-        sealgate_total / postfix_total
-    );
-
-    // 2. Peak RSS for one 25 MB PGP message.
-    let gw = Gateway::start(sink_port, &ring);
-    let idle = gw.peak_rss();
-    let line = format!("{}\r\n", "q".repeat(76));
-    let body = format!(
-        "Subject: big\r\n\r\n{}",
-        line.repeat(25 * 1024 * 1024 / line.len())
-    );
-    smtp_send(
-        gw.port,
-        "sender@bench.test",
-        &["pgp@bench.test"],
-        body.as_bytes(),
-    )
-    .expect("25 MB message accepted");
-    gw.drain();
-    let peak = gw.peak_rss();
-    println!(
-        "peak RSS for one {} MB PGP message: {} MB above idle ({} MB), {:.1}x its size (target <= 3x)",
-        body.len() >> 20,
-        (peak - idle) >> 20,
-        idle >> 20,
-        (peak - idle) as f64 / body.len() as f64
-    );
-
-    // 3. Fan-out: one message to 100 recipients with keys.
-    let m = (n / 20).max(50);
-    let secs = source(gw.port, m, "fan@bench.test", 100);
-    let drained = gw.drain();
-    println!(
-        "fan-out, 100 recipients with keys per message: {:.1} msgs/s accepted, {:.1} accepted+sent ({m} messages)",
-        m as f64 / secs,
-        m as f64 / (secs + drained)
-    );
+    if run("fanout") {
+        // 3. Fan-out: one message to 100 recipients with keys.
+        let m = (n / 20).max(50);
+        let secs = source(gw.port, m, "fan@bench.test", 100);
+        let drained = gw.drain();
+        println!(
+            "fan-out, 100 recipients with keys per message: {:.1} msgs/s accepted, {:.1} accepted+sent ({m} messages)",
+            m as f64 / secs,
+            m as f64 / (secs + drained)
+        );
+    }
 }

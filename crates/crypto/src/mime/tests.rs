@@ -356,6 +356,29 @@ fn parts_drop_what_the_caller_names() {
     let m = Message::parse(raw);
     let p = m.parts(|h| h.name.eq_ignore_ascii_case("bcc"));
     assert_eq!(p.outer_headers, b"From: a@x\r\n");
-    assert_eq!(p.inner_entity, b"Content-Type: text/plain\r\n\r\nhi\r\n");
+    assert_eq!(p.inner_entity(), b"Content-Type: text/plain\r\n\r\nhi\r\n");
     assert_eq!(Parts::of(raw).outer_headers, b"From: a@x\r\nBcc: b@x\r\n");
+}
+
+/// Shared parts point into the received message instead of copying its
+/// body, and say the same as copied ones; parts of another buffer copy.
+#[test]
+fn shared_parts_match_copied_parts() {
+    for raw in [
+        &b"From: a@x\r\nContent-Type: text/plain\r\n\r\nhi\r\n"[..],
+        b"no headers at all\n",
+        b"Subject: x\r",
+    ] {
+        let data = std::sync::Arc::new(raw.to_vec());
+        let m = Message::parse(&data);
+        let shared = m.parts_sharing(&data, |_| false);
+        assert_eq!(shared.inner_entity(), m.inner_entity());
+        assert_eq!(shared.inner_entity_len(), m.inner_entity().len());
+        assert_eq!(shared.outer_headers, m.parts(|_| false).outer_headers);
+        assert_eq!(std::sync::Arc::strong_count(&data), 2);
+        let other = std::sync::Arc::new(raw.to_vec());
+        let copied = m.parts_sharing(&other, |_| false);
+        assert_eq!(copied, m.parts(|_| false));
+        assert_eq!(std::sync::Arc::strong_count(&other), 1);
+    }
 }
