@@ -118,12 +118,34 @@ pub(crate) fn armor_message<E>(
     Ok(())
 }
 
-/// The CRC-24 of RFC 4880 §6.1 (RFC 9580 §6.1.1).
+/// The CRC-24 of RFC 4880 §6.1 (RFC 9580 §6.1.1), a byte at a time from
+/// a table built at compile time.
 struct Crc24(u32);
+
+const CRC24_POLY: u32 = 0x0186_4CFB;
+
+/// `TABLE[b]`: the register after shifting the byte `b` through it.
+const CRC24_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut r = (b as u32) << 16;
+        let mut i = 0;
+        while i < 8 {
+            r <<= 1;
+            if r & 0x0100_0000 != 0 {
+                r ^= CRC24_POLY;
+            }
+            i += 1;
+        }
+        t[b] = r & 0x00FF_FFFF;
+        b += 1;
+    }
+    t
+};
 
 impl Crc24 {
     const INIT: u32 = 0x00B7_04CE;
-    const POLY: u32 = 0x0186_4CFB;
 
     fn new() -> Self {
         Crc24(Self::INIT)
@@ -131,18 +153,13 @@ impl Crc24 {
 
     fn update(&mut self, data: &[u8]) {
         for &b in data {
-            self.0 ^= u32::from(b) << 16;
-            for _ in 0..8 {
-                self.0 <<= 1;
-                if self.0 & 0x0100_0000 != 0 {
-                    self.0 ^= Self::POLY;
-                }
-            }
+            let i = ((self.0 >> 16) as u8 ^ b) as usize;
+            self.0 = ((self.0 << 8) & 0x00FF_FFFF) ^ CRC24_TABLE[i];
         }
     }
 
     fn value(&self) -> u32 {
-        self.0 & 0x00FF_FFFF
+        self.0
     }
 }
 

@@ -163,6 +163,7 @@ async fn scan(ctx: Arc<Ctx>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bo
                             copy_id,
                             token,
                             leased_at: std::time::Instant::now(),
+                            preloaded: None,
                         });
                     }
                 }
@@ -269,7 +270,7 @@ impl Health {
 }
 
 /// One delivery attempt of one copy, from load to the written result.
-async fn attempt(ctx: &Ctx, job: Job) {
+async fn attempt(ctx: &Ctx, mut job: Job) {
     let inner = &ctx.inner;
     // A job that waited for a worker for a good part of its lease first
     // makes sure the copy is still ours, and for a whole lease more: else
@@ -297,7 +298,12 @@ async fn attempt(ctx: &Ctx, job: Job) {
         }
     }
     let now = now_ms();
-    let loaded = match sql::load(inner.store.pool(), &job.copy_id, now).await {
+    let read = match job.preloaded.take() {
+        // Just committed by this instance: what the store would say.
+        Some(p) => Ok(Some(p.into_loaded())),
+        None => sql::load(inner.store.pool(), &job.copy_id, now).await,
+    };
+    let loaded = match read {
         Ok(Some(l)) => l,
         Ok(None) => return,
         Err(e) => {

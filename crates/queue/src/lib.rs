@@ -85,14 +85,47 @@ fn ms(d: std::time::Duration) -> i64 {
 }
 
 /// A copy ready for a worker: its id and the fencing token it is leased with.
-#[derive(Debug, Clone)]
 pub(crate) struct Job {
     pub copy_id: String,
     pub token: i64,
     /// When the lease was taken: a job that waited long for a worker renews
     /// it first (or drops the job if another instance took the copy).
     pub leased_at: std::time::Instant,
+    /// The copy as just committed, when this instance queued it and it is
+    /// small: its first attempt needs not read it back.
+    pub preloaded: Option<Preloaded>,
 }
+
+/// A copy the delivery takes from memory. Its bytes count against
+/// [`PRELOAD_BUDGET`] until it is dropped, so that jobs waiting for a
+/// worker hold a bounded amount of memory.
+pub(crate) struct Preloaded {
+    loaded: Option<Box<sql::Loaded>>,
+    charge: usize,
+    inner: std::sync::Weak<Inner>,
+}
+
+impl Preloaded {
+    /// The copy, for its attempt (which `queue.concurrency` bounds): it
+    /// stops counting against the budget.
+    pub(crate) fn into_loaded(mut self) -> sql::Loaded {
+        *self.loaded.take().expect("taken once")
+    }
+}
+
+impl Drop for Preloaded {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner
+                .preloaded_bytes
+                .fetch_sub(self.charge, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Most bytes of preloaded copies held at once; beyond it, jobs read
+/// their copy from the store as the scanner's do.
+const PRELOAD_BUDGET: usize = 32 << 20;
 
 pub(crate) struct Inner {
     pub store: Store,
@@ -107,6 +140,8 @@ pub(crate) struct Inner {
     pub job_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
     /// Jobs sent and not yet started.
     pub backlog: std::sync::atomic::AtomicUsize,
+    /// Bytes held by [`Preloaded`] copies.
+    pub preloaded_bytes: std::sync::atomic::AtomicUsize,
     /// Something may be due: a DSN was queued, or the scanner should look.
     pub wake: Notify,
     /// Set at shutdown: workers and scanner stop taking copies.
@@ -195,6 +230,7 @@ impl Queue {
                 jobs,
                 job_rx: std::sync::Mutex::new(Some(job_rx)),
                 backlog: Default::default(),
+                preloaded_bytes: Default::default(),
                 wake: Notify::new(),
                 stop: tokio::sync::watch::channel(false).0,
                 metrics,
@@ -300,6 +336,66 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// `copy` of `m`, just committed, as its first delivery would read it
+    /// from the store; `None` when [`PRELOAD_BUDGET`] is spent (the
+    /// delivery then reads it).
+    ///
+    /// The copy is leased to this instance from its commit on, so what an
+    /// admin does to it meanwhile is what they do to a delivery under way
+    /// (a hold or a delete does not stop it), as for any leased copy.
+    fn preload(
+        &self,
+        m: &NewMessage,
+        c: writer::StoredCopy,
+        expires_at: i64,
+        delay_dsn_at: Option<i64>,
+        received_at: i64,
+    ) -> Option<Preloaded> {
+        use std::sync::atomic::Ordering;
+        let inner = &self.inner;
+        let charge = c.copy.data.len();
+        let before = inner.preloaded_bytes.fetch_add(charge, Ordering::Relaxed);
+        if before + charge > PRELOAD_BUDGET {
+            inner.preloaded_bytes.fetch_sub(charge, Ordering::Relaxed);
+            return None;
+        }
+        let due = c
+            .copy
+            .recipients
+            .into_iter()
+            .map(|r| sql::DueRecipient {
+                seq: i64::from(r.seq),
+                address: r.address,
+                orcpt: r.orcpt,
+                notify: r.notify,
+                attempts: 0,
+                state: State::Queued,
+            })
+            .collect();
+        Some(Preloaded {
+            loaded: Some(Box::new(sql::Loaded {
+                message_id: m.id.clone(),
+                kind: m.kind,
+                sender: m.sender.clone(),
+                envid: m.envid.clone(),
+                ret: m.ret,
+                body_8bitmime: m.body_8bitmime,
+                smtputf8: m.smtputf8,
+                received_at,
+                expires_at,
+                client: m.client.clone(),
+                method: c.copy.method,
+                delay_dsn_at,
+                due,
+                data: c.copy.data,
+            })),
+            charge,
+            inner: Arc::downgrade(inner),
+        })
+    }
+}
+
 /// Longest wait for one audit row written beside the flow.
 pub const AUDIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -402,6 +498,9 @@ impl Draft {
             reports.push(deliver::report_message(&inner.schedule, &report, now));
         }
         let has_reports = !reports.is_empty();
+        // What a delivery reads of the message, in case the last copy
+        // comes back from the writer to be delivered from memory.
+        let meta = self.message.clone();
         let (answer, rx) = oneshot::channel();
         inner
             .writer
@@ -416,16 +515,28 @@ impl Draft {
             })
             .await
             .map_err(|_| QueueError::Closed)?;
-        let ids = rx
+        let done = rx
             .await
             .map_err(|_| QueueError::Closed)?
             .map_err(QueueError::Write)?;
-        for copy_id in ids {
+        let mut last = done.last;
+        for copy_id in done.ids {
+            let preloaded = match last.take() {
+                Some(c) if c.id == copy_id => {
+                    self.queue
+                        .preload(&meta, c, expires_at, delay_dsn_at, received)
+                }
+                other => {
+                    last = other;
+                    None
+                }
+            };
             // The first claim of a copy has token 1.
             inner.push(Job {
                 copy_id,
                 token: 1,
                 leased_at: std::time::Instant::now(),
+                preloaded,
             });
         }
         if has_reports {

@@ -21,6 +21,17 @@ const MAX_BATCH: usize = 64;
 /// the write lock for long).
 const MAX_BATCH_BYTES: usize = 32 << 20;
 
+/// What a committed message answers: its copy ids, leased to this
+/// instance, and the last copy back when it is small enough for the
+/// delivery to take it from memory ([`PRELOAD_MAX`]).
+pub(crate) struct Completed {
+    pub ids: Vec<String>,
+    pub last: Option<StoredCopy>,
+}
+
+/// Largest copy handed back to the delivery after its commit.
+pub(crate) const PRELOAD_MAX: usize = 256 << 10;
+
 /// A copy and the id it is stored under.
 pub(crate) struct StoredCopy {
     pub id: String,
@@ -61,7 +72,7 @@ pub(crate) enum Op {
         /// Reports on recipients whose copy could not be built.
         reports: Vec<Generated>,
         lease: (String, i64),
-        answer: oneshot::Sender<Result<Vec<String>, String>>,
+        answer: oneshot::Sender<Result<Completed, String>>,
     },
     /// An audit row (SQLite: through the one writer, so that it does not
     /// contend with the queue for the database lock). Nobody waits for it.
@@ -143,9 +154,10 @@ enum Answer {
     Owned(bool),
 }
 
-/// Answers `op`. A copy's bytes are freed before its answer is sent: the
-/// caller may start delivering that copy at once, and a large message is
-/// then not held by the writer and by the delivery at the same time.
+/// Answers `op`. A large copy's bytes are freed before its answer is sent:
+/// the caller may start delivering that copy at once, and it is then not
+/// held by the writer and by the delivery at the same time. A small last
+/// copy goes back with the answer, so that its delivery need not read it.
 fn reply(op: Op, result: Result<Answer, String>) {
     match op {
         Op::Stage { answer, copy, .. } => {
@@ -158,10 +170,14 @@ fn reply(op: Op, result: Result<Answer, String>) {
             reports,
             ..
         } => {
-            drop((last, reports));
+            drop(reports);
+            let last = last.filter(|c| c.copy.data.len() <= PRELOAD_MAX);
             let _ = answer.send(result.map(|a| match a {
-                Answer::Copies(c) => c,
-                _ => Vec::new(),
+                Answer::Copies(ids) => Completed { ids, last },
+                _ => Completed {
+                    ids: Vec::new(),
+                    last: None,
+                },
             }));
         }
         Op::Finish { answer, .. } => {
