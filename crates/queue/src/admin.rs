@@ -240,7 +240,9 @@ async fn each_copy(
             .await
             .map_err(write)?
             .rows_affected();
-        sql::settle(&mut tx, c).await.map_err(write)?;
+        sql::settle(&mut tx, store.backend(), c)
+            .await
+            .map_err(write)?;
     }
     tx.commit().await.map_err(write)?;
     Ok(changed)
@@ -398,16 +400,13 @@ pub async fn bounce(
             g.rename(&format!("{}{}", g.message.id, reports.len()));
             reports.push(g);
         }
-        sql::settle(&mut tx, c).await.map_err(write)?;
-    }
-    for g in &reports {
-        sql::insert_copy(&mut tx, &g.message.id, &g.copy.id, &g.copy.copy, now, false)
-            .await
-            .map_err(write)?;
-        sql::complete_message(&mut tx, &g.message, g.expires_at, None, None)
+        sql::settle(&mut tx, store.backend(), c)
             .await
             .map_err(write)?;
     }
+    crate::writer::insert_reports(&mut tx, store.backend(), &reports, now)
+        .await
+        .map_err(write)?;
     tx.commit().await.map_err(write)?;
     Ok(failed)
 }

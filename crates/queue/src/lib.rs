@@ -22,6 +22,7 @@ pub mod config;
 mod deliver;
 pub mod dsn;
 pub mod model;
+mod script;
 mod sql;
 mod writer;
 
@@ -505,6 +506,9 @@ impl Draft {
         inner
             .writer
             .send(Op::Complete {
+                copy_ids: (0..self.copies)
+                    .map(|i| format!("{}.{i}", self.message.id))
+                    .collect(),
                 message: self.message,
                 last: self.pending,
                 expires_at,

@@ -7,6 +7,7 @@
 //! that stalled past its lease cannot overwrite the new owner's work.
 
 use crate::model::{MessageKind, NewCopy, NewMessage, Ret, State};
+use crate::script::Script;
 use sealgate_store::Backend;
 use sqlx::{AnyConnection, AnyPool, Row};
 
@@ -19,95 +20,106 @@ fn flags(m: &NewMessage) -> i64 {
     i64::from(m.body_8bitmime) | (i64::from(m.smtputf8) << 1)
 }
 
-/// Writes a copy, its chunks and its recipients. `active` copies can be
-/// claimed; a copy staged before its message is complete is not.
+/// Writes a copy, its chunks and its recipients, not claimable yet
+/// ([`complete_message`] makes the copies of a message claimable). The
+/// statements go into `script` (run by the caller); only a copy of more
+/// than one chunk is written here at once, a chunk at a time, so that it
+/// is never held twice.
 pub(crate) async fn insert_copy(
     conn: &mut AnyConnection,
+    backend: Backend,
+    script: &mut Script,
     message_id: &str,
     copy_id: &str,
     copy: &NewCopy,
     now: i64,
-    active: bool,
 ) -> Result<()> {
-    sqlx::query(
+    script.push(
         "INSERT INTO queue_copy (id, message_id, method, size, created_at, active, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(copy_id)
-    .bind(message_id)
-    .bind(&copy.method)
-    .bind(copy.data.len() as i64)
-    .bind(now)
-    .bind(i64::from(active))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    for (i, chunk) in copy.data.chunks(CHUNK).enumerate() {
-        sqlx::query("INSERT INTO queue_chunk (copy_id, seq, data) VALUES ($1, $2, $3)")
-            .bind(copy_id)
-            .bind(i as i64)
-            .bind(chunk)
-            .execute(&mut *conn)
-            .await?;
+         VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        vec![
+            copy_id.into(),
+            message_id.into(),
+            copy.method.as_str().into(),
+            (copy.data.len() as i64).into(),
+            now.into(),
+            now.into(),
+        ],
+    );
+    const INSERT_CHUNK: &str = "INSERT INTO queue_chunk (copy_id, seq, data) VALUES ($1, $2, $3)";
+    if copy.data.len() <= CHUNK {
+        script.push(
+            INSERT_CHUNK,
+            vec![copy_id.into(), 0.into(), copy.data.as_slice().into()],
+        );
+    } else {
+        std::mem::take(script).run(&mut *conn, backend).await?;
+        for (i, chunk) in copy.data.chunks(CHUNK).enumerate() {
+            sqlx::query(INSERT_CHUNK)
+                .bind(copy_id)
+                .bind(i as i64)
+                .bind(chunk)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     for r in &copy.recipients {
-        sqlx::query(
+        script.push(
             "INSERT INTO queue_rcpt (copy_id, seq, address, orcpt, notify, state, next_attempt_at)
              VALUES ($1, $2, $3, $4, $5, 'queued', $6)",
-        )
-        .bind(copy_id)
-        .bind(i64::from(r.seq))
-        .bind(&r.address)
-        .bind(r.orcpt.as_deref())
-        .bind(r.notify.as_deref())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+            vec![
+                copy_id.into(),
+                i64::from(r.seq).into(),
+                r.address.as_str().into(),
+                r.orcpt.as_deref().into(),
+                r.notify.as_deref().into(),
+                now.into(),
+            ],
+        );
     }
     Ok(())
 }
 
-/// Writes the message row and makes its copies claimable. With `lease`, the
-/// copies are leased to `(owner, until)` at once (this instance delivers
-/// them right away) and get token 1; returns the copy ids.
-pub(crate) async fn complete_message(
-    conn: &mut AnyConnection,
+/// Writes the message row and makes its copies claimable (statements into
+/// `script`). With `lease`, the copies are leased to `(owner, until)` at
+/// once (this instance delivers them right away) and get token 1.
+pub(crate) fn complete_message(
+    script: &mut Script,
     m: &NewMessage,
     expires_at: i64,
     delay_dsn_at: Option<i64>,
     lease: Option<(&str, i64)>,
-) -> Result<Vec<String>> {
-    sqlx::query(
+) {
+    script.push(
         "INSERT INTO queue_message (id, received_at, expires_at, sender, envid, ret, flags, client, kind)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&m.id)
-    .bind(m.received_at)
-    .bind(expires_at)
-    .bind(&m.sender)
-    .bind(m.envid.as_deref())
-    .bind(m.ret.map(Ret::as_str))
-    .bind(flags(m))
-    .bind(&m.client)
-    .bind(m.kind.as_str())
-    .execute(&mut *conn)
-    .await?;
+        vec![
+            m.id.as_str().into(),
+            m.received_at.into(),
+            expires_at.into(),
+            m.sender.as_str().into(),
+            m.envid.as_deref().into(),
+            m.ret.map(Ret::as_str).into(),
+            flags(m).into(),
+            m.client.as_str().into(),
+            m.kind.as_str().into(),
+        ],
+    );
     let (owner, until) = match lease {
         Some((o, u)) => (Some(o), u),
         None => (None, 0),
     };
-    let rows = sqlx::query(
+    script.push(
         "UPDATE queue_copy SET active = 1, delay_dsn_at = $2, lease_owner = $3,
            lease_until = $4, lease_token = lease_token + 1
-         WHERE message_id = $1 RETURNING id",
-    )
-    .bind(&m.id)
-    .bind(delay_dsn_at)
-    .bind(owner)
-    .bind(until)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+         WHERE message_id = $1",
+        vec![
+            m.id.as_str().into(),
+            delay_dsn_at.into(),
+            owner.into(),
+            until.into(),
+        ],
+    );
 }
 
 /// Claims up to `limit` copies that are due and not leased (or whose lease
@@ -303,8 +315,10 @@ pub(crate) struct RcptUpdate {
 /// Writes the result of an attempt, if the lease is still ours: recipient
 /// states, then the copy's next attempt, or its removal once no recipient
 /// waits. Returns false (and writes nothing) when the lease was lost.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn finish(
     conn: &mut AnyConnection,
+    backend: Backend,
     copy_id: &str,
     owner: &str,
     token: i64,
@@ -324,68 +338,81 @@ pub(crate) async fn finish(
     if released.rows_affected() != 1 {
         return Ok(false);
     }
+    let mut script = Script::new();
     for u in updates {
         // A recipient an admin held meanwhile stays held if it only has to
         // wait; one the attempt delivered or failed for good is done (a
         // release must not send it again). A deleted one is gone.
-        sqlx::query(
+        script.push(
             "UPDATE queue_rcpt SET state = $3, attempts = $4, next_attempt_at = $5,
                last_attempt_at = CASE WHEN $7 = 1 THEN $6 ELSE last_attempt_at END,
                last_error = COALESCE($8, last_error)
              WHERE copy_id = $1 AND seq = $2
                AND (state IN ('queued', 'deferred')
                     OR (state = 'held' AND $3 IN ('delivered', 'failed')))",
-        )
-        .bind(copy_id)
-        .bind(u.seq)
-        .bind(u.state.as_str())
-        .bind(u.attempts)
-        .bind(u.next_attempt_at)
-        .bind(now)
-        .bind(i64::from(u.attempted))
-        .bind(u.last_error.as_deref())
-        .execute(&mut *conn)
-        .await?;
+            vec![
+                copy_id.into(),
+                u.seq.into(),
+                u.state.as_str().into(),
+                u.attempts.into(),
+                u.next_attempt_at.into(),
+                now.into(),
+                i64::from(u.attempted).into(),
+                u.last_error.as_deref().into(),
+            ],
+        );
     }
     if delay_dsn_sent {
-        sqlx::query("UPDATE queue_copy SET delay_dsn_at = NULL WHERE id = $1")
-            .bind(copy_id)
-            .execute(&mut *conn)
-            .await?;
+        script.push(
+            "UPDATE queue_copy SET delay_dsn_at = NULL WHERE id = $1",
+            vec![copy_id.into()],
+        );
     }
-    settle(conn, copy_id).await?;
+    settle_into(&mut script, copy_id);
+    script.run(conn, backend).await?;
     Ok(true)
 }
 
 /// After its recipients changed: a copy with waiting recipients is due at
 /// the earliest of them; one with only held recipients sleeps; one with
 /// none left is removed, and with its last copy the message.
-pub(crate) async fn settle(conn: &mut AnyConnection, copy_id: &str) -> Result<()> {
-    let row = sqlx::query(
-        "SELECT MIN(CASE WHEN state IN ('queued', 'deferred') THEN next_attempt_at END),
-                COUNT(CASE WHEN state = 'held' THEN 1 END)
-         FROM queue_rcpt WHERE copy_id = $1",
-    )
-    .bind(copy_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let next: Option<i64> = row.try_get(0)?;
-    let held: i64 = row.try_get(1)?;
-    if let Some(next) = next {
-        sqlx::query("UPDATE queue_copy SET active = 1, next_attempt_at = $2 WHERE id = $1")
-            .bind(copy_id)
-            .bind(next)
-            .execute(&mut *conn)
-            .await?;
-    } else if held > 0 {
-        sqlx::query("UPDATE queue_copy SET active = 0 WHERE id = $1")
-            .bind(copy_id)
-            .execute(&mut *conn)
-            .await?;
-    } else {
-        remove_copy(conn, copy_id).await?;
-    }
+pub(crate) async fn settle(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    copy_id: &str,
+) -> Result<()> {
+    let mut script = Script::new();
+    settle_into(&mut script, copy_id);
+    script.run(conn, backend).await?;
     Ok(())
+}
+
+/// [`settle`] as statements that decide for themselves (no read first), so
+/// that they go with the statements before them in one script.
+fn settle_into(script: &mut Script, copy_id: &str) {
+    for sql in [
+        "UPDATE queue_copy SET active = 1, next_attempt_at =
+           (SELECT MIN(next_attempt_at) FROM queue_rcpt
+            WHERE copy_id = $1 AND state IN ('queued', 'deferred'))
+         WHERE id = $1 AND EXISTS
+           (SELECT 1 FROM queue_rcpt WHERE copy_id = $1 AND state IN ('queued', 'deferred'))",
+        "UPDATE queue_copy SET active = 0 WHERE id = $1
+           AND NOT EXISTS (SELECT 1 FROM queue_rcpt WHERE copy_id = $1 AND state IN ('queued', 'deferred'))
+           AND EXISTS (SELECT 1 FROM queue_rcpt WHERE copy_id = $1 AND state = 'held')",
+        // Nothing left to do: the message goes with its last copy, then
+        // the copy with its chunks and recipients.
+        "DELETE FROM queue_message WHERE id = (SELECT message_id FROM queue_copy WHERE id = $1)
+           AND NOT EXISTS (SELECT 1 FROM queue_rcpt WHERE copy_id = $1 AND state IN ('queued', 'deferred', 'held'))
+           AND NOT EXISTS (SELECT 1 FROM queue_copy c WHERE c.message_id = queue_message.id AND c.id <> $1)",
+        "DELETE FROM queue_chunk WHERE copy_id = $1
+           AND NOT EXISTS (SELECT 1 FROM queue_rcpt WHERE copy_id = $1 AND state IN ('queued', 'deferred', 'held'))",
+        "DELETE FROM queue_copy WHERE id = $1
+           AND NOT EXISTS (SELECT 1 FROM queue_rcpt WHERE copy_id = $1 AND state IN ('queued', 'deferred', 'held'))",
+        "DELETE FROM queue_rcpt WHERE copy_id = $1
+           AND NOT EXISTS (SELECT 1 FROM queue_copy WHERE id = $1)",
+    ] {
+        script.push(sql, vec![copy_id.into()]);
+    }
 }
 
 /// Deletes a copy with its chunks and recipients, and its message once no

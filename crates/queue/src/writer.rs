@@ -11,8 +11,9 @@
 //! operation is retried alone so that one bad operation fails only itself.
 
 use crate::model::{NewCopy, NewMessage};
+use crate::script::Script;
 use crate::sql::{self, RcptUpdate};
-use sealgate_store::{AuditRecord, Store};
+use sealgate_store::{AuditRecord, Backend, Store};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most operations in one transaction.
@@ -67,6 +68,8 @@ pub(crate) enum Op {
     Complete {
         message: NewMessage,
         last: Option<StoredCopy>,
+        /// Every copy of the message, staged ones and `last`.
+        copy_ids: Vec<String>,
         expires_at: i64,
         delay_dsn_at: Option<i64>,
         /// Reports on recipients whose copy could not be built.
@@ -192,6 +195,7 @@ fn reply(op: Op, result: Result<Answer, String>) {
 }
 
 async fn apply_all(store: &Store, batch: &[Op]) -> Result<Vec<Answer>, String> {
+    let backend = store.backend();
     let mut tx = store
         .durable_pool()
         .begin()
@@ -199,26 +203,44 @@ async fn apply_all(store: &Store, batch: &[Op]) -> Result<Vec<Answer>, String> {
         .map_err(|e| e.to_string())?;
     let mut answers = Vec::with_capacity(batch.len());
     for op in batch {
-        answers.push(apply(&mut tx, op).await.map_err(|e| e.to_string())?);
+        answers.push(
+            apply(&mut tx, backend, op)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
     }
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(answers)
 }
 
-async fn apply(conn: &mut sqlx::AnyConnection, op: &Op) -> Result<Answer, String> {
+async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    op: &Op,
+) -> Result<Answer, sqlx::Error> {
     let now = crate::now_ms();
+    let mut script = Script::new();
     match op {
         Op::Stage {
             message_id, copy, ..
         } => {
-            sql::insert_copy(conn, message_id, &copy.id, &copy.copy, now, false)
-                .await
-                .map_err(|e| e.to_string())?;
+            sql::insert_copy(
+                conn,
+                backend,
+                &mut script,
+                message_id,
+                &copy.id,
+                &copy.copy,
+                now,
+            )
+            .await?;
+            script.run(conn, backend).await?;
             Ok(Answer::Done)
         }
         Op::Complete {
             message,
             last,
+            copy_ids,
             expires_at,
             delay_dsn_at,
             reports,
@@ -226,26 +248,24 @@ async fn apply(conn: &mut sqlx::AnyConnection, op: &Op) -> Result<Answer, String
             ..
         } => {
             if let Some(c) = last {
-                sql::insert_copy(conn, &message.id, &c.id, &c.copy, now, false)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                sql::insert_copy(conn, backend, &mut script, &message.id, &c.id, &c.copy, now)
+                    .await?;
             }
-            let ids = sql::complete_message(
-                conn,
+            sql::complete_message(
+                &mut script,
                 message,
                 *expires_at,
                 *delay_dsn_at,
                 Some((lease.0.as_str(), lease.1)),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            insert_reports(conn, reports, now).await?;
-            Ok(Answer::Copies(ids))
+            );
+            script.run(conn, backend).await?;
+            insert_reports(conn, backend, reports, now).await?;
+            Ok(Answer::Copies(copy_ids.clone()))
         }
         Op::Audit(record) => {
             sealgate_store::write_audit(conn, record)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             Ok(Answer::Done)
         }
         Op::Finish {
@@ -258,29 +278,46 @@ async fn apply(conn: &mut sqlx::AnyConnection, op: &Op) -> Result<Answer, String
             reports,
             ..
         } => {
-            let owned = sql::finish(conn, copy_id, owner, *token, *now, updates, *delay_dsn_sent)
-                .await
-                .map_err(|e| e.to_string())?;
+            let owned = sql::finish(
+                conn,
+                backend,
+                copy_id,
+                owner,
+                *token,
+                *now,
+                updates,
+                *delay_dsn_sent,
+            )
+            .await?;
             if owned {
-                insert_reports(conn, reports, *now).await?;
+                insert_reports(conn, backend, reports, *now).await?;
             }
             Ok(Answer::Owned(owned))
         }
     }
 }
 
-async fn insert_reports(
+/// Writes generated messages (DSNs), each with its one copy.
+pub(crate) async fn insert_reports(
     conn: &mut sqlx::AnyConnection,
+    backend: Backend,
     reports: &[Generated],
     now: i64,
-) -> Result<(), String> {
+) -> Result<(), sqlx::Error> {
     for g in reports {
-        sql::insert_copy(conn, &g.message.id, &g.copy.id, &g.copy.copy, now, false)
-            .await
-            .map_err(|e| e.to_string())?;
-        sql::complete_message(conn, &g.message, g.expires_at, None, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut script = Script::new();
+        sql::insert_copy(
+            conn,
+            backend,
+            &mut script,
+            &g.message.id,
+            &g.copy.id,
+            &g.copy.copy,
+            now,
+        )
+        .await?;
+        sql::complete_message(&mut script, &g.message, g.expires_at, None, None);
+        script.run(conn, backend).await?;
     }
     Ok(())
 }
