@@ -155,4 +155,37 @@ mod tests {
         );
         assert_eq!(values.len(), 2);
     }
+
+    /// On a real SQLite database: one call runs every statement, each with
+    /// its own values, in order.
+    #[tokio::test]
+    async fn a_joined_script_runs_every_statement_on_sqlite() {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, data BLOB)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut s = Script::new();
+        s.push(
+            "INSERT INTO t (id, name, data) VALUES ($1, $2, $3)",
+            vec![1.into(), "one".into(), b"\x00\x01".as_slice().into()],
+        )
+        .push(
+            "INSERT INTO t (id, name, data) VALUES ($1, $2, NULL)",
+            vec![2.into(), Some("two").into()],
+        )
+        .push(
+            "UPDATE t SET name = $2 WHERE id = $1",
+            vec![1.into(), "uno".into()],
+        )
+        .push("DELETE FROM t WHERE id = $1 AND name = $1", vec![2.into()]);
+        assert_eq!(s.run(&mut conn, Backend::Sqlite).await.unwrap(), 3);
+        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM t ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![(1, "uno".to_string()), (2, "two".to_string())]);
+    }
 }
