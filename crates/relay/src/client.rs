@@ -216,17 +216,9 @@ impl Client {
         const PIECE: usize = 64 << 10;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut out = Vec::with_capacity(PIECE + PIECE / 32 + 8);
-        let mut at_line_start = true;
-        let mut prev = 0u8;
+        let mut stuffer = DotStuffer::default();
         for piece in content.chunks(PIECE) {
-            for &b in piece {
-                if at_line_start && b == b'.' {
-                    out.push(b'.');
-                }
-                out.push(b);
-                at_line_start = b == b'\n' && prev == b'\r';
-                prev = b;
-            }
+            stuffer.stuff(piece, &mut out);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             self.write(&out, left).await?;
             out.clear();
@@ -419,5 +411,85 @@ impl Extensions {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// RFC 5321 4.5.2 transparency, across pieces of one message: a line
+/// (after CRLF, or at the start) that begins with `.` gets one more.
+struct DotStuffer {
+    at_line_start: bool,
+    prev: u8,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            prev: 0,
+        }
+    }
+}
+
+impl DotStuffer {
+    /// Appends `piece`, stuffed, to `out`; a line at a time (memchr finds
+    /// its end).
+    fn stuff(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        let mut rest = piece;
+        while let Some(&first) = rest.first() {
+            if self.at_line_start && first == b'.' {
+                out.push(b'.');
+            }
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    out.extend_from_slice(&rest[..=i]);
+                    let before = if i > 0 { rest[i - 1] } else { self.prev };
+                    self.at_line_start = before == b'\r';
+                    self.prev = b'\n';
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    out.extend_from_slice(rest);
+                    self.at_line_start = false;
+                    self.prev = rest[rest.len() - 1];
+                    rest = &[];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod stuffing_tests {
+    use super::DotStuffer;
+
+    /// The rule byte by byte, as the reference.
+    fn reference(content: &[u8]) -> Vec<u8> {
+        let (mut out, mut at_line_start, mut prev) = (Vec::new(), true, 0u8);
+        for &b in content {
+            if at_line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            at_line_start = b == b'\n' && prev == b'\r';
+            prev = b;
+        }
+        out
+    }
+
+    /// Whatever the pieces (CRLF or a leading dot split across them), the
+    /// result is the byte-by-byte rule's.
+    #[test]
+    fn stuffing_matches_the_rule_across_any_pieces() {
+        let content: &[u8] = b".a\r\n..b\r\n.\r\nc\n.d\r\r\n.e\r\n\r\n.\r\nend.";
+        let expected = reference(content);
+        for size in 1..=content.len() {
+            let mut s = DotStuffer::default();
+            let mut out = Vec::new();
+            for piece in content.chunks(size) {
+                s.stuff(piece, &mut out);
+            }
+            assert_eq!(out, expected, "pieces of {size}");
+        }
+        assert!(expected.starts_with(b"..a\r\n...b\r\n..\r\nc\n.d"));
     }
 }

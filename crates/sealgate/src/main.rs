@@ -35,6 +35,15 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Libraries make error values on normal paths (sequoia, while it looks
+    // for signatures, once per key and message); with RUST_BACKTRACE=1 each
+    // of them would walk the stack (measured: several percent of the
+    // gateway's CPU). Panics still get their backtrace. An explicit
+    // RUST_LIB_BACKTRACE is left as the admin set it. Set before any thread
+    // starts.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
