@@ -131,7 +131,7 @@ pub(crate) fn x509_fingerprint(x: &X509) -> String {
 
 /// Email addresses an X.509 certificate names: SAN rfc822Name entries and
 /// emailAddress attributes of the subject.
-pub(crate) fn x509_addresses(x: &X509) -> Vec<String> {
+pub fn x509_addresses(x: &X509) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(sans) = x.subject_alt_names() {
         for san in sans.iter() {

@@ -132,6 +132,20 @@ impl TestCa {
     /// # Panics
     /// If openssl fails.
     pub fn new(name: &str) -> TestCa {
+        TestCa::create(name, None)
+    }
+
+    /// An intermediate CA under this one: subject `CN=<name>`, RSA 2048,
+    /// basicConstraints CA:TRUE, keyUsage keyCertSign+cRLSign, signed by
+    /// this CA, valid from nine years ago to nine years from now.
+    ///
+    /// # Panics
+    /// If openssl fails.
+    pub fn intermediate(&self, name: &str) -> TestCa {
+        TestCa::create(name, Some(self))
+    }
+
+    fn create(name: &str, parent: Option<&TestCa>) -> TestCa {
         assert!(!name.contains('/'), "CA name must not contain '/'");
         let dir = tempfile::Builder::new()
             .prefix("sg-ca-")
@@ -157,21 +171,27 @@ impl TestCa {
         });
         let cert_pem_path = d.join("ca.crt");
         let now = now_secs();
+        let years = if parent.is_some() { 3285 } else { 3650 };
         openssl(|c| {
-            c.args(["ca", "-batch", "-notext", "-selfsign", "-config"])
-                .arg(d.join("ca.cnf"))
-                .args(["-keyfile"])
-                .arg(&key_path)
-                .args([
-                    "-extensions",
-                    "v3_ca",
-                    "-startdate",
-                    &asn1_time(now - 3650 * 86400),
-                ])
-                .args(["-enddate", &asn1_time(now + 3650 * 86400), "-in"])
-                .arg(&csr)
-                .arg("-out")
-                .arg(&cert_pem_path);
+            c.args(["ca", "-batch", "-notext"]);
+            match parent {
+                None => c
+                    .args(["-selfsign", "-config"])
+                    .arg(d.join("ca.cnf"))
+                    .arg("-keyfile")
+                    .arg(&key_path),
+                Some(p) => c.arg("-config").arg(p.dir.path().join("ca.cnf")),
+            };
+            c.args([
+                "-extensions",
+                "v3_ca",
+                "-startdate",
+                &asn1_time(now - years * 86400),
+            ])
+            .args(["-enddate", &asn1_time(now + years * 86400), "-in"])
+            .arg(&csr)
+            .arg("-out")
+            .arg(&cert_pem_path);
         });
         let cert_pem = std::fs::read(&cert_pem_path).expect("read CA cert");
         let cert_der = pem_to_der(&cert_pem_path);

@@ -1,0 +1,260 @@
+//! The certificate store and the root store in SQL (both backends).
+
+use crate::cert::CertInfo;
+use crate::TrustError;
+use sqlx::{AnyPool, Row};
+
+/// A certificate as the store has it.
+#[derive(Debug, Clone)]
+pub struct StoredCert {
+    pub info: CertInfo,
+    pub source: String,
+    pub has_key: bool,
+    pub added_at: i64,
+    pub der: Vec<u8>,
+}
+
+const CERT_COLUMNS: &str = "sha256, sha512, subject, issuer, serial, not_before, not_after,
+     key_usage, ext_key_usage, is_ca, source, has_key, added_at, der";
+
+fn split(list: Option<String>) -> Option<Vec<String>> {
+    list.map(|s| {
+        s.split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+}
+
+async fn emails(pool: &AnyPool, sha256: &str) -> Result<Vec<String>, TrustError> {
+    Ok(
+        sqlx::query_scalar("SELECT email FROM trust_cert_email WHERE sha256 = $1 ORDER BY email")
+            .bind(sha256)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+async fn cert_from_row(pool: &AnyPool, r: &sqlx::any::AnyRow) -> Result<StoredCert, TrustError> {
+    let sha256: String = r.try_get(0)?;
+    let der: Vec<u8> = r.try_get(13)?;
+    let self_issued = {
+        let subject: String = r.try_get(2)?;
+        let issuer: String = r.try_get(3)?;
+        subject == issuer
+    };
+    Ok(StoredCert {
+        info: CertInfo {
+            emails: emails(pool, &sha256).await?,
+            sha256,
+            sha512: r.try_get(1)?,
+            subject: r.try_get(2)?,
+            issuer: r.try_get(3)?,
+            serial: r.try_get(4)?,
+            not_before: r.try_get(5)?,
+            not_after: r.try_get(6)?,
+            key_usage: split(r.try_get(7)?),
+            ext_key_usage: split(r.try_get(8)?),
+            is_ca: r.try_get::<i64, _>(9)? != 0,
+            self_issued,
+        },
+        source: r.try_get(10)?,
+        has_key: r.try_get::<i64, _>(11)? != 0,
+        added_at: r.try_get(12)?,
+        der,
+    })
+}
+
+/// Adds a certificate; false when it was already there (same SHA-256).
+pub(crate) async fn insert_cert(
+    pool: &AnyPool,
+    info: &CertInfo,
+    der: &[u8],
+    source: &str,
+    has_key: bool,
+) -> Result<bool, TrustError> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "INSERT INTO trust_cert (sha256, sha512, subject, issuer, serial, not_before, not_after,
+           key_usage, ext_key_usage, is_ca, source, has_key, der, added_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(&info.sha256)
+    .bind(&info.sha512)
+    .bind(&info.subject)
+    .bind(&info.issuer)
+    .bind(&info.serial)
+    .bind(info.not_before)
+    .bind(info.not_after)
+    .bind(info.key_usage.as_ref().map(|v| v.join(",")))
+    .bind(info.ext_key_usage.as_ref().map(|v| v.join(",")))
+    .bind(i64::from(info.is_ca))
+    .bind(source)
+    .bind(i64::from(has_key))
+    .bind(der)
+    .bind(sealgate_store::now_unix())
+    .execute(&mut *tx)
+    .await?;
+    let new = done.rows_affected() == 1;
+    if new {
+        for e in &info.emails {
+            sqlx::query(
+                "INSERT INTO trust_cert_email (sha256, email) VALUES ($1, $2)
+                 ON CONFLICT (sha256, email) DO NOTHING",
+            )
+            .bind(&info.sha256)
+            .bind(e)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Every certificate, or those naming `email`, ordered by subject.
+pub(crate) async fn list_certs(
+    pool: &AnyPool,
+    email: Option<&str>,
+) -> Result<Vec<StoredCert>, TrustError> {
+    let rows = match email {
+        Some(e) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CERT_COLUMNS} FROM trust_cert WHERE sha256 IN
+                   (SELECT sha256 FROM trust_cert_email WHERE email = $1)
+                 ORDER BY subject, sha256"
+            )))
+            .bind(e.to_lowercase())
+            .fetch_all(pool)
+            .await?
+        }
+        None => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CERT_COLUMNS} FROM trust_cert ORDER BY subject, sha256"
+            )))
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(cert_from_row(pool, r).await?);
+    }
+    Ok(out)
+}
+
+/// The certificate whose SHA-256 or SHA-512 thumbprint is `thumbprint`
+/// (upper case), or whose SHA-256 starts with it.
+pub(crate) async fn find_certs(
+    pool: &AnyPool,
+    thumbprint: &str,
+) -> Result<Vec<StoredCert>, TrustError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CERT_COLUMNS} FROM trust_cert
+         WHERE sha256 = $1 OR sha512 = $1 OR sha256 LIKE $2 ORDER BY sha256"
+    )))
+    .bind(thumbprint)
+    .bind(format!("{thumbprint}%"))
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(cert_from_row(pool, r).await?);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn remove_cert(pool: &AnyPool, sha256: &str) -> Result<bool, TrustError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM trust_cert_email WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut *tx)
+        .await?;
+    let n = sqlx::query("DELETE FROM trust_cert WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// The DER of every CA certificate of the certificate store.
+pub(crate) async fn intermediates(pool: &AnyPool) -> Result<Vec<Vec<u8>>, TrustError> {
+    Ok(
+        sqlx::query_scalar("SELECT der FROM trust_cert WHERE is_ca = 1")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// A root of the root store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredRoot {
+    pub sha256: String,
+    pub sha512: String,
+    pub subject: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub source: String,
+    pub added_at: i64,
+    #[serde(skip)]
+    pub der: Vec<u8>,
+}
+
+pub(crate) async fn insert_root(
+    pool: &AnyPool,
+    info: &CertInfo,
+    der: &[u8],
+    source: &str,
+) -> Result<bool, TrustError> {
+    let done = sqlx::query(
+        "INSERT INTO trust_root (sha256, sha512, subject, not_before, not_after, source, der, added_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(&info.sha256)
+    .bind(&info.sha512)
+    .bind(&info.subject)
+    .bind(info.not_before)
+    .bind(info.not_after)
+    .bind(source)
+    .bind(der)
+    .bind(sealgate_store::now_unix())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(crate) async fn list_roots(pool: &AnyPool) -> Result<Vec<StoredRoot>, TrustError> {
+    let rows = sqlx::query(
+        "SELECT sha256, sha512, subject, not_before, not_after, source, added_at, der
+         FROM trust_root ORDER BY subject, sha256",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredRoot {
+                sha256: r.try_get(0)?,
+                sha512: r.try_get(1)?,
+                subject: r.try_get(2)?,
+                not_before: r.try_get(3)?,
+                not_after: r.try_get(4)?,
+                source: r.try_get(5)?,
+                added_at: r.try_get(6)?,
+                der: r.try_get(7)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn remove_root(pool: &AnyPool, sha256: &str) -> Result<bool, TrustError> {
+    Ok(sqlx::query("DELETE FROM trust_root WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        == 1)
+}

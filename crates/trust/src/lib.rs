@@ -1,0 +1,267 @@
+//! X.509 trust: which S/MIME certificates may be believed.
+//!
+//! The key stage finds certificates that name a recipient (key-store files,
+//! LDAP, imports); this stage decides whether one may be used, by the PKI
+//! rules of CipherMail's certificate pages (DESIGN.md invariant 4): a path
+//! to a root the admin trusts, inside its validity, the right usages. It
+//! keeps, in the SQL store (so every instance sees the same state), the
+//! **certificate store** (end-user and intermediate certificates, with what
+//! sealgate read from them and where they came from) and the **root store**
+//! (trust anchors; empty by default). [`Verifier`] is a snapshot of both
+//! that answers "valid, or why not" without touching the database.
+//!
+//! Every operation is a call on [`TrustStore`]: the CLI (`sealgate certs`,
+//! `sealgate roots`) is a thin face over it, as the admin HTTP API will be.
+
+pub mod cert;
+mod db;
+pub mod verify;
+
+pub use cert::{parse_certificates, CertInfo};
+pub use db::{StoredCert, StoredRoot};
+pub use verify::{encryption_usage, Status, Verdict, Verifier};
+
+use openssl::x509::X509;
+use sealgate_store::Store;
+
+/// Errors of the trust stage; each names what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("{0}")]
+    Format(String),
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadThumbprint(String),
+}
+
+/// What an import did with one certificate.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Imported {
+    pub sha256: String,
+    pub subject: String,
+    /// False when it was already in the store.
+    pub added: bool,
+    /// An intermediate (CA) certificate rather than an end-user one.
+    pub is_ca: bool,
+}
+
+/// Which certificates [`TrustStore::list_certs`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct CertFilter {
+    /// Only those naming this address.
+    pub email: Option<String>,
+    /// `Some(true)`: only expired ones; `Some(false)`: only unexpired ones.
+    pub expired: Option<bool>,
+    /// Only those whose private key sealgate holds.
+    pub with_key: bool,
+}
+
+/// A certificate with its status now.
+#[derive(Debug, Clone)]
+pub struct CertView {
+    pub stored: StoredCert,
+    pub verdict: Verdict,
+}
+
+/// The trust stage's operations on the store.
+#[derive(Clone)]
+pub struct TrustStore {
+    store: Store,
+}
+
+impl TrustStore {
+    pub fn new(store: Store) -> TrustStore {
+        TrustStore { store }
+    }
+
+    /// Adds every certificate in `bytes` (PEM, DER, p7b) to the certificate
+    /// store, recording `source` ("import", "file:<path>", ...).
+    pub async fn import_certs(
+        &self,
+        bytes: &[u8],
+        source: &str,
+    ) -> Result<Vec<Imported>, TrustError> {
+        let mut out = Vec::new();
+        for x in parse_certificates(bytes)? {
+            out.push(self.add_cert(&x, source, false).await?);
+        }
+        Ok(out)
+    }
+
+    /// Adds one certificate.
+    pub async fn add_cert(
+        &self,
+        x: &X509,
+        source: &str,
+        has_key: bool,
+    ) -> Result<Imported, TrustError> {
+        let info = CertInfo::of(x)?;
+        let added =
+            db::insert_cert(self.store.pool(), &info, &x.to_der()?, source, has_key).await?;
+        Ok(Imported {
+            sha256: info.sha256,
+            subject: info.subject,
+            added,
+            is_ca: info.is_ca,
+        })
+    }
+
+    /// The certificates `filter` lets through, each with its status now.
+    pub async fn list_certs(&self, filter: &CertFilter) -> Result<Vec<CertView>, TrustError> {
+        let verifier = self.verifier().await?;
+        let now = sealgate_store::now_unix();
+        let mut out = Vec::new();
+        for c in db::list_certs(self.store.pool(), filter.email.as_deref()).await? {
+            if filter.with_key && !c.has_key {
+                continue;
+            }
+            if let Some(expired) = filter.expired {
+                if (c.info.not_after < now) != expired {
+                    continue;
+                }
+            }
+            out.push(view(&verifier, c)?);
+        }
+        Ok(out)
+    }
+
+    /// The one certificate `thumbprint` names (SHA-256 or SHA-512 hex, or
+    /// the start of a SHA-256 of at least 8 digits), with its status and
+    /// chain.
+    pub async fn show_cert(&self, thumbprint: &str) -> Result<CertView, TrustError> {
+        let stored = self.find_cert(thumbprint).await?;
+        view(&self.verifier().await?, stored)
+    }
+
+    /// Removes the certificate `thumbprint` names; its subject.
+    pub async fn remove_cert(&self, thumbprint: &str) -> Result<StoredCert, TrustError> {
+        let stored = self.find_cert(thumbprint).await?;
+        db::remove_cert(self.store.pool(), &stored.info.sha256).await?;
+        Ok(stored)
+    }
+
+    async fn find_cert(&self, thumbprint: &str) -> Result<StoredCert, TrustError> {
+        let t = normalize_thumbprint(thumbprint)?;
+        let mut found = db::find_certs(self.store.pool(), &t).await?;
+        match found.len() {
+            0 => Err(TrustError::NotFound(format!(
+                "no certificate with the thumbprint {t} in the certificate store"
+            ))),
+            1 => Ok(found.remove(0)),
+            n => Err(TrustError::BadThumbprint(format!(
+                "{t} is the start of {n} thumbprints; give more of it"
+            ))),
+        }
+    }
+
+    /// Adds every certificate in `bytes` to the root store.
+    pub async fn import_roots(
+        &self,
+        bytes: &[u8],
+        source: &str,
+    ) -> Result<Vec<Imported>, TrustError> {
+        let mut out = Vec::new();
+        for x in parse_certificates(bytes)? {
+            let info = CertInfo::of(&x)?;
+            if !info.self_issued {
+                tracing::warn!(subject = %info.subject, "root store: this certificate is not self-signed; it is trusted as an anchor all the same");
+            }
+            let added = db::insert_root(self.store.pool(), &info, &x.to_der()?, source).await?;
+            out.push(Imported {
+                sha256: info.sha256,
+                subject: info.subject,
+                added,
+                is_ca: info.is_ca,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn list_roots(&self) -> Result<Vec<StoredRoot>, TrustError> {
+        db::list_roots(self.store.pool()).await
+    }
+
+    /// Removes the root `thumbprint` names.
+    pub async fn remove_root(&self, thumbprint: &str) -> Result<StoredRoot, TrustError> {
+        let t = normalize_thumbprint(thumbprint)?;
+        let mut found: Vec<StoredRoot> = self
+            .list_roots()
+            .await?
+            .into_iter()
+            .filter(|r| r.sha256 == t || r.sha512 == t || r.sha256.starts_with(&t))
+            .collect();
+        match found.len() {
+            0 => Err(TrustError::NotFound(format!(
+                "no root with the thumbprint {t} in the root store"
+            ))),
+            1 => {
+                let r = found.remove(0);
+                db::remove_root(self.store.pool(), &r.sha256).await?;
+                Ok(r)
+            }
+            n => Err(TrustError::BadThumbprint(format!(
+                "{t} is the start of {n} root thumbprints; give more of it"
+            ))),
+        }
+    }
+
+    /// A snapshot of the root store and the intermediates of the
+    /// certificate store.
+    pub async fn verifier(&self) -> Result<Verifier, TrustError> {
+        let roots = self
+            .list_roots()
+            .await?
+            .iter()
+            .map(|r| X509::from_der(&r.der))
+            .collect::<Result<Vec<_>, _>>()?;
+        let intermediates = db::intermediates(self.store.pool())
+            .await?
+            .iter()
+            .map(|d| X509::from_der(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        Verifier::new(&roots, intermediates)
+    }
+}
+
+fn view(verifier: &Verifier, stored: StoredCert) -> Result<CertView, TrustError> {
+    let x = X509::from_der(&stored.der)?;
+    Ok(CertView {
+        verdict: verifier.verify(&x, &[]),
+        stored,
+    })
+}
+
+/// A thumbprint as the admin may type it (any case, with `:` or spaces
+/// between the bytes), as the store spells it (upper-case hex). At least 8
+/// digits.
+pub fn normalize_thumbprint(t: &str) -> Result<String, TrustError> {
+    let hex: String = t
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' '))
+        .collect::<String>()
+        .to_uppercase();
+    if hex.len() < 8 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(TrustError::BadThumbprint(format!(
+            "{t:?} is not a thumbprint: give the SHA-256 or SHA-512 in hex (at least its first 8 digits)"
+        )));
+    }
+    Ok(hex)
+}
+
+/// The trust stage as the key resolver asks it: a certificate is trusted
+/// when this snapshot finds it valid.
+impl sealgate_keys::trust::CertificateTrust for Verifier {
+    fn check(&self, cert: &X509) -> Result<(), String> {
+        let v = self.verify(cert, &[]);
+        if v.status.is_valid() {
+            Ok(())
+        } else {
+            Err(v.status.to_string())
+        }
+    }
+}

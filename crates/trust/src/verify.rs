@@ -1,0 +1,215 @@
+//! Whether a certificate is valid now, and if not, exactly why: the rules of
+//! CipherMail's certificate pages, checked in this order (the first that
+//! fails is the reason shown):
+//!
+//! 1. inside its validity (not before, not after);
+//! 2. a path to a certificate of the root store, through intermediates of
+//!    the certificate store or of the bundle the certificate came with
+//!    (OpenSSL's `X509_verify_cert` at the current time; every certificate
+//!    of the path inside its validity, correctly signed, CA where it must
+//!    be); an intermediate whose ExtendedKeyUsage excludes e-mail breaks the
+//!    path too;
+//! 3. usable for S/MIME encryption: KeyUsage, when present, has
+//!    keyEncipherment for an RSA key (key transport) or keyAgreement for an
+//!    EC key (ECDH); ExtendedKeyUsage, when present, has emailProtection or
+//!    anyExtendedKeyUsage.
+//!
+//! A [`Verifier`] is a snapshot of the root store and the intermediates,
+//! built once and asked many times (it is `Send + Sync`).
+
+use crate::cert::{name, CertInfo};
+use crate::TrustError;
+use openssl::pkey::Id;
+use openssl::stack::Stack;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509StoreContext, X509};
+use serde::Serialize;
+
+/// A certificate's state now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
+pub enum Status {
+    /// May be used.
+    Valid,
+    /// Not inside its validity yet.
+    NotYetValid,
+    Expired,
+    /// No path to a root: what is missing or wrong on the way.
+    NotTrusted(String),
+    /// Not usable for S/MIME encryption: which usage is missing.
+    WrongUsage(String),
+}
+
+impl Status {
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Status::Valid)
+    }
+
+    /// One word for lists: `valid`, `expired`, `not-trusted`, ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Valid => "valid",
+            Status::NotYetValid => "not-yet-valid",
+            Status::Expired => "expired",
+            Status::NotTrusted(_) => "not-trusted",
+            Status::WrongUsage(_) => "wrong-usage",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Valid => write!(f, "valid"),
+            Status::NotYetValid => write!(f, "not yet valid"),
+            Status::Expired => write!(f, "expired"),
+            Status::NotTrusted(why) => write!(f, "not trusted: {why}"),
+            Status::WrongUsage(why) => write!(f, "wrong usage: {why}"),
+        }
+    }
+}
+
+/// The status and, when a path was found, the chain from the certificate
+/// up to its root.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub status: Status,
+    pub chain: Vec<X509>,
+}
+
+/// A snapshot of the root store and the known intermediates.
+pub struct Verifier {
+    store: X509Store,
+    intermediates: Vec<X509>,
+    roots: usize,
+}
+
+impl Verifier {
+    /// A verifier trusting `roots`, building paths through `intermediates`.
+    pub fn new(roots: &[X509], intermediates: Vec<X509>) -> Result<Verifier, TrustError> {
+        let mut b = X509StoreBuilder::new()?;
+        for r in roots {
+            // A root given twice is one anchor.
+            if let Err(e) = b.add_cert(r.clone()) {
+                tracing::debug!("root not added twice: {e}");
+            }
+        }
+        Ok(Verifier {
+            store: b.build(),
+            intermediates,
+            roots: roots.len(),
+        })
+    }
+
+    /// How many roots it trusts.
+    pub fn root_count(&self) -> usize {
+        self.roots
+    }
+
+    /// The state of `cert` now, with `bundle` (certificates that came with
+    /// it) as extra intermediates.
+    pub fn verify(&self, cert: &X509, bundle: &[X509]) -> Verdict {
+        match self.check(cert, bundle) {
+            Ok(chain) => Verdict {
+                status: Status::Valid,
+                chain,
+            },
+            Err((status, chain)) => Verdict { status, chain },
+        }
+    }
+
+    fn check(&self, cert: &X509, bundle: &[X509]) -> Result<Vec<X509>, (Status, Vec<X509>)> {
+        let info = CertInfo::of(cert)
+            .map_err(|e| (Status::NotTrusted(format!("unreadable: {e}")), Vec::new()))?;
+        let now = sealgate_store::now_unix();
+        if now < info.not_before {
+            return Err((Status::NotYetValid, Vec::new()));
+        }
+        if now > info.not_after {
+            return Err((Status::Expired, Vec::new()));
+        }
+        let chain = self
+            .path(cert, bundle)
+            .map_err(|why| (Status::NotTrusted(why), Vec::new()))?;
+        for ca in chain.iter().skip(1) {
+            if let Some(eku) = ca.extended_key_usage() {
+                if !eku.intersects(X509ExtendedKeyUsage::SMIME | X509ExtendedKeyUsage::ANYEKU) {
+                    return Err((
+                        Status::NotTrusted(format!(
+                            "the CA {} is not allowed to issue e-mail certificates (ExtendedKeyUsage)",
+                            name(ca.subject_name())
+                        )),
+                        chain,
+                    ));
+                }
+            }
+        }
+        encryption_usage(cert).map_err(|why| (Status::WrongUsage(why), chain.clone()))?;
+        Ok(chain)
+    }
+
+    /// OpenSSL's path building and checks; the chain, leaf first.
+    fn path(&self, cert: &X509, bundle: &[X509]) -> Result<Vec<X509>, String> {
+        let mut untrusted = Stack::new().map_err(|e| e.to_string())?;
+        for c in self.intermediates.iter().chain(bundle) {
+            untrusted.push(c.clone()).map_err(|e| e.to_string())?;
+        }
+        let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
+        let roots = self.roots;
+        ctx.init(&self.store, cert, &untrusted, |c| {
+            let ok = c.verify_cert()?;
+            let chain: Vec<X509> = c
+                .chain()
+                .map(|s| s.iter().map(|x| x.to_owned()).collect())
+                .unwrap_or_default();
+            if ok {
+                return Ok(Ok(chain));
+            }
+            let at = c
+                .current_cert()
+                .map(|x| name(x.subject_name()))
+                .unwrap_or_else(|| "?".into());
+            let e = c.error();
+            let why = match e.as_raw() {
+                // X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT(_LOCALLY),
+                // DEPTH_ZERO_SELF_SIGNED_CERT, SELF_SIGNED_CERT_IN_CHAIN
+                2 | 20 | 18 | 19 if roots == 0 => {
+                    "no path to a root (the root store is empty)".to_string()
+                }
+                2 | 20 => format!(
+                    "no path to a root: the issuer of {at} is neither in the root store nor a known intermediate"
+                ),
+                18 | 19 => format!("no path to a root: {at} is self-signed and not in the root store"),
+                _ => format!("{} (at {at})", e.error_string()),
+            };
+            Ok(Err(why))
+        })
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// Rule 3: whether the key of `cert` may be used for S/MIME encryption.
+pub fn encryption_usage(cert: &X509) -> Result<(), String> {
+    let key = cert
+        .public_key()
+        .map_err(|e| format!("unreadable public key: {e}"))?;
+    if let Some(ku) = cert.key_usage() {
+        match key.id() {
+            Id::RSA if !ku.contains(X509KeyUsage::KEY_ENCIPHERMENT) => {
+                return Err("an RSA key whose KeyUsage lacks keyEncipherment".into())
+            }
+            Id::EC if !ku.contains(X509KeyUsage::KEY_AGREEMENT) => {
+                return Err("an EC key whose KeyUsage lacks keyAgreement".into())
+            }
+            _ => {}
+        }
+    }
+    if let Some(eku) = cert.extended_key_usage() {
+        if !eku.intersects(X509ExtendedKeyUsage::SMIME | X509ExtendedKeyUsage::ANYEKU) {
+            return Err(
+                "ExtendedKeyUsage has neither emailProtection nor anyExtendedKeyUsage".into(),
+            );
+        }
+    }
+    Ok(())
+}
