@@ -47,8 +47,77 @@ pub enum Command {
     /// Look at and act on the mail queue (works against a running gateway).
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// The S/MIME certificate store: end-user and intermediate certificates,
+    /// each with its status (valid, or why not).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// The root store: the CA certificates trusted as anchors (empty by default).
+    #[command(subcommand)]
+    Roots(RootsCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// List certificates: status, SHA-256 thumbprint, addresses, subject, expiry.
+    List {
+        /// Only certificates naming this address.
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
+        /// Only expired certificates.
+        #[arg(long, conflicts_with = "unexpired")]
+        expired: bool,
+        /// Only certificates not expired.
+        #[arg(long)]
+        unexpired: bool,
+        /// Only certificates whose private key sealgate holds.
+        #[arg(long)]
+        with_key: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one certificate: every field, its status and why, and its chain.
+    Show {
+        /// SHA-256 or SHA-512 thumbprint (hex, any case; at least its first 8 digits).
+        thumbprint: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import certificates (PEM, DER .cer, PKCS#7 .p7b). CA certificates
+    /// become intermediates that chains are built through.
+    Import {
+        /// Files to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Remove a certificate from the store.
+    Remove {
+        /// SHA-256 or SHA-512 thumbprint (at least its first 8 digits).
+        thumbprint: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootsCommand {
+    /// Add CA certificates (PEM, DER, p7b) to the root store.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the root store.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a root.
+    Remove {
+        /// SHA-256 or SHA-512 thumbprint (at least its first 8 digits).
+        thumbprint: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

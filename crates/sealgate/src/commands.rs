@@ -37,6 +37,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Queue(q) => crate::queue_cmd::run(&settings, q).await,
+        Command::Certs(c) => crate::trust_cmd::certs(&settings, c).await,
+        Command::Roots(r) => crate::trust_cmd::roots(&settings, r).await,
         Command::HashPassword => unreachable!("handled above"),
     }
 }

@@ -5,7 +5,7 @@
 //! the flow (listener -> pipeline -> key resolver/policy/crypto -> relay, with
 //! the store beside it) and runs it; the others ([`commands`]) are the admin's
 //! tools (check-config, verify, keys, cache, hash-password; the queue tools
-//! in [`queue_cmd`]).
+//! in [`queue_cmd`], the certificate and root stores in [`trust_cmd`]).
 
 /// Writes a line to standard output. A reader that went away (`| head`) ends
 /// the command quietly instead of the panic `println!` would give.
@@ -29,6 +29,7 @@ mod observe;
 mod queue_cmd;
 mod serve;
 mod sources;
+mod trust_cmd;
 mod wiring;
 
 use clap::Parser;

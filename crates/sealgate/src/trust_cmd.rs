@@ -1,0 +1,264 @@
+//! `sealgate certs ...` and `sealgate roots ...`: the CLI face of
+//! `sealgate_trust::TrustStore`. They work on the store, so against a
+//! running gateway too (every instance on PostgreSQL sees the same stores).
+
+use crate::cli::{CertsCommand, RootsCommand};
+use crate::commands::fmt_time;
+use crate::config::Settings;
+use crate::wiring;
+use anyhow::{anyhow, Context, Result};
+use sealgate_trust::{CertFilter, CertView, Status, TrustStore};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub async fn certs(settings: &Settings, cmd: CertsCommand) -> Result<ExitCode> {
+    let store = wiring::open_store(settings).await?;
+    let trust = TrustStore::new(store.clone());
+    let result = certs_command(&trust, cmd).await;
+    store.close().await;
+    result
+}
+
+pub async fn roots(settings: &Settings, cmd: RootsCommand) -> Result<ExitCode> {
+    let store = wiring::open_store(settings).await?;
+    let trust = TrustStore::new(store.clone());
+    let result = roots_command(&trust, cmd).await;
+    store.close().await;
+    result
+}
+
+/// Every file read first: one unreadable file imports nothing.
+fn read_all(files: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::read(f)
+                .with_context(|| format!("cannot read {}", f.display()))
+                .map(|b| (f.clone(), b))
+        })
+        .collect()
+}
+
+async fn certs_command(trust: &TrustStore, cmd: CertsCommand) -> Result<ExitCode> {
+    match cmd {
+        CertsCommand::List {
+            email,
+            expired,
+            unexpired,
+            with_key,
+            json,
+        } => {
+            let filter = CertFilter {
+                email,
+                expired: if expired {
+                    Some(true)
+                } else if unexpired {
+                    Some(false)
+                } else {
+                    None
+                },
+                with_key,
+            };
+            let list = trust
+                .list_certs(&filter)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            if json {
+                let items: Vec<_> = list.iter().map(view_json).collect();
+                out!("{}", serde_json::to_string_pretty(&items)?);
+            } else if list.is_empty() {
+                out!("no certificate");
+            } else {
+                for v in &list {
+                    let i = &v.stored.info;
+                    out!(
+                        "{:<13} {}  {}  {}  until {}{}",
+                        v.verdict.status.label(),
+                        &i.sha256[..16],
+                        if i.emails.is_empty() {
+                            "-".to_string()
+                        } else {
+                            i.emails.join(",")
+                        },
+                        i.subject,
+                        fmt_time(Some(i.not_after)),
+                        if i.is_ca { "  (CA)" } else { "" }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::Show { thumbprint, json } => {
+            let v = trust
+                .show_cert(&thumbprint)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&view_json(&v))?);
+            } else {
+                let i = &v.stored.info;
+                out!("subject:        {}", i.subject);
+                out!("issuer:         {}", i.issuer);
+                out!("serial:         {}", i.serial);
+                out!(
+                    "emails:         {}",
+                    if i.emails.is_empty() {
+                        "-".to_string()
+                    } else {
+                        i.emails.join(", ")
+                    }
+                );
+                out!("not before:     {}", fmt_time(Some(i.not_before)));
+                out!("not after:      {}", fmt_time(Some(i.not_after)));
+                out!("key usage:      {}", list_or_any(&i.key_usage));
+                out!("ext key usage:  {}", list_or_any(&i.ext_key_usage));
+                out!("CA:             {}", if i.is_ca { "yes" } else { "no" });
+                out!("SHA-256:        {}", i.sha256);
+                out!("SHA-512:        {}", i.sha512);
+                out!("source:         {}", v.stored.source);
+                out!(
+                    "private key:    {}",
+                    if v.stored.has_key { "held" } else { "no" }
+                );
+                out!("status:         {}", v.verdict.status);
+                if v.verdict.chain.is_empty() {
+                    out!("chain:          none found");
+                } else {
+                    out!("chain:");
+                    for c in &v.verdict.chain {
+                        out!("  {}", sealgate_trust::cert::name(c.subject_name()));
+                    }
+                }
+            }
+            Ok(if v.verdict.status.is_valid() {
+                ExitCode::SUCCESS
+            } else {
+                // Shown, but not usable: scripts can tell.
+                ExitCode::from(2)
+            })
+        }
+        CertsCommand::Import { files } => import(trust, &files, Target::Certs).await,
+        CertsCommand::Remove { thumbprint } => {
+            let removed = trust
+                .remove_cert(&thumbprint)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            out!("removed {} {}", removed.info.sha256, removed.info.subject);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn roots_command(trust: &TrustStore, cmd: RootsCommand) -> Result<ExitCode> {
+    match cmd {
+        RootsCommand::Import { files } => import(trust, &files, Target::Roots).await,
+        RootsCommand::List { json } => {
+            let roots = trust.list_roots().await.map_err(|e| anyhow!("{e}"))?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&roots)?);
+            } else if roots.is_empty() {
+                out!(
+                    "the root store is empty: no certificate chains to a root (see docs/trust.md)"
+                );
+            } else {
+                for r in &roots {
+                    out!(
+                        "{}  {}  until {}",
+                        &r.sha256[..16],
+                        r.subject,
+                        fmt_time(Some(r.not_after))
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RootsCommand::Remove { thumbprint } => {
+            let r = trust
+                .remove_root(&thumbprint)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            out!("removed root {} {}", r.sha256, r.subject);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Which store `import` adds to.
+#[derive(Clone, Copy)]
+enum Target {
+    Certs,
+    Roots,
+}
+
+/// Reads every file, then adds each certificate in them to one store and
+/// says what happened to it.
+async fn import(trust: &TrustStore, files: &[PathBuf], into: Target) -> Result<ExitCode> {
+    for (f, bytes) in read_all(files)? {
+        let imported = match into {
+            Target::Certs => trust.import_certs(&bytes, "import").await,
+            Target::Roots => trust.import_roots(&bytes, "import").await,
+        }
+        .map_err(|e| anyhow!("{}: {e}", f.display()))?;
+        for i in imported {
+            let (done, again, note) = match into {
+                Target::Certs => (
+                    "imported",
+                    "already stored",
+                    if i.is_ca {
+                        " (CA: an intermediate)"
+                    } else {
+                        ""
+                    },
+                ),
+                Target::Roots => (
+                    "trusted",
+                    "already trusted",
+                    if i.is_ca {
+                        ""
+                    } else {
+                        " (warning: not a CA certificate)"
+                    },
+                ),
+            };
+            out!(
+                "{} {} {}{note}",
+                if i.added { done } else { again },
+                &i.sha256[..16],
+                i.subject
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_or_any(l: &Option<Vec<String>>) -> String {
+    match l {
+        None => "(extension absent: any)".into(),
+        Some(v) if v.is_empty() => "(none recognised)".into(),
+        Some(v) => v.join(", "),
+    }
+}
+
+fn view_json(v: &CertView) -> serde_json::Value {
+    let reason = match &v.verdict.status {
+        Status::NotTrusted(r) | Status::WrongUsage(r) => Some(r.clone()),
+        _ => None,
+    };
+    json!({
+        "certificate": v.stored.info,
+        "source": v.stored.source,
+        "has_key": v.stored.has_key,
+        "added_at": v.stored.added_at,
+        "status": v.verdict.status.label(),
+        "reason": reason,
+        "chain": v.verdict.chain.iter().map(|c| {
+            json!({
+                "subject": sealgate_trust::cert::name(c.subject_name()),
+                "sha256": c.digest(openssl::hash::MessageDigest::sha256())
+                    .map(|d| sealgate_trust::cert::to_hex(&d))
+                    .unwrap_or_default(),
+            })
+        }).collect::<Vec<_>>(),
+    })
+}

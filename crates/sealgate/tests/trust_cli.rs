@@ -1,0 +1,163 @@
+//! `sealgate certs` and `sealgate roots` through the real binary, on its
+//! embedded defaults (SQLite under ./data), with a PKI made by openssl now:
+//! a certificate under an intermediate is "not-trusted" (and says why, exit
+//! 2) until its root is in the root store, then "valid" with its chain, in
+//! text and JSON; bad input names what is wrong.
+
+use sealgate_testkit::pki::{CertOptions, TestCa};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sealgate");
+
+fn sealgate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(args)
+        .env_remove("SEALGATE_CONFIG")
+        .output()
+        .expect("run sealgate")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn certs_and_roots_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = TestCa::new("CLI Root");
+    let inter = root.intermediate("CLI Intermediate");
+    let carol = inter.issue(CertOptions {
+        email: Some("carol@example.org".into()),
+        ..Default::default()
+    });
+    let bundle = d.join("bundle.pem");
+    std::fs::write(
+        &bundle,
+        [inter.cert_pem.clone(), carol.cert_pem.clone()].concat(),
+    )
+    .unwrap();
+    let root_file = d.join("root.pem");
+    std::fs::write(&root_file, &root.cert_pem).unwrap();
+
+    let o = sealgate(d, &["roots", "list"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("the root store is empty"),
+        "{}",
+        text(&o)
+    );
+
+    let o = sealgate(d, &["certs", "import", bundle.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = stdout(&o);
+    assert!(
+        t.contains("imported") && t.contains("CN=CLI Intermediate (CA: an intermediate)"),
+        "{t}"
+    );
+    assert!(t.contains("CN=carol@example.org"), "{t}");
+
+    let o = sealgate(
+        d,
+        &["certs", "list", "--email", "carol@example.org", "--json"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["status"], "not-trusted");
+    assert_eq!(
+        list[0]["reason"],
+        "no path to a root (the root store is empty)"
+    );
+    let sha = list[0]["certificate"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(sha.len(), 64);
+    assert_eq!(list[0]["certificate"]["emails"][0], "carol@example.org");
+
+    // Not usable: shown with its reason, exit 2.
+    let o = sealgate(d, &["certs", "show", &sha[..12]]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = stdout(&o);
+    assert!(
+        t.contains("status:         not trusted: no path to a root"),
+        "{t}"
+    );
+    assert!(t.contains("chain:          none found"), "{t}");
+
+    let o = sealgate(d, &["roots", "import", root_file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("trusted") && stdout(&o).contains("CN=CLI Root"),
+        "{}",
+        text(&o)
+    );
+
+    let o = sealgate(d, &["certs", "show", &sha, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "valid");
+    let chain: Vec<&str> = v["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        chain,
+        ["CN=carol@example.org", "CN=CLI Intermediate", "CN=CLI Root"]
+    );
+
+    let o = sealgate(d, &["certs", "list"]);
+    let t = stdout(&o);
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("valid") && l.contains("carol@example.org")),
+        "{t}"
+    );
+
+    // Bad input names what is wrong.
+    let junk = d.join("junk.pem");
+    std::fs::write(&junk, b"hello").unwrap();
+    let o = sealgate(d, &["certs", "import", junk.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("junk.pem") && text(&o).contains("neither a PEM file"),
+        "{}",
+        text(&o)
+    );
+    let o = sealgate(d, &["certs", "show", "nothex!"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("is not a thumbprint"), "{}", text(&o));
+    let o = sealgate(
+        d,
+        &["certs", "import", d.join("missing.pem").to_str().unwrap()],
+    );
+    assert!(
+        text(&o).contains("cannot read") && text(&o).contains("missing.pem"),
+        "{}",
+        text(&o)
+    );
+
+    // Removing the root makes it untrusted again; removing the certificate removes it.
+    let roots: serde_json::Value =
+        serde_json::from_slice(&sealgate(d, &["roots", "list", "--json"]).stdout).unwrap();
+    let root_sha = roots[0]["sha256"].as_str().unwrap();
+    assert!(sealgate(d, &["roots", "remove", root_sha]).status.success());
+    assert_eq!(sealgate(d, &["certs", "show", &sha]).status.code(), Some(2));
+    let o = sealgate(d, &["certs", "remove", &sha]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = sealgate(d, &["certs", "show", &sha]);
+    assert!(
+        text(&o).contains("no certificate with the thumbprint"),
+        "{}",
+        text(&o)
+    );
+}
