@@ -54,8 +54,42 @@ pub enum Command {
     /// The root store: the CA certificates trusted as anchors (empty by default).
     #[command(subcommand)]
     Roots(RootsCommand),
+    /// The certificate trust list: certificates white-listed (trusted
+    /// without a root) or black-listed (never used, nor what they issued).
+    #[command(subcommand)]
+    Ctl(CtlCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Put a certificate on the list (replacing its entry if it has one).
+    Add {
+        /// Its SHA-512 thumbprint (the certificate need not be in the store),
+        /// or the SHA-256 (at least its first 8 digits) of a stored one.
+        thumbprint: String,
+        /// Trust it without a path to a root. Not inherited by what it issued.
+        #[arg(long, conflicts_with = "black", required_unless_present = "black")]
+        white: bool,
+        /// Never use it, nor any certificate it issued (directly or not).
+        #[arg(long)]
+        black: bool,
+        /// With --white: valid outside its validity period too.
+        #[arg(long, requires = "white")]
+        allow_expired: bool,
+    },
+    /// List the entries.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an entry.
+    Remove {
+        /// SHA-512 thumbprint (or its start), or the SHA-256 of a stored certificate.
+        thumbprint: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Queue(q) => crate::queue_cmd::run(&settings, q).await,
         Command::Certs(c) => crate::trust_cmd::certs(&settings, c).await,
         Command::Roots(r) => crate::trust_cmd::roots(&settings, r).await,
+        Command::Ctl(c) => crate::trust_cmd::ctl(&settings, c).await,
         Command::HashPassword => unreachable!("handled above"),
     }
 }

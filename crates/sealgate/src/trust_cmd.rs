@@ -1,8 +1,8 @@
-//! `sealgate certs ...` and `sealgate roots ...`: the CLI face of
+//! `sealgate certs ...`, `sealgate roots ...` and `sealgate ctl ...`: the CLI face of
 //! `sealgate_trust::TrustStore`. They work on the store, so against a
 //! running gateway too (every instance on PostgreSQL sees the same stores).
 
-use crate::cli::{CertsCommand, RootsCommand};
+use crate::cli::{CertsCommand, CtlCommand, RootsCommand};
 use crate::commands::fmt_time;
 use crate::config::Settings;
 use crate::wiring;
@@ -26,6 +26,77 @@ pub async fn roots(settings: &Settings, cmd: RootsCommand) -> Result<ExitCode> {
     let result = roots_command(&trust, cmd).await;
     store.close().await;
     result
+}
+
+pub async fn ctl(settings: &Settings, cmd: CtlCommand) -> Result<ExitCode> {
+    let store = wiring::open_store(settings).await?;
+    let trust = TrustStore::new(store.clone());
+    let result = ctl_command(&trust, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn ctl_command(trust: &TrustStore, cmd: CtlCommand) -> Result<ExitCode> {
+    match cmd {
+        CtlCommand::Add {
+            thumbprint,
+            white,
+            black: _,
+            allow_expired,
+        } => {
+            let sha512 = trust
+                .ctl_add(&thumbprint, white, allow_expired)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            out!(
+                "{} {sha512}{}",
+                if white {
+                    "white-listed"
+                } else {
+                    "black-listed"
+                },
+                if allow_expired {
+                    " (expired or not)"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CtlCommand::List { json } => {
+            let list = trust.ctl_list().await.map_err(|e| anyhow!("{e}"))?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                out!("the CTL is empty");
+            } else {
+                for e in &list {
+                    out!(
+                        "{:<5} {}  {}{}",
+                        e.status,
+                        &e.sha512[..32],
+                        e.subject
+                            .as_deref()
+                            .unwrap_or("(not in the certificate store)"),
+                        if e.allow_expired {
+                            "  allow-expired"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CtlCommand::Remove { thumbprint } => {
+            let sha512 = trust
+                .ctl_remove(&thumbprint)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            out!("removed {sha512} from the CTL");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// Every file read first: one unreadable file imports nothing.
@@ -242,7 +313,7 @@ fn list_or_any(l: &Option<Vec<String>>) -> String {
 
 fn view_json(v: &CertView) -> serde_json::Value {
     let reason = match &v.verdict.status {
-        Status::NotTrusted(r) | Status::WrongUsage(r) => Some(r.clone()),
+        Status::NotTrusted(r) | Status::WrongUsage(r) | Status::BlackListed(r) => Some(r.clone()),
         _ => None,
     };
     json!({

@@ -146,6 +146,44 @@ fn certs_and_roots_commands() {
         text(&o)
     );
 
+    // The CTL: black-listing the intermediate refuses carol; off the list, valid again.
+    let inter_sha = {
+        let l: serde_json::Value =
+            serde_json::from_slice(&sealgate(d, &["certs", "list", "--json"]).stdout).unwrap();
+        l.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["certificate"]["is_ca"] == true)
+            .unwrap()["certificate"]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let o = sealgate(d, &["ctl", "add", &inter_sha, "--black"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).starts_with("black-listed "), "{}", text(&o));
+    let o = sealgate(d, &["certs", "show", &sha, "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "black-listed");
+    assert_eq!(v["reason"], "its issuing CA CN=CLI Intermediate");
+    let o = sealgate(d, &["ctl", "list"]);
+    assert!(
+        stdout(&o).starts_with("black") && stdout(&o).contains("CN=CLI Intermediate"),
+        "{}",
+        text(&o)
+    );
+    let o = sealgate(d, &["ctl", "add", &sha, "--black", "--allow-expired"]);
+    assert!(
+        !o.status.success(),
+        "--allow-expired needs --white: {}",
+        text(&o)
+    );
+    let o = sealgate(d, &["ctl", "remove", &inter_sha]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(sealgate(d, &["certs", "show", &sha]).status.success());
+    assert!(stdout(&sealgate(d, &["ctl", "list"])).contains("the CTL is empty"));
+
     // Removing the root makes it untrusted again; removing the certificate removes it.
     let roots: serde_json::Value =
         serde_json::from_slice(&sealgate(d, &["roots", "list", "--json"]).stdout).unwrap();

@@ -258,3 +258,70 @@ pub(crate) async fn remove_root(pool: &AnyPool, sha256: &str) -> Result<bool, Tr
         .rows_affected()
         == 1)
 }
+
+/// An entry of the certificate trust list.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CtlEntry {
+    pub sha512: String,
+    /// `white` or `black`.
+    pub status: String,
+    pub allow_expired: bool,
+    pub added_at: i64,
+    /// The certificate's subject, when it is in the certificate store.
+    pub subject: Option<String>,
+}
+
+/// Adds or replaces the entry for `sha512`.
+pub(crate) async fn put_ctl(
+    pool: &AnyPool,
+    sha512: &str,
+    white: bool,
+    allow_expired: bool,
+) -> Result<(), TrustError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM trust_ctl WHERE sha512 = $1")
+        .bind(sha512)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO trust_ctl (sha512, status, allow_expired, added_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(sha512)
+    .bind(if white { "white" } else { "black" })
+    .bind(i64::from(allow_expired))
+    .bind(sealgate_store::now_unix())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn list_ctl(pool: &AnyPool) -> Result<Vec<CtlEntry>, TrustError> {
+    let rows = sqlx::query(
+        "SELECT l.sha512, l.status, l.allow_expired, l.added_at, c.subject
+         FROM trust_ctl l LEFT JOIN trust_cert c ON c.sha512 = l.sha512
+         ORDER BY l.added_at, l.sha512",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(CtlEntry {
+                sha512: r.try_get(0)?,
+                status: r.try_get(1)?,
+                allow_expired: r.try_get::<i64, _>(2)? != 0,
+                added_at: r.try_get(3)?,
+                subject: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn remove_ctl(pool: &AnyPool, sha512: &str) -> Result<bool, TrustError> {
+    Ok(sqlx::query("DELETE FROM trust_ctl WHERE sha512 = $1")
+        .bind(sha512)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        == 1)
+}

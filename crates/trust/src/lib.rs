@@ -7,8 +7,9 @@
 //! keeps, in the SQL store (so every instance sees the same state), the
 //! **certificate store** (end-user and intermediate certificates, with what
 //! sealgate read from them and where they came from) and the **root store**
-//! (trust anchors; empty by default). [`Verifier`] is a snapshot of both
-//! that answers "valid, or why not" without touching the database.
+//! (trust anchors; empty by default), and the **CTL** (certificates white-
+//! or black-listed by SHA-512 thumbprint). [`Verifier`] is a snapshot of all
+//! three that answers "valid, or why not" without touching the database.
 //!
 //! Every operation is a call on [`TrustStore`]: the CLI (`sealgate certs`,
 //! `sealgate roots`) is a thin face over it, as the admin HTTP API will be.
@@ -18,8 +19,8 @@ mod db;
 pub mod verify;
 
 pub use cert::{parse_certificates, CertInfo};
-pub use db::{StoredCert, StoredRoot};
-pub use verify::{encryption_usage, Status, Verdict, Verifier};
+pub use db::{CtlEntry, StoredCert, StoredRoot};
+pub use verify::{encryption_usage, Listed, Status, Verdict, Verifier};
 
 use openssl::x509::X509;
 use sealgate_store::Store;
@@ -224,7 +225,77 @@ impl TrustStore {
             .iter()
             .map(|d| X509::from_der(d))
             .collect::<Result<Vec<_>, _>>()?;
-        Verifier::new(&roots, intermediates)
+        let ctl = db::list_ctl(self.store.pool())
+            .await?
+            .into_iter()
+            .map(|e| {
+                let listed = if e.status == "white" {
+                    Listed::White {
+                        allow_expired: e.allow_expired,
+                    }
+                } else {
+                    Listed::Black
+                };
+                (e.sha512, listed)
+            })
+            .collect();
+        Verifier::new(&roots, intermediates, ctl)
+    }
+
+    /// Puts a certificate on the CTL: white-listed (valid without a path to
+    /// a root; with `allow_expired`, also outside its validity) or
+    /// black-listed (never valid, nor anything it issued). `thumbprint` is
+    /// a SHA-512 (the certificate need not be in the store), or names a
+    /// certificate of the store as [`TrustStore::show_cert`] does. Returns
+    /// the SHA-512 listed.
+    pub async fn ctl_add(
+        &self,
+        thumbprint: &str,
+        white: bool,
+        allow_expired: bool,
+    ) -> Result<String, TrustError> {
+        if allow_expired && !white {
+            return Err(TrustError::BadThumbprint(
+                "--allow-expired applies to white-listing only".into(),
+            ));
+        }
+        let sha512 = self.ctl_key(thumbprint).await?;
+        db::put_ctl(self.store.pool(), &sha512, white, allow_expired).await?;
+        Ok(sha512)
+    }
+
+    pub async fn ctl_list(&self) -> Result<Vec<CtlEntry>, TrustError> {
+        db::list_ctl(self.store.pool()).await
+    }
+
+    /// Removes the CTL entry `thumbprint` names; the SHA-512 removed.
+    pub async fn ctl_remove(&self, thumbprint: &str) -> Result<String, TrustError> {
+        let t = normalize_thumbprint(thumbprint)?;
+        let listed = self.ctl_list().await?;
+        let hits: Vec<&CtlEntry> = listed.iter().filter(|e| e.sha512.starts_with(&t)).collect();
+        let sha512 = match hits.as_slice() {
+            [one] => one.sha512.clone(),
+            [] => self.ctl_key(thumbprint).await?,
+            _ => {
+                return Err(TrustError::BadThumbprint(format!(
+                    "{t} is the start of several CTL entries; give more of it"
+                )))
+            }
+        };
+        if !db::remove_ctl(self.store.pool(), &sha512).await? {
+            return Err(TrustError::NotFound(format!("{sha512} is not on the CTL")));
+        }
+        Ok(sha512)
+    }
+
+    /// The CTL key for `thumbprint`: itself when it is a whole SHA-512,
+    /// else the SHA-512 of the stored certificate it names.
+    async fn ctl_key(&self, thumbprint: &str) -> Result<String, TrustError> {
+        let t = normalize_thumbprint(thumbprint)?;
+        if t.len() == 128 {
+            return Ok(t);
+        }
+        Ok(self.find_cert(&t).await?.info.sha512)
     }
 }
 

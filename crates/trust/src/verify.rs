@@ -2,6 +2,11 @@
 //! CipherMail's certificate pages, checked in this order (the first that
 //! fails is the reason shown):
 //!
+//! 0. the CTL: a certificate that is black-listed, or issued (directly or
+//!    not) by a black-listed CA, is never valid; a white-listed one is valid
+//!    without a path to a root (and, with "allow expired", outside its
+//!    validity), rule 3 still applies to it; white-listing a CA does
+//!    nothing for the certificates below it;
 //! 1. inside its validity (not before, not after);
 //! 2. a path to a certificate of the root store, through intermediates of
 //!    the certificate store or of the bundle the certificate came with
@@ -24,6 +29,7 @@ use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509StoreContext, X509};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// A certificate's state now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,11 +44,16 @@ pub enum Status {
     NotTrusted(String),
     /// Not usable for S/MIME encryption: which usage is missing.
     WrongUsage(String),
+    /// On the CTL's black list, itself or a CA above it: which one.
+    BlackListed(String),
+    /// On the CTL's white list: valid without a path to a root.
+    WhiteListed,
 }
 
 impl Status {
+    /// Whether the certificate may be used.
     pub fn is_valid(&self) -> bool {
-        matches!(self, Status::Valid)
+        matches!(self, Status::Valid | Status::WhiteListed)
     }
 
     /// One word for lists: `valid`, `expired`, `not-trusted`, ...
@@ -53,6 +64,8 @@ impl Status {
             Status::Expired => "expired",
             Status::NotTrusted(_) => "not-trusted",
             Status::WrongUsage(_) => "wrong-usage",
+            Status::BlackListed(_) => "black-listed",
+            Status::WhiteListed => "white-listed",
         }
     }
 }
@@ -65,6 +78,8 @@ impl std::fmt::Display for Status {
             Status::Expired => write!(f, "expired"),
             Status::NotTrusted(why) => write!(f, "not trusted: {why}"),
             Status::WrongUsage(why) => write!(f, "wrong usage: {why}"),
+            Status::BlackListed(which) => write!(f, "black-listed: {which}"),
+            Status::WhiteListed => write!(f, "white-listed"),
         }
     }
 }
@@ -77,16 +92,32 @@ pub struct Verdict {
     pub chain: Vec<X509>,
 }
 
-/// A snapshot of the root store and the known intermediates.
+/// A CTL entry as the verifier uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    White { allow_expired: bool },
+    Black,
+}
+
+/// A snapshot of the root store, the known intermediates and the CTL.
 pub struct Verifier {
     store: X509Store,
     intermediates: Vec<X509>,
+    /// Roots and intermediates, for finding the CAs above a certificate
+    /// that has no path (black-list inheritance).
+    issuers: Vec<X509>,
     roots: usize,
+    ctl: HashMap<String, Listed>,
 }
 
 impl Verifier {
-    /// A verifier trusting `roots`, building paths through `intermediates`.
-    pub fn new(roots: &[X509], intermediates: Vec<X509>) -> Result<Verifier, TrustError> {
+    /// A verifier trusting `roots`, building paths through `intermediates`,
+    /// with the CTL `ctl` (SHA-512 thumbprint, upper-case hex -> entry).
+    pub fn new(
+        roots: &[X509],
+        intermediates: Vec<X509>,
+        ctl: HashMap<String, Listed>,
+    ) -> Result<Verifier, TrustError> {
         let mut b = X509StoreBuilder::new()?;
         for r in roots {
             // A root given twice is one anchor.
@@ -94,10 +125,13 @@ impl Verifier {
                 tracing::debug!("root not added twice: {e}");
             }
         }
+        let issuers = roots.iter().chain(&intermediates).cloned().collect();
         Ok(Verifier {
             store: b.build(),
             intermediates,
+            issuers,
             roots: roots.len(),
+            ctl,
         })
     }
 
@@ -109,43 +143,99 @@ impl Verifier {
     /// The state of `cert` now, with `bundle` (certificates that came with
     /// it) as extra intermediates.
     pub fn verify(&self, cert: &X509, bundle: &[X509]) -> Verdict {
-        match self.check(cert, bundle) {
-            Ok(chain) => Verdict {
-                status: Status::Valid,
-                chain,
-            },
-            Err((status, chain)) => Verdict { status, chain },
+        let verdict = |status, chain| Verdict { status, chain };
+        let info = match CertInfo::of(cert) {
+            Ok(i) => i,
+            Err(e) => return verdict(Status::NotTrusted(format!("unreadable: {e}")), Vec::new()),
+        };
+        // Rule 0: the black list, for the certificate and every CA above it
+        // (found by name and signature, whether or not a root is known).
+        let above = self.ancestors(cert, bundle);
+        for (i, c) in std::iter::once(cert).chain(above.iter()).enumerate() {
+            if let Some(Listed::Black) = self.listed(c) {
+                let which = if i == 0 {
+                    "this certificate".to_string()
+                } else {
+                    format!("its issuing CA {}", name(c.subject_name()))
+                };
+                return verdict(Status::BlackListed(which), Vec::new());
+            }
         }
-    }
-
-    fn check(&self, cert: &X509, bundle: &[X509]) -> Result<Vec<X509>, (Status, Vec<X509>)> {
-        let info = CertInfo::of(cert)
-            .map_err(|e| (Status::NotTrusted(format!("unreadable: {e}")), Vec::new()))?;
+        let white = match self.listed(cert) {
+            Some(Listed::White { allow_expired }) => Some(allow_expired),
+            _ => None,
+        };
         let now = sealgate_store::now_unix();
-        if now < info.not_before {
-            return Err((Status::NotYetValid, Vec::new()));
+        if white != Some(true) {
+            if now < info.not_before {
+                return verdict(Status::NotYetValid, Vec::new());
+            }
+            if now > info.not_after {
+                return verdict(Status::Expired, Vec::new());
+            }
         }
-        if now > info.not_after {
-            return Err((Status::Expired, Vec::new()));
+        if white.is_some() {
+            let mut chain = vec![cert.clone()];
+            chain.extend(above);
+            return match encryption_usage(cert) {
+                Ok(()) => verdict(Status::WhiteListed, chain),
+                Err(why) => verdict(Status::WrongUsage(why), chain),
+            };
         }
-        let chain = self
-            .path(cert, bundle)
-            .map_err(|why| (Status::NotTrusted(why), Vec::new()))?;
+        let chain = match self.path(cert, bundle) {
+            Ok(c) => c,
+            Err(why) => return verdict(Status::NotTrusted(why), Vec::new()),
+        };
         for ca in chain.iter().skip(1) {
             if let Some(eku) = ca.extended_key_usage() {
                 if !eku.intersects(X509ExtendedKeyUsage::SMIME | X509ExtendedKeyUsage::ANYEKU) {
-                    return Err((
-                        Status::NotTrusted(format!(
-                            "the CA {} is not allowed to issue e-mail certificates (ExtendedKeyUsage)",
-                            name(ca.subject_name())
-                        )),
-                        chain,
-                    ));
+                    let why = format!(
+                        "the CA {} is not allowed to issue e-mail certificates (ExtendedKeyUsage)",
+                        name(ca.subject_name())
+                    );
+                    return verdict(Status::NotTrusted(why), chain);
                 }
             }
         }
-        encryption_usage(cert).map_err(|why| (Status::WrongUsage(why), chain.clone()))?;
-        Ok(chain)
+        match encryption_usage(cert) {
+            Ok(()) => verdict(Status::Valid, chain),
+            Err(why) => verdict(Status::WrongUsage(why), chain),
+        }
+    }
+
+    fn listed(&self, x: &X509) -> Option<Listed> {
+        let d = x.digest(openssl::hash::MessageDigest::sha512()).ok()?;
+        self.ctl.get(&crate::cert::to_hex(&d)).copied()
+    }
+
+    /// The CAs above `cert` among the known roots, intermediates and
+    /// `bundle`, nearest first: each the certificate whose subject is the
+    /// issuer of the one before and whose key verifies its signature. Stops
+    /// at a self-issued one, after 16, or where no issuer is known.
+    fn ancestors(&self, cert: &X509, bundle: &[X509]) -> Vec<X509> {
+        let mut out: Vec<X509> = Vec::new();
+        let mut cur = cert.clone();
+        while out.len() < 16 {
+            let Ok(issuer) = cur.issuer_name().to_der() else {
+                break;
+            };
+            if cur.subject_name().to_der().ok().as_deref() == Some(&issuer[..]) {
+                break;
+            }
+            let next = self.issuers.iter().chain(bundle).find(|c| {
+                c.subject_name().to_der().ok().as_deref() == Some(&issuer[..])
+                    && c.public_key()
+                        .is_ok_and(|k| cur.verify(&k).unwrap_or(false))
+            });
+            match next {
+                Some(n) => {
+                    out.push(n.clone());
+                    cur = n.clone();
+                }
+                None => break,
+            }
+        }
+        out
     }
 
     /// OpenSSL's path building and checks; the chain, leaf first.
