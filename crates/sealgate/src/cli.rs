@@ -58,8 +58,38 @@ pub enum Command {
     /// without a root) or black-listed (never used, nor what they issued).
     #[command(subcommand)]
     Ctl(CtlCommand),
+    /// The CRL store: revocation lists of the CAs, downloaded from the
+    /// certificates' distribution points or imported.
+    #[command(subcommand)]
+    Crl(CrlCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Download the CRL of every distribution point named by a stored
+    /// certificate (http, https, ldap, ldaps) now; exit 1 if one failed.
+    Update,
+    /// Add CRLs (DER or PEM) from files.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the CRLs: valid or why not, issuer, updates, entries, source.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one CRL.
+    Show {
+        /// Its id (SHA-256 of its DER, as `crl list` shows; at least 8 digits).
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Certs(c) => crate::trust_cmd::certs(&settings, c).await,
         Command::Roots(r) => crate::trust_cmd::roots(&settings, r).await,
         Command::Ctl(c) => crate::trust_cmd::ctl(&settings, c).await,
+        Command::Crl(c) => crate::trust_cmd::crl(&settings, c).await,
         Command::HashPassword => unreachable!("handled above"),
     }
 }

@@ -30,6 +30,8 @@ pub struct Settings {
     #[serde(default)]
     pub queue: QueueConfig,
     #[serde(default)]
+    pub trust: sealgate_trust::TrustConfig,
+    #[serde(default)]
     pub admin: sealgate_admin::AdminConfig,
     #[serde(default)]
     pub log: LogSettings,
@@ -462,6 +464,7 @@ impl Settings {
         self.relay.validate()?;
         self.policy.validate()?;
         self.queue.schedule()?;
+        self.trust.validate()?;
         self.admin.validate()?;
         Ok(())
     }

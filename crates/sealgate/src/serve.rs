@@ -73,6 +73,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         "sealgate ready"
     );
 
+    crl_refresh(&settings, &store)?;
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -112,5 +113,46 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     store.close().await;
     tracing::info!("sealgate stopped");
+    Ok(())
+}
+
+/// Downloads the CRLs of every distribution point at start and every
+/// `trust.crl_refresh_interval` (each instance on a shared PostgreSQL does,
+/// storing the same CRLs). Failures are logged, and with
+/// `trust.crl_missing = "allow"` the certificates stay usable meanwhile.
+fn crl_refresh(settings: &Settings, store: &sealgate_store::Store) -> Result<()> {
+    let Some(every) = settings
+        .trust
+        .refresh_interval()
+        .map_err(anyhow::Error::msg)?
+    else {
+        tracing::info!(
+            "trust.crl_refresh_interval = 0: CRLs are only updated by `sealgate crl update`"
+        );
+        return Ok(());
+    };
+    if settings.trust.crl_missing == sealgate_trust::CrlMissing::Allow {
+        tracing::info!(
+            "trust.crl_missing = allow: a certificate whose CRL cannot be obtained is still used"
+        );
+    }
+    let trust = crate::trust_cmd::trust_store(settings, store);
+    let fetcher = crate::trust_cmd::fetcher(settings)?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match trust.update_crls(&fetcher).await {
+                Ok(report) => {
+                    let failed = report.iter().filter(|r| r.error.is_some()).count();
+                    if !report.is_empty() {
+                        tracing::info!(distribution_points = report.len(), failed, "CRLs updated");
+                    }
+                }
+                Err(e) => tracing::warn!("CRL update failed: {e}"),
+            }
+        }
+    });
     Ok(())
 }

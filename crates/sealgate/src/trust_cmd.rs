@@ -1,20 +1,20 @@
-//! `sealgate certs ...`, `sealgate roots ...` and `sealgate ctl ...`: the CLI face of
+//! `sealgate certs|roots|ctl|crl ...`: the CLI face of
 //! `sealgate_trust::TrustStore`. They work on the store, so against a
 //! running gateway too (every instance on PostgreSQL sees the same stores).
 
-use crate::cli::{CertsCommand, CtlCommand, RootsCommand};
+use crate::cli::{CertsCommand, CrlCommand, CtlCommand, RootsCommand};
 use crate::commands::fmt_time;
 use crate::config::Settings;
 use crate::wiring;
 use anyhow::{anyhow, Context, Result};
-use sealgate_trust::{CertFilter, CertView, Status, TrustStore};
+use sealgate_trust::{CertFilter, CertView, CrlView, Fetcher, Status, TrustStore};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub async fn certs(settings: &Settings, cmd: CertsCommand) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
-    let trust = TrustStore::new(store.clone());
+    let trust = trust_store(settings, &store);
     let result = certs_command(&trust, cmd).await;
     store.close().await;
     result
@@ -22,7 +22,7 @@ pub async fn certs(settings: &Settings, cmd: CertsCommand) -> Result<ExitCode> {
 
 pub async fn roots(settings: &Settings, cmd: RootsCommand) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
-    let trust = TrustStore::new(store.clone());
+    let trust = trust_store(settings, &store);
     let result = roots_command(&trust, cmd).await;
     store.close().await;
     result
@@ -30,7 +30,7 @@ pub async fn roots(settings: &Settings, cmd: RootsCommand) -> Result<ExitCode> {
 
 pub async fn ctl(settings: &Settings, cmd: CtlCommand) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
-    let trust = TrustStore::new(store.clone());
+    let trust = trust_store(settings, &store);
     let result = ctl_command(&trust, cmd).await;
     store.close().await;
     result
@@ -97,6 +97,147 @@ async fn ctl_command(trust: &TrustStore, cmd: CtlCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The trust stage on `store`, with the `[trust]` settings.
+pub(crate) fn trust_store(settings: &Settings, store: &sealgate_store::Store) -> TrustStore {
+    TrustStore::with_options(store.clone(), settings.trust.options())
+}
+
+/// How CRLs are downloaded: the key sources' HTTP client (`[keys.http]`:
+/// proxy, extra CA, timeouts) and `trust.crl_max_bytes`.
+pub(crate) fn fetcher(settings: &Settings) -> Result<Fetcher> {
+    Ok(Fetcher {
+        http: sealgate_keys::sources::http::client(&settings.keys.http)
+            .map_err(|e| anyhow!("keys.http: {e}"))?,
+        max_bytes: settings.trust.crl_max_bytes,
+        timeout: std::time::Duration::from_secs(settings.keys.http.timeout_secs),
+    })
+}
+
+pub async fn crl(settings: &Settings, cmd: CrlCommand) -> Result<ExitCode> {
+    let store = wiring::open_store(settings).await?;
+    let trust = trust_store(settings, &store);
+    let result = crl_command(settings, &trust, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn crl_command(settings: &Settings, trust: &TrustStore, cmd: CrlCommand) -> Result<ExitCode> {
+    match cmd {
+        CrlCommand::Update => {
+            let report = trust
+                .update_crls(&fetcher(settings)?)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            if report.is_empty() {
+                out!("no stored certificate names a CRL distribution point");
+            }
+            let mut failed = false;
+            for r in &report {
+                match (&r.error, &r.issuer) {
+                    (Some(e), _) => {
+                        failed = true;
+                        out!("failed  {}: {e}", r.url)
+                    }
+                    (None, Some(issuer)) if r.replaced => out!("stored  {} ({issuer})", r.url),
+                    (None, issuer) => out!(
+                        "kept    {} (the stored CRL of {} is newer)",
+                        r.url,
+                        issuer.as_deref().unwrap_or("?")
+                    ),
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        CrlCommand::Import { files } => {
+            for (f, bytes) in read_all(&files)? {
+                let (info, replaced) = trust
+                    .import_crl(&bytes, "import")
+                    .await
+                    .map_err(|e| anyhow!("{}: {e}", f.display()))?;
+                out!(
+                    "{} CRL {} of {} ({} entries)",
+                    if replaced {
+                        "imported"
+                    } else {
+                        "kept the newer stored"
+                    },
+                    &info.sha256[..16],
+                    info.issuer,
+                    info.revoked
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CrlCommand::List { json } => {
+            let list = trust.list_crls().await.map_err(|e| anyhow!("{e}"))?;
+            if json {
+                let items: Vec<_> = list.iter().map(crl_json).collect();
+                out!("{}", serde_json::to_string_pretty(&items)?);
+            } else if list.is_empty() {
+                out!("the CRL store is empty");
+            } else {
+                for c in &list {
+                    let i = &c.stored.info;
+                    out!(
+                        "{:<7} {}  {}  next update {}  {} entries  {}{}",
+                        if c.validity.is_ok() {
+                            "valid"
+                        } else {
+                            "invalid"
+                        },
+                        &i.sha256[..16],
+                        i.issuer,
+                        fmt_time(i.next_update),
+                        i.revoked,
+                        c.stored.source,
+                        match &c.validity {
+                            Err(why) => format!("  ({why})"),
+                            Ok(()) => String::new(),
+                        }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CrlCommand::Show { id, json } => {
+            let c = trust.show_crl(&id).await.map_err(|e| anyhow!("{e}"))?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&crl_json(&c))?);
+            } else {
+                let i = &c.stored.info;
+                out!("issuer:       {}", i.issuer);
+                out!("this update:  {}", fmt_time(Some(i.this_update)));
+                out!("next update:  {}", fmt_time(i.next_update));
+                out!("CRL number:   {}", i.crl_number.as_deref().unwrap_or("-"));
+                out!("entries:      {}", i.revoked);
+                out!("source:       {}", c.stored.source);
+                out!("fetched:      {}", fmt_time(Some(c.stored.fetched_at)));
+                out!("id (SHA-256): {}", i.sha256);
+                match &c.validity {
+                    Ok(()) => out!("status:       valid"),
+                    Err(why) => out!("status:       invalid: {why} (kept, not used)"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn crl_json(c: &CrlView) -> serde_json::Value {
+    json!({
+        "crl": c.stored.info,
+        "source": c.stored.source,
+        "fetched_at": c.stored.fetched_at,
+        "valid": c.validity.is_ok(),
+        "reason": c.validity.as_ref().err(),
+        "issuer_sha256": c.issuer_sha256,
+    })
 }
 
 /// Every file read first: one unreadable file imports nothing.
@@ -313,7 +454,10 @@ fn list_or_any(l: &Option<Vec<String>>) -> String {
 
 fn view_json(v: &CertView) -> serde_json::Value {
     let reason = match &v.verdict.status {
-        Status::NotTrusted(r) | Status::WrongUsage(r) | Status::BlackListed(r) => Some(r.clone()),
+        Status::NotTrusted(r)
+        | Status::WrongUsage(r)
+        | Status::BlackListed(r)
+        | Status::Revoked(r) => Some(r.clone()),
         _ => None,
     };
     json!({

@@ -199,3 +199,89 @@ fn certs_and_roots_commands() {
         text(&o)
     );
 }
+
+#[test]
+fn crl_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = TestCa::new("CRL CLI Root");
+    let hank = root.issue(CertOptions {
+        email: Some("hank@example.org".into()),
+        // Nothing listens on the discard port.
+        crl_url: Some("http://127.0.0.1:9/root.crl".into()),
+        ..Default::default()
+    });
+    let files = [
+        ("root.pem", root.cert_pem.clone()),
+        ("hank.pem", hank.cert_pem.clone()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(d.join(name), bytes).unwrap();
+    }
+    assert!(sealgate(d, &["roots", "import", "root.pem"])
+        .status
+        .success());
+    let o = sealgate(d, &["certs", "import", "hank.pem"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let list: serde_json::Value =
+        serde_json::from_slice(&sealgate(d, &["certs", "list", "--json"]).stdout).unwrap();
+    let sha = list[0]["certificate"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The distribution point is down: the update says so and exits 1; the
+    // certificate stays valid (crl_missing = "allow").
+    let o = sealgate(d, &["crl", "update"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        stdout(&o).starts_with("failed  http://127.0.0.1:9/root.crl"),
+        "{}",
+        text(&o)
+    );
+    assert!(sealgate(d, &["certs", "show", &sha]).status.success());
+    // With crl_missing = "deny" (here from the environment) it is not.
+    let o = Command::new(BIN)
+        .current_dir(d)
+        .args(["certs", "show", &sha])
+        .env_remove("SEALGATE_CONFIG")
+        .env("SEALGATE__TRUST__CRL_MISSING", "deny")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("no valid CRL of CN=CRL CLI Root yet"),
+        "{}",
+        text(&o)
+    );
+
+    root.revoke(&hank);
+    std::fs::write(d.join("root.crl"), root.crl_der()).unwrap();
+    let o = sealgate(d, &["crl", "import", "root.crl"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("of CN=CRL CLI Root (1 entries)"),
+        "{}",
+        text(&o)
+    );
+    let o = sealgate(d, &["certs", "show", &sha, "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "revoked");
+    assert_eq!(v["reason"], "this certificate");
+
+    let o = sealgate(d, &["crl", "list", "--json"]);
+    let crls: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(crls[0]["valid"], true, "{crls}");
+    assert_eq!(crls[0]["crl"]["revoked"], 1);
+    let id = crls[0]["crl"]["sha256"].as_str().unwrap();
+    let o = sealgate(d, &["crl", "show", &id[..10]]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("status:       valid"), "{}", text(&o));
+    let o = sealgate(d, &["crl", "import", "hank.pem"]);
+    assert!(
+        text(&o).contains("hank.pem") && text(&o).contains("not a CRL"),
+        "{}",
+        text(&o)
+    );
+}

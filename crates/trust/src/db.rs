@@ -325,3 +325,100 @@ pub(crate) async fn remove_ctl(pool: &AnyPool, sha512: &str) -> Result<bool, Tru
         .rows_affected()
         == 1)
 }
+
+/// A CRL as the store has it.
+#[derive(Debug, Clone)]
+pub struct StoredCrl {
+    pub info: crate::crl::CrlInfo,
+    pub source: String,
+    pub fetched_at: i64,
+    pub der: Vec<u8>,
+}
+
+/// Stores `info` from `source`, replacing the CRL of the same issuer from
+/// the same source unless that one is newer (a later thisUpdate). Returns
+/// false when the stored one was kept.
+pub(crate) async fn put_crl(
+    pool: &AnyPool,
+    info: &crate::crl::CrlInfo,
+    der: &[u8],
+    source: &str,
+) -> Result<bool, TrustError> {
+    let mut tx = pool.begin().await?;
+    let newer: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(this_update) FROM trust_crl WHERE issuer_key = $1 AND source = $2",
+    )
+    .bind(&info.issuer_key)
+    .bind(source)
+    .fetch_one(&mut *tx)
+    .await?;
+    if newer.is_some_and(|t| t > info.this_update) {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM trust_crl WHERE (issuer_key = $1 AND source = $2) OR sha256 = $3")
+        .bind(&info.issuer_key)
+        .bind(source)
+        .bind(&info.sha256)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO trust_crl (sha256, issuer, issuer_key, this_update, next_update, crl_number,
+           revoked, source, der, fetched_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&info.sha256)
+    .bind(&info.issuer)
+    .bind(&info.issuer_key)
+    .bind(info.this_update)
+    .bind(info.next_update)
+    .bind(info.crl_number.as_deref())
+    .bind(info.revoked as i64)
+    .bind(source)
+    .bind(der)
+    .bind(sealgate_store::now_unix())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(crate) async fn list_crls(pool: &AnyPool) -> Result<Vec<StoredCrl>, TrustError> {
+    let rows = sqlx::query(
+        "SELECT sha256, issuer, issuer_key, this_update, next_update, crl_number, revoked,
+                source, fetched_at, der
+         FROM trust_crl ORDER BY issuer, this_update DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredCrl {
+                info: crate::crl::CrlInfo {
+                    sha256: r.try_get(0)?,
+                    issuer: r.try_get(1)?,
+                    issuer_key: r.try_get(2)?,
+                    this_update: r.try_get(3)?,
+                    next_update: r.try_get(4)?,
+                    crl_number: r.try_get(5)?,
+                    revoked: r.try_get::<i64, _>(6)? as usize,
+                },
+                source: r.try_get(7)?,
+                fetched_at: r.try_get(8)?,
+                der: r.try_get(9)?,
+            })
+        })
+        .collect()
+}
+
+/// The DER of every stored certificate and root, for their distribution points.
+pub(crate) async fn all_der(pool: &AnyPool) -> Result<Vec<Vec<u8>>, TrustError> {
+    let mut out: Vec<Vec<u8>> = sqlx::query_scalar("SELECT der FROM trust_cert")
+        .fetch_all(pool)
+        .await?;
+    out.extend(
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT der FROM trust_root")
+            .fetch_all(pool)
+            .await?,
+    );
+    Ok(out)
+}

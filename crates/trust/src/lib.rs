@@ -15,12 +15,18 @@
 //! `sealgate roots`) is a thin face over it, as the admin HTTP API will be.
 
 pub mod cert;
+pub mod config;
+pub mod crl;
 mod db;
+pub mod fetch;
 pub mod verify;
 
 pub use cert::{parse_certificates, CertInfo};
-pub use db::{CtlEntry, StoredCert, StoredRoot};
-pub use verify::{encryption_usage, Listed, Status, Verdict, Verifier};
+pub use config::{CrlMissing, TrustConfig};
+pub use crl::CrlInfo;
+pub use db::{CtlEntry, StoredCert, StoredCrl, StoredRoot};
+pub use fetch::Fetcher;
+pub use verify::{encryption_usage, Listed, Snapshot, Status, Verdict, Verifier};
 
 use openssl::x509::X509;
 use sealgate_store::Store;
@@ -69,15 +75,51 @@ pub struct CertView {
     pub verdict: Verdict,
 }
 
+/// A CRL with whether it may be believed now.
+#[derive(Debug, Clone)]
+pub struct CrlView {
+    pub stored: StoredCrl,
+    /// `Ok`: valid; `Err`: why it is kept but not used.
+    pub validity: Result<(), String>,
+    /// The CA that signed it, when it is known.
+    pub issuer_sha256: Option<String>,
+}
+
+/// What `crl update` did with one distribution point.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CrlFetch {
+    pub url: String,
+    /// The CRL's issuer, when one was stored.
+    pub issuer: Option<String>,
+    /// `None` when stored; else why not.
+    pub error: Option<String>,
+    /// False when the store already had a newer CRL from there.
+    pub replaced: bool,
+}
+
+/// `[trust]` settings the stage needs.
+#[derive(Debug, Clone, Default)]
+pub struct TrustOptions {
+    /// `trust.crl_missing = "deny"`.
+    pub crl_missing_deny: bool,
+    /// `trust.system_roots`.
+    pub system_roots: bool,
+}
+
 /// The trust stage's operations on the store.
 #[derive(Clone)]
 pub struct TrustStore {
     store: Store,
+    options: TrustOptions,
 }
 
 impl TrustStore {
     pub fn new(store: Store) -> TrustStore {
-        TrustStore { store }
+        TrustStore::with_options(store, TrustOptions::default())
+    }
+
+    pub fn with_options(store: Store, options: TrustOptions) -> TrustStore {
+        TrustStore { store, options }
     }
 
     /// Adds every certificate in `bytes` (PEM, DER, p7b) to the certificate
@@ -239,7 +281,156 @@ impl TrustStore {
                 (e.sha512, listed)
             })
             .collect();
-        Verifier::new(&roots, intermediates, ctl)
+        let crls = db::list_crls(self.store.pool())
+            .await?
+            .iter()
+            .filter_map(|c| openssl::x509::X509Crl::from_der(&c.der).ok())
+            .collect();
+        Verifier::new(Snapshot {
+            roots,
+            intermediates,
+            ctl,
+            crls,
+            crl_missing_deny: self.options.crl_missing_deny,
+            system_roots: self.options.system_roots,
+        })
+    }
+
+    /// Stores the CRL in `bytes` (DER or PEM) as coming from `source`.
+    pub async fn import_crl(
+        &self,
+        bytes: &[u8],
+        source: &str,
+    ) -> Result<(CrlInfo, bool), TrustError> {
+        let crl = crl::parse_crl(bytes)?;
+        let info = CrlInfo::of(&crl)?;
+        let replaced = db::put_crl(self.store.pool(), &info, &crl.to_der()?, source).await?;
+        Ok((info, replaced))
+    }
+
+    /// Every stored CRL with its validity now: signed by a known CA (a root,
+    /// or an intermediate with a path to one), not past its nextUpdate.
+    pub async fn list_crls(&self) -> Result<Vec<CrlView>, TrustError> {
+        let verifier = self.verifier().await?;
+        let roots: Vec<X509> = self
+            .list_roots()
+            .await?
+            .iter()
+            .filter_map(|r| X509::from_der(&r.der).ok())
+            .collect();
+        let cas: Vec<X509> = db::intermediates(self.store.pool())
+            .await?
+            .iter()
+            .filter_map(|d| X509::from_der(d).ok())
+            .collect();
+        let now = sealgate_store::now_unix();
+        let mut out = Vec::new();
+        for stored in db::list_crls(self.store.pool()).await? {
+            let crl = openssl::x509::X509Crl::from_der(&stored.der)?;
+            let mut validity =
+                Err("no known CA (root or intermediate) has its issuer's name".to_string());
+            let mut issuer_sha256 = None;
+            let same_name = roots
+                .iter()
+                .map(|r| (r, true))
+                .chain(cas.iter().map(|c| (c, false)))
+                .filter(|(ca, _)| {
+                    ca.subject_name().to_der().ok() == crl.issuer_name().to_der().ok()
+                });
+            for (ca, is_root) in same_name {
+                let signed = ca
+                    .public_key()
+                    .is_ok_and(|k| crl.verify(&k).unwrap_or(false));
+                if !signed {
+                    validity = Err(format!(
+                        "its signature does not verify with the key of {}",
+                        cert::name(ca.subject_name())
+                    ));
+                    continue;
+                }
+                issuer_sha256 = Some(CertInfo::of(ca)?.sha256);
+                validity = crl::check_crl(&crl, ca, now).and_then(|()| {
+                    if is_root || verifier.verify_ca(ca) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "its issuer {} has no path to a root",
+                            cert::name(ca.subject_name())
+                        ))
+                    }
+                });
+                break;
+            }
+            out.push(CrlView {
+                stored,
+                validity,
+                issuer_sha256,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The CRL whose SHA-256 is `id` (or starts with it, at least 8 digits).
+    pub async fn show_crl(&self, id: &str) -> Result<CrlView, TrustError> {
+        let t = normalize_thumbprint(id)?;
+        let mut hits: Vec<CrlView> = self
+            .list_crls()
+            .await?
+            .into_iter()
+            .filter(|c| c.stored.info.sha256.starts_with(&t))
+            .collect();
+        match hits.len() {
+            0 => Err(TrustError::NotFound(format!("no CRL {t} in the CRL store"))),
+            1 => Ok(hits.remove(0)),
+            n => Err(TrustError::BadThumbprint(format!(
+                "{t} is the start of {n} CRL ids; give more of it"
+            ))),
+        }
+    }
+
+    /// Downloads the CRL of every distribution point named by a certificate
+    /// of the certificate store or the root store, and stores each one that
+    /// parses (valid or not: validity is judged when it is used). One
+    /// failing point does not stop the others; each is reported.
+    pub async fn update_crls(&self, fetcher: &Fetcher) -> Result<Vec<CrlFetch>, TrustError> {
+        let mut urls: Vec<String> = Vec::new();
+        for der in db::all_der(self.store.pool()).await? {
+            if let Ok(x) = X509::from_der(&der) {
+                for u in crl::distribution_points(&x) {
+                    if !urls.contains(&u) {
+                        urls.push(u);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(urls.len());
+        for url in urls {
+            let got = match fetcher.get(&url).await {
+                Ok(bytes) => self
+                    .import_crl(&bytes, &url)
+                    .await
+                    .map_err(|e| format!("{url}: {e}")),
+                Err(e) => Err(e),
+            };
+            out.push(match got {
+                Ok((info, replaced)) => CrlFetch {
+                    url,
+                    issuer: Some(info.issuer),
+                    error: None,
+                    replaced,
+                },
+                Err(e) => {
+                    tracing::warn!("CRL download failed: {e}");
+                    CrlFetch {
+                        url,
+                        issuer: None,
+                        error: Some(e),
+                        replaced: false,
+                    }
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// Puts a certificate on the CTL: white-listed (valid without a path to

@@ -5,7 +5,7 @@
 //! 0. the CTL: a certificate that is black-listed, or issued (directly or
 //!    not) by a black-listed CA, is never valid; a white-listed one is valid
 //!    without a path to a root (and, with "allow expired", outside its
-//!    validity), rule 3 still applies to it; white-listing a CA does
+//!    validity), rules 3 and 4 still apply to it; white-listing a CA does
 //!    nothing for the certificates below it;
 //! 1. inside its validity (not before, not after);
 //! 2. a path to a certificate of the root store, through intermediates of
@@ -14,7 +14,11 @@
 //!    of the path inside its validity, correctly signed, CA where it must
 //!    be); an intermediate whose ExtendedKeyUsage excludes e-mail breaks the
 //!    path too;
-//! 3. usable for S/MIME encryption: KeyUsage, when present, has
+//! 3. not revoked: for each certificate of the path (the root excepted), a
+//!    valid CRL of its issuer (signed by it, not past its nextUpdate) does
+//!    not list it; without one, a certificate that names a distribution
+//!    point is refused only under `trust.crl_missing = "deny"`;
+//! 4. usable for S/MIME encryption: KeyUsage, when present, has
 //!    keyEncipherment for an RSA key (key transport) or keyAgreement for an
 //!    EC key (ECDH); ExtendedKeyUsage, when present, has emailProtection or
 //!    anyExtendedKeyUsage.
@@ -27,7 +31,9 @@ use crate::TrustError;
 use openssl::pkey::Id;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
-use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509StoreContext, X509};
+use openssl::x509::{
+    CrlStatus, X509Crl, X509ExtendedKeyUsage, X509KeyUsage, X509StoreContext, X509,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -44,6 +50,8 @@ pub enum Status {
     NotTrusted(String),
     /// Not usable for S/MIME encryption: which usage is missing.
     WrongUsage(String),
+    /// On a valid CRL, itself or a CA above it: which one.
+    Revoked(String),
     /// On the CTL's black list, itself or a CA above it: which one.
     BlackListed(String),
     /// On the CTL's white list: valid without a path to a root.
@@ -64,6 +72,7 @@ impl Status {
             Status::Expired => "expired",
             Status::NotTrusted(_) => "not-trusted",
             Status::WrongUsage(_) => "wrong-usage",
+            Status::Revoked(_) => "revoked",
             Status::BlackListed(_) => "black-listed",
             Status::WhiteListed => "white-listed",
         }
@@ -78,6 +87,7 @@ impl std::fmt::Display for Status {
             Status::Expired => write!(f, "expired"),
             Status::NotTrusted(why) => write!(f, "not trusted: {why}"),
             Status::WrongUsage(why) => write!(f, "wrong usage: {why}"),
+            Status::Revoked(which) => write!(f, "revoked: {which}"),
             Status::BlackListed(which) => write!(f, "black-listed: {which}"),
             Status::WhiteListed => write!(f, "white-listed"),
         }
@@ -99,7 +109,23 @@ pub enum Listed {
     Black,
 }
 
-/// A snapshot of the root store, the known intermediates and the CTL.
+/// What a [`Verifier`] is a snapshot of.
+#[derive(Default)]
+pub struct Snapshot {
+    pub roots: Vec<X509>,
+    pub intermediates: Vec<X509>,
+    /// SHA-512 thumbprint (upper-case hex) -> entry.
+    pub ctl: HashMap<String, Listed>,
+    pub crls: Vec<X509Crl>,
+    /// `trust.crl_missing = "deny"`: a certificate naming a CRL
+    /// distribution point is not valid until a valid CRL of its issuer is
+    /// in the store.
+    pub crl_missing_deny: bool,
+    /// Also trust the operating system's root bundle.
+    pub system_roots: bool,
+}
+
+/// A snapshot of the root store, the known intermediates, the CTL and the CRLs.
 pub struct Verifier {
     store: X509Store,
     intermediates: Vec<X509>,
@@ -108,18 +134,27 @@ pub struct Verifier {
     issuers: Vec<X509>,
     roots: usize,
     ctl: HashMap<String, Listed>,
+    crls: Vec<X509Crl>,
+    crl_missing_deny: bool,
 }
 
 impl Verifier {
-    /// A verifier trusting `roots`, building paths through `intermediates`,
-    /// with the CTL `ctl` (SHA-512 thumbprint, upper-case hex -> entry).
-    pub fn new(
-        roots: &[X509],
-        intermediates: Vec<X509>,
-        ctl: HashMap<String, Listed>,
-    ) -> Result<Verifier, TrustError> {
+    /// A verifier trusting `s.roots`, building paths through
+    /// `s.intermediates`, with the CTL and the CRLs of `s`.
+    pub fn new(s: Snapshot) -> Result<Verifier, TrustError> {
+        let Snapshot {
+            roots,
+            intermediates,
+            ctl,
+            crls,
+            crl_missing_deny,
+            system_roots,
+        } = s;
         let mut b = X509StoreBuilder::new()?;
-        for r in roots {
+        if system_roots {
+            b.set_default_paths()?;
+        }
+        for r in &roots {
             // A root given twice is one anchor.
             if let Err(e) = b.add_cert(r.clone()) {
                 tracing::debug!("root not added twice: {e}");
@@ -130,8 +165,10 @@ impl Verifier {
             store: b.build(),
             intermediates,
             issuers,
-            roots: roots.len(),
+            roots: roots.len() + usize::from(system_roots),
             ctl,
+            crls,
+            crl_missing_deny,
         })
     }
 
@@ -177,6 +214,9 @@ impl Verifier {
         if white.is_some() {
             let mut chain = vec![cert.clone()];
             chain.extend(above);
+            if let Err(status) = self.revocation(&chain, now) {
+                return verdict(status, chain);
+            }
             return match encryption_usage(cert) {
                 Ok(()) => verdict(Status::WhiteListed, chain),
                 Err(why) => verdict(Status::WrongUsage(why), chain),
@@ -197,10 +237,44 @@ impl Verifier {
                 }
             }
         }
+        if let Err(status) = self.revocation(&chain, now) {
+            return verdict(status, chain);
+        }
         match encryption_usage(cert) {
             Ok(()) => verdict(Status::Valid, chain),
             Err(why) => verdict(Status::WrongUsage(why), chain),
         }
+    }
+
+    /// Rule 3 along `chain` (leaf first; each certificate's issuer follows
+    /// it). The last one (the root, or the highest CA known) is not checked.
+    fn revocation(&self, chain: &[X509], now: i64) -> Result<(), Status> {
+        for (i, pair) in chain.windows(2).enumerate() {
+            let (c, issuer) = (&pair[0], &pair[1]);
+            let mut valid = self
+                .crls
+                .iter()
+                .filter(|crl| crate::crl::check_crl(crl, issuer, now).is_ok())
+                .peekable();
+            if valid.peek().is_none() {
+                if self.crl_missing_deny && !crate::crl::distribution_points(c).is_empty() {
+                    return Err(Status::NotTrusted(format!(
+                        "no valid CRL of {} yet, and trust.crl_missing is \"deny\"",
+                        name(issuer.subject_name())
+                    )));
+                }
+                continue;
+            }
+            if valid.any(|crl| matches!(crl.get_by_cert(c), CrlStatus::Revoked(_))) {
+                let which = if i == 0 {
+                    "this certificate".to_string()
+                } else {
+                    format!("its issuing CA {}", name(c.subject_name()))
+                };
+                return Err(Status::Revoked(which));
+            }
+        }
+        Ok(())
     }
 
     fn listed(&self, x: &X509) -> Option<Listed> {
@@ -236,6 +310,12 @@ impl Verifier {
             }
         }
         out
+    }
+
+    /// Whether the CA certificate `ca` has a path to a root (for judging
+    /// the CRLs it signed).
+    pub fn verify_ca(&self, ca: &X509) -> bool {
+        self.path(ca, &[]).is_ok()
     }
 
     /// OpenSSL's path building and checks; the chain, leaf first.
@@ -278,7 +358,7 @@ impl Verifier {
     }
 }
 
-/// Rule 3: whether the key of `cert` may be used for S/MIME encryption.
+/// Rule 4: whether the key of `cert` may be used for S/MIME encryption.
 pub fn encryption_usage(cert: &X509) -> Result<(), String> {
     let key = cert
         .public_key()

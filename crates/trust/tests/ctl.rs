@@ -3,6 +3,8 @@
 //! no root and, with "allow expired", may be outside its validity. PKIs made
 //! by openssl at test time; the store on SQLite.
 
+mod common;
+use common::sqlite;
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
@@ -10,15 +12,8 @@ use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{ExtendedKeyUsage, KeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
-use sealgate_store::Store;
 use sealgate_testkit::pki::{CertOptions, TestCa};
 use sealgate_trust::{Status, TrustStore};
-
-async fn sqlite() -> (tempfile::TempDir, TrustStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
-    (dir, TrustStore::new(Store::open(&url).await.unwrap()))
-}
 
 async fn status_of(trust: &TrustStore, sha256: &str) -> Status {
     trust.show_cert(sha256).await.unwrap().verdict.status

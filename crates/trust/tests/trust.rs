@@ -2,6 +2,8 @@
 //! PKIs made by `openssl` at test time (root -> intermediate -> end entity),
 //! on SQLite and on a throwaway PostgreSQL database.
 
+mod common;
+use common::sqlite;
 use openssl::x509::X509;
 use sealgate_keys::trust::CertificateTrust;
 use sealgate_store::Store;
@@ -25,13 +27,6 @@ fn ee(ca: &TestCa, email: &str) -> sealgate_testkit::pki::IssuedCert {
         email: Some(email.into()),
         ..Default::default()
     })
-}
-
-async fn sqlite() -> (tempfile::TempDir, TrustStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = Store::open(&url).await.unwrap();
-    (dir, TrustStore::new(store))
 }
 
 fn x509(pem: &[u8]) -> X509 {

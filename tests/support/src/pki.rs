@@ -43,6 +43,8 @@ pub struct CertOptions {
     /// `ec-p521`; and, to test that they are refused, `rsa1024`,
     /// `rsa-pss`, `ec-secp256k1`, `ed25519`, `dsa2048`.
     pub key: String,
+    /// crlDistributionPoints `URI:` entry (none if `None`).
+    pub crl_url: Option<String>,
 }
 
 impl Default for CertOptions {
@@ -59,6 +61,7 @@ impl Default for CertOptions {
             days: 365,
             not_before_days: -1,
             key: "rsa2048".to_string(),
+            crl_url: None,
         }
     }
 }
@@ -258,6 +261,9 @@ impl TestCa {
         if let Some(email) = &opts.email {
             ext.push_str(&format!("subjectAltName = email:{email}\n"));
         }
+        if let Some(url) = &opts.crl_url {
+            ext.push_str(&format!("crlDistributionPoints = URI:{url}\n"));
+        }
         let ext_path = d.join(format!("ee{n}.ext"));
         std::fs::write(&ext_path, ext).expect("write extension file");
 
@@ -329,6 +335,19 @@ impl TestCa {
     /// # Panics
     /// If openssl fails.
     pub fn crl_der(&self) -> Vec<u8> {
+        self.crl_der_for(None)
+    }
+
+    /// A CRL whose nextUpdate is `secs` seconds from now (wait past it for
+    /// an expired CRL); otherwise as [`TestCa::crl_der`].
+    ///
+    /// # Panics
+    /// If openssl fails.
+    pub fn crl_der_expiring_in(&self, secs: u32) -> Vec<u8> {
+        self.crl_der_for(Some(secs))
+    }
+
+    fn crl_der_for(&self, secs: Option<u32>) -> Vec<u8> {
         let d = self.dir.path();
         let pem = d.join("crl.pem");
         let der = d.join("crl.der");
@@ -337,6 +356,9 @@ impl TestCa {
                 .arg(d.join("ca.cnf"))
                 .arg("-out")
                 .arg(&pem);
+            if let Some(s) = secs {
+                c.args(["-crlsec", &s.to_string()]);
+            }
         });
         openssl(|c| {
             c.args(["crl", "-in"])
