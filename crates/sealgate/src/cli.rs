@@ -151,8 +151,14 @@ pub enum CertsCommand {
         json: bool,
     },
     /// Import certificates (PEM, DER .cer, PKCS#7 .p7b). CA certificates
-    /// become intermediates that chains are built through.
+    /// become intermediates that chains are built through. PKCS#12 files
+    /// (.p12, .pfx) bring a private key: it is stored sealed under the
+    /// key-encryption key (store.key_encryption_key_file or
+    /// SEALGATE_KEY_ENCRYPTION_KEY).
     Import {
+        /// The password of the .p12/.pfx files (the file's first line).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
         /// Files to import.
         #[arg(required = true)]
         files: Vec<PathBuf>,

@@ -128,12 +128,16 @@ pub struct AuthUserSetting {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     pub url: String,
+    /// The key-encryption key that seals private keys in the store (64 hex
+    /// digits in a file); else `SEALGATE_KEY_ENCRYPTION_KEY`.
+    pub key_encryption_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             url: "sqlite://data/sealgate.db".into(),
+            key_encryption_key_file: None,
         }
     }
 }

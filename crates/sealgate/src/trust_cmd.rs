@@ -15,7 +15,7 @@ use std::process::ExitCode;
 pub async fn certs(settings: &Settings, cmd: CertsCommand) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
     let trust = trust_store(settings, &store);
-    let result = certs_command(&trust, cmd).await;
+    let result = certs_command(settings, &trust, cmd).await;
     store.close().await;
     result
 }
@@ -252,7 +252,11 @@ fn read_all(files: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>> {
         .collect()
 }
 
-async fn certs_command(trust: &TrustStore, cmd: CertsCommand) -> Result<ExitCode> {
+async fn certs_command(
+    settings: &Settings,
+    trust: &TrustStore,
+    cmd: CertsCommand,
+) -> Result<ExitCode> {
     match cmd {
         CertsCommand::List {
             email,
@@ -350,7 +354,21 @@ async fn certs_command(trust: &TrustStore, cmd: CertsCommand) -> Result<ExitCode
                 ExitCode::from(2)
             })
         }
-        CertsCommand::Import { files } => import(trust, &files, Target::Certs).await,
+        CertsCommand::Import {
+            files,
+            password_file,
+        } => {
+            let (p12, other): (Vec<PathBuf>, Vec<PathBuf>) =
+                files.into_iter().partition(|f| is_pkcs12(f));
+            if !p12.is_empty() {
+                import_pkcs12(settings, trust, &p12, password_file.as_deref()).await?;
+            }
+            if other.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                import(trust, &other, Target::Certs).await
+            }
+        }
         CertsCommand::Remove { thumbprint } => {
             let removed = trust
                 .remove_cert(&thumbprint)
@@ -394,6 +412,65 @@ async fn roots_command(trust: &TrustStore, cmd: RootsCommand) -> Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn is_pkcs12(f: &std::path::Path) -> bool {
+    f.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"))
+}
+
+/// PKCS#12 files: every one read and its password known before anything
+/// is stored; the private keys sealed under the key-encryption key.
+async fn import_pkcs12(
+    settings: &Settings,
+    trust: &TrustStore,
+    files: &[PathBuf],
+    password_file: Option<&std::path::Path>,
+) -> Result<()> {
+    let Some(pw_file) = password_file else {
+        return Err(anyhow!(
+            "{}: a PKCS#12 file needs --password-file FILE",
+            files[0].display()
+        ));
+    };
+    let password = std::fs::read_to_string(pw_file)
+        .with_context(|| format!("--password-file: cannot read {}", pw_file.display()))?;
+    let password = password.lines().next().unwrap_or("").to_string();
+    let kek = sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| {
+            anyhow!(
+                "a private key is only stored sealed: set store.key_encryption_key_file (a file with 64 hex digits, `openssl rand -hex 32`) or {}",
+                sealgate_trust::kek::KEK_ENV
+            )
+        })?;
+    for (f, bytes) in read_all(files)? {
+        let imported = trust
+            .import_pkcs12(&bytes, &password, &kek, "import")
+            .await
+            .map_err(|e| anyhow!("{}: {e}", f.display()))?;
+        for (n, i) in imported.iter().enumerate() {
+            out!(
+                "{} {} {}{}",
+                if i.added {
+                    "imported"
+                } else {
+                    "already stored"
+                },
+                &i.sha256[..16],
+                i.subject,
+                if n == 0 {
+                    " with its private key (sealed)"
+                } else if i.is_ca {
+                    " (CA: an intermediate)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Which store `import` adds to.

@@ -15,6 +15,7 @@ fn sealgate(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env_remove("SEALGATE_CONFIG")
+        .env_remove("SEALGATE_KEY_ENCRYPTION_KEY")
         .output()
         .expect("run sealgate")
 }
@@ -281,6 +282,94 @@ fn crl_commands() {
     let o = sealgate(d, &["crl", "import", "hank.pem"]);
     assert!(
         text(&o).contains("hank.pem") && text(&o).contains("not a CRL"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn pkcs12_import_needs_the_key_encryption_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = TestCa::new("P12 CLI Root");
+    let kim = root.issue(CertOptions {
+        email: Some("kim@example.org".into()),
+        ..Default::default()
+    });
+    let out = Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:pw 1", "-in"])
+        .arg(&kim.cert_pem_path)
+        .arg("-inkey")
+        .arg(&kim.key_path)
+        .arg("-out")
+        .arg(d.join("kim.p12"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(d.join("pw"), "pw 1\n").unwrap();
+
+    let o = sealgate(d, &["certs", "import", "kim.p12"]);
+    assert!(
+        text(&o).contains("kim.p12: a PKCS#12 file needs --password-file"),
+        "{}",
+        text(&o)
+    );
+    let o = sealgate(d, &["certs", "import", "--password-file", "pw", "kim.p12"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("set store.key_encryption_key_file"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("SEALGATE_KEY_ENCRYPTION_KEY"),
+        "{}",
+        text(&o)
+    );
+
+    // The KEK from a file named in the configuration.
+    let kek = "5f".repeat(32);
+    std::fs::write(d.join("kek"), format!("{kek}\n")).unwrap();
+    std::fs::write(
+        d.join("sealgate.toml"),
+        "[store]\nkey_encryption_key_file = \"kek\"\n",
+    )
+    .unwrap();
+    let o = sealgate(
+        d,
+        &[
+            "--config",
+            "sealgate.toml",
+            "certs",
+            "import",
+            "--password-file",
+            "pw",
+            "kim.p12",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("with its private key (sealed)"),
+        "{}",
+        text(&o)
+    );
+    let o = sealgate(d, &["certs", "list", "--with-key", "--json"]);
+    let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(l.as_array().unwrap().len(), 1);
+    assert_eq!(l[0]["has_key"], true);
+    assert_eq!(l[0]["certificate"]["emails"][0], "kim@example.org");
+
+    // A malformed KEK in the environment is named.
+    let o = Command::new(BIN)
+        .current_dir(d)
+        .args(["certs", "import", "--password-file", "pw", "kim.p12"])
+        .env_remove("SEALGATE_CONFIG")
+        .env("SEALGATE_KEY_ENCRYPTION_KEY", "not-hex")
+        .output()
+        .unwrap();
+    assert!(
+        text(&o)
+            .contains("SEALGATE_KEY_ENCRYPTION_KEY: the key-encryption key must be 64 hex digits"),
         "{}",
         text(&o)
     );

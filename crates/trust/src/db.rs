@@ -167,6 +167,10 @@ pub(crate) async fn find_certs(
 
 pub(crate) async fn remove_cert(pool: &AnyPool, sha256: &str) -> Result<bool, TrustError> {
     let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM trust_private_key WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM trust_cert_email WHERE sha256 = $1")
         .bind(sha256)
         .execute(&mut *tx)
@@ -421,4 +425,42 @@ pub(crate) async fn all_der(pool: &AnyPool) -> Result<Vec<Vec<u8>>, TrustError> 
             .await?,
     );
     Ok(out)
+}
+
+/// Stores the sealed private key of the certificate `sha256` and marks the
+/// certificate as having one.
+pub(crate) async fn put_private_key(
+    pool: &AnyPool,
+    sha256: &str,
+    sealed: &[u8],
+) -> Result<(), TrustError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM trust_private_key WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO trust_private_key (sha256, sealed, added_at) VALUES ($1, $2, $3)")
+        .bind(sha256)
+        .bind(sealed)
+        .bind(sealgate_store::now_unix())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE trust_cert SET has_key = 1 WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn private_key(
+    pool: &AnyPool,
+    sha256: &str,
+) -> Result<Option<Vec<u8>>, TrustError> {
+    Ok(
+        sqlx::query_scalar("SELECT sealed FROM trust_private_key WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(pool)
+            .await?,
+    )
 }

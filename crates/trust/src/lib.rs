@@ -19,6 +19,7 @@ pub mod config;
 pub mod crl;
 mod db;
 pub mod fetch;
+pub mod kek;
 pub mod verify;
 
 pub use cert::{parse_certificates, CertInfo};
@@ -26,6 +27,7 @@ pub use config::{CrlMissing, TrustConfig};
 pub use crl::CrlInfo;
 pub use db::{CtlEntry, StoredCert, StoredCrl, StoredRoot};
 pub use fetch::Fetcher;
+pub use kek::Kek;
 pub use verify::{encryption_usage, Listed, Snapshot, Status, Verdict, Verifier};
 
 use openssl::x509::X509;
@@ -200,6 +202,58 @@ impl TrustStore {
                 "{t} is the start of {n} thumbprints; give more of it"
             ))),
         }
+    }
+
+    /// Imports a PKCS#12 file (`.p12`, `.pfx`): its certificate with its
+    /// private key, which is stored sealed under `kek` (never in the
+    /// clear), and the CA certificates that came with it.
+    pub async fn import_pkcs12(
+        &self,
+        bytes: &[u8],
+        password: &str,
+        kek: &Kek,
+        source: &str,
+    ) -> Result<Vec<Imported>, TrustError> {
+        let p12 = openssl::pkcs12::Pkcs12::from_der(bytes)
+            .map_err(|e| TrustError::Format(format!("not a PKCS#12 file: {e}")))?;
+        let parsed = p12.parse2(password).map_err(|_| {
+            TrustError::Format(
+                "the PKCS#12 file does not open with this password (or uses an algorithm OpenSSL 3 does not load)"
+                    .into(),
+            )
+        })?;
+        let (Some(cert), Some(key)) = (parsed.cert, parsed.pkey) else {
+            return Err(TrustError::Format(
+                "the PKCS#12 file holds no certificate with its private key".into(),
+            ));
+        };
+        if !cert.public_key()?.public_eq(&key) {
+            return Err(TrustError::Format(
+                "the private key in the PKCS#12 file is not the certificate's".into(),
+            ));
+        }
+        let mut out = vec![self.add_cert(&cert, source, true).await?];
+        let sealed = kek.seal(&key.private_key_to_pkcs8()?, out[0].sha256.as_bytes())?;
+        db::put_private_key(self.store.pool(), &out[0].sha256, &sealed).await?;
+        for ca in parsed.ca.into_iter().flatten() {
+            out.push(self.add_cert(&ca, source, false).await?);
+        }
+        Ok(out)
+    }
+
+    /// The private key of the stored certificate `sha256`, opened with `kek`.
+    pub async fn private_key(
+        &self,
+        sha256: &str,
+        kek: &Kek,
+    ) -> Result<openssl::pkey::PKey<openssl::pkey::Private>, TrustError> {
+        let sealed = db::private_key(self.store.pool(), sha256)
+            .await?
+            .ok_or_else(|| {
+                TrustError::NotFound(format!("sealgate holds no private key of {sha256}"))
+            })?;
+        let der = kek.open(&sealed, sha256.as_bytes())?;
+        Ok(openssl::pkey::PKey::private_key_from_pkcs8(&der)?)
     }
 
     /// Adds every certificate in `bytes` to the root store.
