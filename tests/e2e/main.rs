@@ -16,4 +16,5 @@ mod reload;
 mod signatures;
 mod sources;
 mod trace;
+mod trust;
 mod world;

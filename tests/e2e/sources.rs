@@ -104,6 +104,8 @@ allow_insecure = true
 base_dn = "{SUFFIX}"
 filter = "(objectClass=inetOrgPerson)"
 timeout_secs = 5
+# The organisation's own directory: its certificates need no root.
+require_chain = false
 [keys.wkd]
 enabled = true
 [keys.http]
@@ -282,7 +284,7 @@ fn precedence_between_sources() {
         std::fs::write(
             &path,
             format!(
-                "[store]\nurl = \"sqlite://{d}/s.db\"\n[keys]\npgp_keyrings = [\"{ring}\"]\nsmime_certificates = [\"{certs}\"]\nkeyservers = [{{ url = \"hkp://127.0.0.1:{hkp}\", allow_insecure = true }}]\npgp_sources = {pgp}\nsmime_sources = {smime}\n[[keys.ldap]]\nname = \"corp\"\nurl = \"{ldap}\"\nallow_insecure = true\nbase_dn = \"{SUFFIX}\"\n",
+                "[store]\nurl = \"sqlite://{d}/s.db\"\n[keys]\npgp_keyrings = [\"{ring}\"]\nsmime_certificates = [\"{certs}\"]\nkeyservers = [{{ url = \"hkp://127.0.0.1:{hkp}\", allow_insecure = true }}]\npgp_sources = {pgp}\nsmime_sources = {smime}\nfiles_require_chain = false\n[[keys.ldap]]\nname = \"corp\"\nurl = \"{ldap}\"\nallow_insecure = true\nbase_dn = \"{SUFFIX}\"\nrequire_chain = false\n",
                 d = dir.path().display(),
                 ring = ring.display(),
                 certs = certs.display(),

@@ -67,6 +67,8 @@ impl Keys {
         let erin = ca.issue(CertOptions {
             email: Some("erin@gcm.test".into()),
             key: "ec-p256".into(),
+            // ECDH: an EC key is used with keyAgreement (docs/trust.md).
+            key_usage: Some("digitalSignature,keyAgreement".into()),
             ..Default::default()
         });
         let bob_pem = files.path().join("bob.pem");
@@ -126,6 +128,9 @@ url = "{store_url}"
 [keys]
 pgp_keyrings = ["{armored}", "{binary}"]
 smime_certificates = ["{bob}", "{erin}", "{gina}"]
+# The test CA is not in the root store: these files are the admin's own
+# (authoritative; tests/e2e/trust.rs covers the chain-required default).
+files_require_chain = false
 
 [policy]
 mode = "opportunistic"

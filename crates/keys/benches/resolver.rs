@@ -55,6 +55,7 @@ fn resolver(remote: &Arc<Remote>, cached: Arc<CachedSource>) -> Resolver {
             lookup: cached,
             direct: remote.clone(),
             timeout: Duration::from_secs(30),
+            require_chain: true,
         }],
         std::slice::from_ref(&name),
         &[],

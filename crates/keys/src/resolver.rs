@@ -65,6 +65,10 @@ pub struct Registered {
     pub direct: Arc<dyn Source>,
     /// Bound on one lookup of this source.
     pub timeout: Duration,
+    /// Its certificates need a path to a root (see
+    /// [`crate::trust::TrustContext`]); `false` for a source the admin
+    /// declared authoritative.
+    pub require_chain: bool,
 }
 
 impl Registered {
@@ -75,6 +79,7 @@ impl Registered {
             lookup: source.clone(),
             direct: source,
             timeout: Duration::from_secs(30),
+            require_chain: true,
         }
     }
 }
@@ -136,6 +141,10 @@ impl Verdicts {
             .get(&(object_id(key), address.to_string()))
             .filter(|v| v.checked_at <= now && now < v.until)
             .map(|v| v.usable.clone())
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
     }
 
     fn put(&self, key: &RecipientKey, address: &str, v: Verdict) {
@@ -230,6 +239,8 @@ impl Resolver {
         for s in &self.sources {
             s.lookup.clear_memory(address);
         }
+        // A verdict may rest on trust stores that changed since.
+        self.verdicts.clear();
     }
 
     /// Usable keys for `address`, for the `methods` in the policy's preference
@@ -365,6 +376,14 @@ impl Resolver {
             m.key_lookup(&s.name, result);
         }
         let keys = answer?;
+        // The answer's certificates are each other's possible intermediates.
+        let bundle: Vec<openssl::x509::X509> = keys
+            .iter()
+            .filter_map(|k| match k {
+                RecipientKey::Smime(x) => Some(x.as_ref().clone()),
+                RecipientKey::Pgp(_) => None,
+            })
+            .collect();
         // A verdict reached before for the same key object and address, if
         // it still holds (not for `verify`, which checks everything afresh).
         let mut found: Vec<Option<FoundKey>> = keys
@@ -392,11 +411,16 @@ impl Resolver {
         // Checking a key verifies its signatures: CPU work, off the workers.
         let trust = self.trust.clone();
         let owned = address.to_string();
+        let require_chain = s.require_chain;
         let checked = sealgate_crypto::cpu::run(move |_| {
+            let context = crate::trust::TrustContext {
+                require_chain,
+                bundle: &bundle,
+            };
             missing
                 .into_iter()
                 .map(|(i, key)| {
-                    let usable = usable::check(&key, &owned, now, trust.as_ref());
+                    let usable = usable::check(&key, &owned, now, trust.as_ref(), &context);
                     let until = if direct {
                         now
                     } else {

@@ -10,7 +10,7 @@
 //! (SAN rfc822Name or subject emailAddress), and the trust policy accepts it.
 
 use crate::key::x509_addresses;
-use crate::trust::CertificateTrust;
+use crate::trust::{CertificateTrust, TrustContext};
 use crate::RecipientKey;
 use openssl::asn1::Asn1Time;
 use openssl::x509::{X509ExtendedKeyUsage, X509KeyUsage, X509};
@@ -21,17 +21,19 @@ use sequoia_openpgp::Cert;
 use std::time::{Duration, SystemTime};
 
 /// `Ok(())` when `key` may be used for `address` at `now`, else the reason.
+/// A certificate is also put to `trust`, with what is known of its origin.
 pub fn check(
     key: &RecipientKey,
     address: &str,
     now: SystemTime,
     trust: &dyn CertificateTrust,
+    context: &TrustContext<'_>,
 ) -> Result<(), String> {
     match key {
         RecipientKey::Pgp(cert) => check_pgp(cert, address, now),
         RecipientKey::Smime(x) => {
             check_x509(x, address, now)?;
-            trust.check(x).map_err(|e| format!("not trusted: {e}"))
+            trust.check(x, context)
         }
     }
 }

@@ -83,6 +83,7 @@ fn config(name: &str, url: &str) -> LdapDirectoryConfig {
         // The test directories listen on plain loopback ports.
         allow_insecure: true,
         timeout_secs: 5,
+        require_chain: true,
     }
 }
 

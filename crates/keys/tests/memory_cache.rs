@@ -372,6 +372,7 @@ async fn the_breaker_opens_after_repeated_failures_and_closes_after_a_success() 
             lookup: cached.clone(),
             direct: hkp(&url, 5),
             timeout: Duration::from_secs(10),
+            require_chain: true,
         }],
         &[cached.name()],
         &[],

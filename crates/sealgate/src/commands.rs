@@ -48,7 +48,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 async fn check_config(settings: &Settings) -> Result<ExitCode> {
     wiring::server_config(settings)?;
     let store = wiring::open_store(settings).await?;
-    let (resolver, _, summary) = wiring::resolver(settings, &store)?;
+    let (trust, _) = wiring::live_trust(settings, &store).await?;
+    let (resolver, _, summary) = wiring::resolver(settings, &store, trust)?;
     Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     sealgate_relay::SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
     out!("configuration OK");
@@ -83,7 +84,8 @@ pub(crate) fn fmt_time(t: Option<i64>) -> String {
 
 async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
-    let (resolver, _, _) = wiring::resolver(settings, &store)?;
+    let (trust, _) = wiring::live_trust(settings, &store).await?;
+    let (resolver, _, _) = wiring::resolver(settings, &store, trust)?;
     let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     let policy_settings = policy.settings_for(address);
     let (reports, resolution) = resolver

@@ -149,6 +149,9 @@ impl Default for StoreSettings {
 pub struct KeysSettings {
     pub pgp_keyrings: Vec<PathBuf>,
     pub smime_certificates: Vec<PathBuf>,
+    /// The certificates of `smime_certificates` need a path to a root
+    /// (default); `false` declares the files authoritative.
+    pub files_require_chain: bool,
     /// Passwords of BKS key stores listed in smime_certificates (integrity check only).
     pub bks_passwords: std::collections::BTreeMap<PathBuf, String>,
     pub lookup_timeout_secs: u64,
@@ -184,6 +187,7 @@ impl Default for KeysSettings {
         KeysSettings {
             pgp_keyrings: Vec::new(),
             smime_certificates: Vec::new(),
+            files_require_chain: true,
             bks_passwords: Default::default(),
             lookup_timeout_secs: 30,
             pgp_sources: ["upload", "import", "files", "keyservers", "wkd"]
@@ -210,6 +214,7 @@ impl std::fmt::Debug for KeysSettings {
         f.debug_struct("KeysSettings")
             .field("pgp_keyrings", &self.pgp_keyrings)
             .field("smime_certificates", &self.smime_certificates)
+            .field("files_require_chain", &self.files_require_chain)
             .field("bks_passwords (paths)", &bks)
             .field("lookup_timeout_secs", &self.lookup_timeout_secs)
             .field("pgp_sources", &self.pgp_sources)

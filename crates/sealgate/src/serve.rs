@@ -15,7 +15,9 @@ use tokio::signal::unix::{signal, SignalKind};
 pub async fn run(settings: Settings) -> Result<()> {
     let store = wiring::open_store(&settings).await?;
     let metrics = sealgate_metrics::Metrics::new();
-    let (resolver, files, summary) = wiring::counted_resolver(&settings, &store, &metrics)?;
+    let (trust, trust_store) = wiring::live_trust(&settings, &store).await?;
+    let (resolver, files, summary) =
+        wiring::counted_resolver(&settings, &store, &metrics, trust.clone())?;
     let moved = crate::sources::expire_moved(&settings.keys, &store).await?;
     if moved > 0 {
         tracing::info!(
@@ -74,11 +76,19 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
 
     crl_refresh(&settings, &store)?;
+    trust_reload(trust.clone(), trust_store.clone());
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            // The trust stores as they are now (a root just imported).
+            if let Err(e) = trust.refresh(&trust_store).await {
+                tracing::error!(
+                    "SIGHUP: trust stores not reloaded, keeping the previous ones: {e}"
+                );
+            }
             // Remote answers are asked again: a changed key at a source
-            // shows at once, not after keys.memory_cache_secs.
+            // shows at once, not after keys.memory_cache_secs; so are the
+            // verdicts on keys.
             resolver.clear_memory_caches(None);
             match files.reload() {
                 Ok(s) => tracing::info!(
@@ -155,4 +165,34 @@ fn crl_refresh(settings: &Settings, store: &sealgate_store::Store) -> Result<()>
         }
     });
     Ok(())
+}
+
+/// How often a running gateway reloads the certificate store, root store,
+/// CTL and CRLs (what `sealgate certs|roots|ctl|crl` change).
+const TRUST_RELOAD: Duration = Duration::from_secs(10);
+
+fn trust_reload(trust: Arc<sealgate_trust::LiveTrust>, store: sealgate_trust::TrustStore) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TRUST_RELOAD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match trust.refresh(&store).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("trust stores reloaded again");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(
+                        "cannot reload the trust stores, keeping the previous ones: {e}"
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+    });
 }

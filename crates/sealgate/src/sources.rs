@@ -18,7 +18,7 @@ use sealgate_keys::sources::http;
 use sealgate_keys::sources::ldap_directory::LdapDirectory;
 use sealgate_keys::sources::ldap_keyserver::LdapKeyserver;
 use sealgate_keys::sources::wkd::Wkd;
-use sealgate_keys::trust::AcceptAllTrust;
+use sealgate_keys::trust::CertificateTrust;
 use sealgate_keys::Resolver;
 use sealgate_store::Store;
 use std::sync::Arc;
@@ -123,12 +123,14 @@ pub fn insecure_warnings(k: &KeysSettings) -> Vec<String> {
     out
 }
 
-/// Every configured source and the resolver over them; also returns the
-/// key-store files (for SIGHUP) and what they held.
+/// Every configured source and the resolver over them, judging
+/// certificates with `trust`; also returns the key-store files (for SIGHUP)
+/// and what they held.
 pub fn build(
     k: &KeysSettings,
     store: &Store,
     metrics: Option<&sealgate_metrics::Metrics>,
+    trust: Arc<dyn CertificateTrust>,
 ) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
     for w in insecure_warnings(k) {
         tracing::warn!("{w}");
@@ -141,40 +143,43 @@ pub fn build(
     .context("keys")?;
     let files = Arc::new(files);
     let local_timeout = Duration::from_secs(k.lookup_timeout_secs);
-    let local = |s: Arc<dyn Source>| Registered {
+    let local = |s: Arc<dyn Source>, require_chain: bool| Registered {
         name: s.name(),
         lookup: s.clone(),
         direct: s,
         timeout: local_timeout,
+        require_chain,
     };
     // Remote sources: memory cache, then the store's lookup cache, then one
     // shared request per address behind the source's circuit breaker.
-    let cached = |s: Arc<dyn Source>, config_text: String, timeout: Duration| {
-        let timeout = timeout.min(local_timeout);
-        Registered {
-            name: s.name(),
-            lookup: Arc::new(CachedSource::with_options(
-                s.clone(),
-                store.clone(),
-                location(&config_text),
-                Duration::from_secs(k.cache_positive_secs),
-                Duration::from_secs(k.cache_negative_secs),
-                CacheOptions {
-                    memory_entries: k.memory_cache_entries,
-                    memory_ttl: Duration::from_secs(k.memory_cache_secs),
-                    timeout: Some(timeout),
-                    breaker: BreakerConfig::default(),
-                    metrics: metrics.cloned(),
-                },
-            )),
-            direct: s,
-            timeout,
-        }
-    };
+    let cached =
+        |s: Arc<dyn Source>, config_text: String, timeout: Duration, require_chain: bool| {
+            let timeout = timeout.min(local_timeout);
+            Registered {
+                name: s.name(),
+                lookup: Arc::new(CachedSource::with_options(
+                    s.clone(),
+                    store.clone(),
+                    location(&config_text),
+                    Duration::from_secs(k.cache_positive_secs),
+                    Duration::from_secs(k.cache_negative_secs),
+                    CacheOptions {
+                        memory_entries: k.memory_cache_entries,
+                        memory_ttl: Duration::from_secs(k.memory_cache_secs),
+                        timeout: Some(timeout),
+                        breaker: BreakerConfig::default(),
+                        metrics: metrics.cloned(),
+                    },
+                )),
+                direct: s,
+                timeout,
+                require_chain,
+            }
+        };
     let mut all = vec![
-        local(Arc::new(StoreSource::new(store.clone(), "upload"))),
-        local(Arc::new(StoreSource::new(store.clone(), "import"))),
-        local(files.clone()),
+        local(Arc::new(StoreSource::new(store.clone(), "upload")), true),
+        local(Arc::new(StoreSource::new(store.clone(), "import")), true),
+        local(files.clone(), k.files_require_chain),
     ];
     for d in &k.ldap {
         let text = serde_json::to_string(d)?;
@@ -183,7 +188,7 @@ pub fn build(
                 .saturating_mul(2 + d.max_referral_hops as u64),
         );
         let src = LdapDirectory::new(d.clone()).map_err(anyhow::Error::msg)?;
-        all.push(cached(Arc::new(src), text, timeout));
+        all.push(cached(Arc::new(src), text, timeout, d.require_chain));
     }
     let http_client = http::client(&k.http).map_err(anyhow::Error::msg)?;
     let http_timeout = Duration::from_secs(k.http.timeout_secs.saturating_mul(2));
@@ -204,14 +209,19 @@ pub fn build(
                 .map_err(anyhow::Error::msg)?,
             ),
         };
-        all.push(cached(src, format!("{url} {http_text}"), http_timeout));
+        all.push(cached(
+            src,
+            format!("{url} {http_text}"),
+            http_timeout,
+            true,
+        ));
     }
     if k.wkd.enabled {
         // WKD hosts are chosen by the recipient's domain: public addresses
         // only, unless pinned in keys.http.resolve.
         let wkd_client = http::public_client(&k.http).map_err(anyhow::Error::msg)?;
         let src = Arc::new(Wkd::new(wkd_client, k.http.max_response_bytes));
-        all.push(cached(src, format!("wkd {http_text}"), http_timeout));
+        all.push(cached(src, format!("wkd {http_text}"), http_timeout, true));
     }
     let expand = |list: &[String]| -> Vec<String> {
         let mut out = Vec::new();
@@ -237,7 +247,7 @@ pub fn build(
         all,
         &expand(&k.pgp_sources),
         &expand(&k.smime_sources),
-        Arc::new(AcceptAllTrust),
+        trust,
     )
     .map_err(anyhow::Error::msg)?;
     Ok((resolver, files, summary))

@@ -20,8 +20,9 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
 pub fn resolver(
     settings: &Settings,
     store: &Store,
+    trust: Arc<sealgate_trust::LiveTrust>,
 ) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
-    crate::sources::build(&settings.keys, store, None)
+    crate::sources::build(&settings.keys, store, None, trust)
 }
 
 /// [`resolver`], counting lookups and cache hits in `metrics` (`serve`).
@@ -29,9 +30,24 @@ pub fn counted_resolver(
     settings: &Settings,
     store: &Store,
     metrics: &sealgate_metrics::Metrics,
+    trust: Arc<sealgate_trust::LiveTrust>,
 ) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
-    let (resolver, files, summary) = crate::sources::build(&settings.keys, store, Some(metrics))?;
+    let (resolver, files, summary) =
+        crate::sources::build(&settings.keys, store, Some(metrics), trust)?;
     Ok((resolver.with_metrics(metrics.clone()), files, summary))
+}
+
+/// The trust stage's current judgement (certificate store, root store,
+/// CTL, CRLs), loaded from `store`.
+pub async fn live_trust(
+    settings: &Settings,
+    store: &Store,
+) -> Result<(Arc<sealgate_trust::LiveTrust>, sealgate_trust::TrustStore)> {
+    let ts = crate::trust_cmd::trust_store(settings, store);
+    let live = sealgate_trust::LiveTrust::load(&ts)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the trust stores: {e}"))?;
+    Ok((Arc::new(live), ts))
 }
 
 /// The listener's config, including the TLS acceptor when a certificate is set.

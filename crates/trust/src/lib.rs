@@ -570,14 +570,60 @@ pub fn normalize_thumbprint(t: &str) -> Result<String, TrustError> {
 }
 
 /// The trust stage as the key resolver asks it: a certificate is trusted
-/// when this snapshot finds it valid.
+/// when this snapshot finds it valid (or, from an authoritative source,
+/// valid without a path).
 impl sealgate_keys::trust::CertificateTrust for Verifier {
-    fn check(&self, cert: &X509) -> Result<(), String> {
-        let v = self.verify(cert, &[]);
+    fn check(
+        &self,
+        cert: &X509,
+        context: &sealgate_keys::trust::TrustContext<'_>,
+    ) -> Result<(), String> {
+        let v = self.verify_with(cert, context.bundle, context.require_chain);
         if v.status.is_valid() {
             Ok(())
         } else {
             Err(v.status.to_string())
         }
+    }
+}
+
+/// The snapshot a running gateway judges by, replaced by [`LiveTrust::refresh`]
+/// (every few seconds, and at SIGHUP), so that `sealgate roots import`, `ctl`
+/// and `crl` reach every instance without a restart.
+pub struct LiveTrust {
+    current: std::sync::RwLock<std::sync::Arc<Verifier>>,
+}
+
+impl LiveTrust {
+    /// Loads the first snapshot.
+    pub async fn load(trust: &TrustStore) -> Result<LiveTrust, TrustError> {
+        Ok(LiveTrust {
+            current: std::sync::RwLock::new(std::sync::Arc::new(trust.verifier().await?)),
+        })
+    }
+
+    /// Builds a new snapshot from the store and uses it from now on; on
+    /// error the previous one stays.
+    pub async fn refresh(&self, trust: &TrustStore) -> Result<(), TrustError> {
+        let fresh = std::sync::Arc::new(trust.verifier().await?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> std::sync::Arc<Verifier> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl sealgate_keys::trust::CertificateTrust for LiveTrust {
+    fn check(
+        &self,
+        cert: &X509,
+        context: &sealgate_keys::trust::TrustContext<'_>,
+    ) -> Result<(), String> {
+        self.snapshot().check(cert, context)
     }
 }

@@ -180,6 +180,14 @@ impl Verifier {
     /// The state of `cert` now, with `bundle` (certificates that came with
     /// it) as extra intermediates.
     pub fn verify(&self, cert: &X509, bundle: &[X509]) -> Verdict {
+        self.verify_with(cert, bundle, true)
+    }
+
+    /// [`Verifier::verify`]; with `require_chain = false` (a source the
+    /// admin declared authoritative) no path to a root is needed, as for a
+    /// white-listed certificate, but validity, revocation, the black list
+    /// and the usages still are.
+    pub fn verify_with(&self, cert: &X509, bundle: &[X509], require_chain: bool) -> Verdict {
         let verdict = |status, chain| Verdict { status, chain };
         let info = match CertInfo::of(cert) {
             Ok(i) => i,
@@ -211,14 +219,19 @@ impl Verifier {
                 return verdict(Status::Expired, Vec::new());
             }
         }
-        if white.is_some() {
+        if white.is_some() || !require_chain {
             let mut chain = vec![cert.clone()];
             chain.extend(above);
             if let Err(status) = self.revocation(&chain, now) {
                 return verdict(status, chain);
             }
+            let ok = if white.is_some() {
+                Status::WhiteListed
+            } else {
+                Status::Valid
+            };
             return match encryption_usage(cert) {
-                Ok(()) => verdict(Status::WhiteListed, chain),
+                Ok(()) => verdict(ok, chain),
                 Err(why) => verdict(Status::WrongUsage(why), chain),
             };
         }

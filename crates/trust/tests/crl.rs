@@ -134,10 +134,14 @@ async fn a_certificate_revoked_on_the_crl_of_its_http_distribution_point_is_not_
     assert_eq!(crls[0].stored.source, web.url("inter.crl"));
     assert!(crls[0].stored.info.crl_number.is_some());
     // The resolver's view.
-    use sealgate_keys::trust::CertificateTrust;
+    use sealgate_keys::trust::{CertificateTrust, TrustContext};
     let x = openssl::x509::X509::from_pem(&ee.cert_pem).unwrap();
     assert_eq!(
-        trust.verifier().await.unwrap().check(&x),
+        trust
+            .verifier()
+            .await
+            .unwrap()
+            .check(&x, &TrustContext::STRICT),
         Err("revoked: this certificate".into())
     );
 }

@@ -138,8 +138,8 @@ async fn white_listing_makes_a_self_signed_certificate_usable() {
     assert_eq!(status_of(&trust, &sha).await, Status::WhiteListed);
     // The resolver's view.
     let v = trust.verifier().await.unwrap();
-    use sealgate_keys::trust::CertificateTrust;
-    assert_eq!(v.check(&x), Ok(()));
+    use sealgate_keys::trust::{CertificateTrust, TrustContext};
+    assert_eq!(v.check(&x, &TrustContext::STRICT), Ok(()));
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 mod common;
 use common::sqlite;
 use openssl::x509::X509;
-use sealgate_keys::trust::CertificateTrust;
+use sealgate_keys::trust::{CertificateTrust, TrustContext};
 use sealgate_store::Store;
 use sealgate_testkit::pki::{CertOptions, TestCa};
 use sealgate_testkit::postgres::TempDatabase;
@@ -89,7 +89,10 @@ async fn chain_rules(trust: &TrustStore, pki: &Pki) {
 
     // The resolver's view: the same verdict through the trust seam.
     let verifier = trust.verifier().await.unwrap();
-    assert_eq!(verifier.check(&x509(&alice.cert_pem)), Ok(()));
+    assert_eq!(
+        verifier.check(&x509(&alice.cert_pem), &TrustContext::STRICT),
+        Ok(())
+    );
 
     // Importing again changes nothing.
     assert!(!trust.import_certs(&alice.cert_pem, "import").await.unwrap()[0].added);
@@ -97,7 +100,9 @@ async fn chain_rules(trust: &TrustStore, pki: &Pki) {
     // Without the root again: not trusted.
     trust.remove_root(&roots[0].sha256[..12]).await.unwrap();
     let verifier = trust.verifier().await.unwrap();
-    let err = verifier.check(&x509(&alice.cert_pem)).unwrap_err();
+    let err = verifier
+        .check(&x509(&alice.cert_pem), &TrustContext::STRICT)
+        .unwrap_err();
     assert!(err.starts_with("not trusted: "), "{err}");
 }
 
@@ -293,4 +298,69 @@ async fn bundles_and_bad_input() {
     let removed = trust.remove_cert(&der[0].sha256[..10]).await.unwrap();
     assert_eq!(removed.info.emails, vec!["bob@example.org".to_string()]);
     assert!(trust.show_cert(&der[0].sha256).await.is_err());
+}
+
+/// A source declared authoritative (`require_chain = false`) needs no root;
+/// validity and the black list still hold. A running gateway's snapshot
+/// (`LiveTrust`) sees store changes once refreshed.
+#[tokio::test]
+async fn authoritative_sources_and_the_live_snapshot() {
+    let (_dir, trust) = sqlite().await;
+    let ca = TestCa::new("Own Directory CA");
+    let fresh = x509(&ee(&ca, "own@example.org").cert_pem);
+    let old = x509(
+        &ca.issue(CertOptions {
+            email: Some("old@example.org".into()),
+            days: -1,
+            ..Default::default()
+        })
+        .cert_pem,
+    );
+    let lenient = TrustContext {
+        require_chain: false,
+        bundle: &[],
+    };
+    let live = sealgate_trust::LiveTrust::load(&trust).await.unwrap();
+    let strict = live.check(&fresh, &TrustContext::STRICT).unwrap_err();
+    assert!(
+        strict.starts_with("not trusted: no path to a root"),
+        "{strict}"
+    );
+    assert_eq!(live.check(&fresh, &lenient), Ok(()));
+    assert_eq!(live.check(&old, &lenient), Err("expired".into()));
+
+    // The root: seen only after a refresh.
+    trust.import_roots(&ca.cert_pem, "import").await.unwrap();
+    assert!(live.check(&fresh, &TrustContext::STRICT).is_err());
+    live.refresh(&trust).await.unwrap();
+    assert_eq!(live.check(&fresh, &TrustContext::STRICT), Ok(()));
+
+    // Black-listed: refused from an authoritative source too.
+    let sha = trust
+        .import_certs(&fresh.to_pem().unwrap(), "import")
+        .await
+        .unwrap()[0]
+        .sha256
+        .clone();
+    trust.ctl_add(&sha, false, false).await.unwrap();
+    live.refresh(&trust).await.unwrap();
+    assert_eq!(
+        live.check(&fresh, &lenient),
+        Err("black-listed: this certificate".into())
+    );
+
+    // A bundle that came with the certificate serves as its intermediates.
+    let (_dir2, other) = sqlite().await;
+    let root = TestCa::new("Bundle Root");
+    let inter = root.intermediate("Bundle Intermediate");
+    let leaf = x509(&ee(&inter, "bundled@example.org").cert_pem);
+    other.import_roots(&root.cert_pem, "import").await.unwrap();
+    let v = other.verifier().await.unwrap();
+    assert!(v.check(&leaf, &TrustContext::STRICT).is_err());
+    let bundle = [x509(&inter.cert_pem)];
+    let with_bundle = TrustContext {
+        require_chain: true,
+        bundle: &bundle,
+    };
+    assert_eq!(v.check(&leaf, &with_bundle), Ok(()));
 }

@@ -99,6 +99,12 @@ pub struct LdapDirectoryConfig {
     /// Bound for each of connect (with TLS), bind and search.
     #[serde(default = "ten")]
     pub timeout_secs: u64,
+    /// Its certificates need a path to a root of the root store (the
+    /// default). `false` declares the directory authoritative: its
+    /// certificates are used without one (validity, revocation, the CTL's
+    /// black list and the usages still apply), as S/Notify uses them.
+    #[serde(default = "yes")]
+    pub require_chain: bool,
 }
 
 impl fmt::Debug for LdapDirectoryConfig {
@@ -123,6 +129,7 @@ impl fmt::Debug for LdapDirectoryConfig {
             .field("referral_credentials", &self.referral_credentials)
             .field("allow_insecure", &self.allow_insecure)
             .field("timeout_secs", &self.timeout_secs)
+            .field("require_chain", &self.require_chain)
             .finish()
     }
 }

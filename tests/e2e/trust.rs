@@ -1,0 +1,128 @@
+//! X.509 trust through the real binary (issue 8): a certificate from a
+//! key-store file that has no path to a root is not used, and a mandatory
+//! recipient is refused with 550 5.7.1 while `verify` says "not trusted";
+//! once the root and the intermediate are in the stores (and the daemon
+//! got SIGHUP) the same recipient gets mail that `openssl cms -decrypt`
+//! opens; black-listing the intermediate on the CTL refuses it again; a
+//! source declared authoritative (`files_require_chain = false`) needs no
+//! root.
+
+use crate::gateway::Gateway;
+use sealgate_testkit::pki::{cms_decrypt, CertOptions, TestCa};
+use sealgate_testkit::postfix::smtp_send;
+use sealgate_testkit::process::{signal, wait_until};
+use sealgate_testkit::sink::Sink;
+use std::time::Duration;
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Sends SIGHUP and waits until the daemon logged its `n`-th reload.
+fn hup(gw: &Gateway, n: usize) {
+    signal(gw.child.pid(), 1);
+    wait_until(Duration::from_secs(20), "the SIGHUP reload", || {
+        gw.log().matches("key files reloaded").count() >= n
+    })
+    .unwrap();
+}
+
+fn config(sink: u16, cert: &std::path::Path, files_require_chain: bool) -> String {
+    format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{sink}\"\ntls = \"none\"\n\
+         [store]\nurl = \"sqlite://data/s.db\"\n[keys]\nsmime_certificates = [\"{}\"]\nfiles_require_chain = {files_require_chain}\n\
+         [policy]\nmode = \"mandatory\"\nmethods = [\"smime\"]\n",
+        cert.display()
+    )
+}
+
+#[test]
+fn a_certificate_is_used_only_with_a_path_to_a_trusted_root() {
+    let root = TestCa::new("e2e Trust Root");
+    let inter = root.intermediate("e2e Trust Intermediate");
+    let tina = inter.issue(CertOptions {
+        email: Some("tina@trust.test".into()),
+        ..Default::default()
+    });
+    let files = tempfile::tempdir().unwrap();
+    let cert = files.path().join("tina.pem");
+    std::fs::write(&cert, &tina.cert_pem).unwrap();
+    let root_pem = files.path().join("root.pem");
+    std::fs::write(&root_pem, &root.cert_pem).unwrap();
+    let inter_pem = files.path().join("inter.pem");
+    std::fs::write(&inter_pem, &inter.cert_pem).unwrap();
+
+    let sink = Sink::start();
+    let gw = Gateway::start(&config(sink.port(), &cert, true));
+    let msg = b"From: a@apps.test\r\nTo: tina@trust.test\r\nSubject: trust\r\n\r\nTRUST-MARKER\r\n";
+
+    // No root: not used, and said why.
+    let o = gw.cli(&["verify", "tina@trust.test"]);
+    let t = text(&o);
+    assert!(
+        t.contains("not trusted: no path to a root (the root store is empty)")
+            && t.contains("550 5.7.1"),
+        "{t}"
+    );
+    let err = smtp_send(gw.port, "a@apps.test", &["tina@trust.test"], msg).unwrap_err();
+    assert!(err.contains("550") && err.contains("5.7.1"), "{err}");
+
+    // The root and the intermediate, then SIGHUP: used.
+    let o = gw.cli(&["roots", "import", root_pem.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = gw.cli(&["certs", "import", inter_pem.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    hup(&gw, 1);
+    smtp_send(gw.port, "a@apps.test", &["tina@trust.test"], msg).unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    let plain = cms_decrypt(&got[0].data, &tina).expect("openssl cms -decrypt opens it");
+    assert!(String::from_utf8_lossy(&plain).contains("TRUST-MARKER"));
+
+    // Black-listing the intermediate refuses it again.
+    let list: serde_json::Value =
+        serde_json::from_slice(&gw.cli(&["certs", "list", "--json"]).stdout).unwrap();
+    let inter_sha = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["certificate"]["is_ca"] == true)
+        .unwrap()["certificate"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(gw
+        .cli(&["ctl", "add", &inter_sha, "--black"])
+        .status
+        .success());
+    hup(&gw, 2);
+    let err = smtp_send(gw.port, "a@apps.test", &["tina@trust.test"], msg).unwrap_err();
+    assert!(err.contains("550") && err.contains("5.7.1"), "{err}");
+    let t = text(&gw.cli(&["verify", "tina@trust.test"]));
+    assert!(
+        t.contains("black-listed: its issuing CA CN=e2e Trust Intermediate"),
+        "{t}"
+    );
+}
+
+#[test]
+fn an_authoritative_key_store_needs_no_root() {
+    let root = TestCa::new("e2e Own Directory CA");
+    let uma = root.issue(CertOptions {
+        email: Some("uma@trust.test".into()),
+        ..Default::default()
+    });
+    let files = tempfile::tempdir().unwrap();
+    let cert = files.path().join("uma.pem");
+    std::fs::write(&cert, &uma.cert_pem).unwrap();
+    let sink = Sink::start();
+    let gw = Gateway::start(&config(sink.port(), &cert, false));
+    let msg = b"From: a@apps.test\r\nTo: uma@trust.test\r\nSubject: own\r\n\r\nOWN-MARKER\r\n";
+    smtp_send(gw.port, "a@apps.test", &["uma@trust.test"], msg).unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    let plain = cms_decrypt(&got[0].data, &uma).expect("openssl cms -decrypt opens it");
+    assert!(String::from_utf8_lossy(&plain).contains("OWN-MARKER"));
+}
