@@ -3,7 +3,8 @@
 //! recipient is refused with 550 5.7.1 while `verify` says "not trusted";
 //! once the root and the intermediate are in the stores (and the daemon
 //! got SIGHUP) the same recipient gets mail that `openssl cms -decrypt`
-//! opens; black-listing the intermediate on the CTL refuses it again; a
+//! opens, and the certificate is recorded in the certificate store with
+//! its source; black-listing the intermediate on the CTL refuses it again; a
 //! source declared authoritative (`files_require_chain = false`) needs no
 //! root.
 
@@ -65,6 +66,7 @@ fn a_certificate_is_used_only_with_a_path_to_a_trusted_root() {
     let t = text(&o);
     assert!(
         t.contains("not trusted: no path to a root (the root store is empty)")
+            && t.contains("chain: none found")
             && t.contains("550 5.7.1"),
         "{t}"
     );
@@ -81,6 +83,28 @@ fn a_certificate_is_used_only_with_a_path_to_a_trusted_root() {
     let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
     let plain = cms_decrypt(&got[0].data, &tina).expect("openssl cms -decrypt opens it");
     assert!(String::from_utf8_lossy(&plain).contains("TRUST-MARKER"));
+    let t = text(&gw.cli(&["verify", "tina@trust.test"]));
+    assert!(
+        t.contains("chain: CN=tina@trust.test > CN=e2e Trust Intermediate > CN=e2e Trust Root"),
+        "{t}"
+    );
+
+    // The certificate the files source found is in the certificate store,
+    // with its source.
+    wait_until(
+        Duration::from_secs(20),
+        "tina's certificate recorded",
+        || {
+            let o = gw.cli(&["certs", "list", "--email", "tina@trust.test", "--json"]);
+            serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                .map(|l| {
+                    l.as_array()
+                        .is_some_and(|a| a.len() == 1 && a[0]["source"] == "files")
+                })
+                .unwrap_or(false)
+        },
+    )
+    .unwrap();
 
     // Black-listing the intermediate refuses it again.
     let list: serde_json::Value =

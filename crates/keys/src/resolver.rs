@@ -412,10 +412,12 @@ impl Resolver {
         let trust = self.trust.clone();
         let owned = address.to_string();
         let require_chain = s.require_chain;
+        let source_name = s.name.clone();
         let checked = sealgate_crypto::cpu::run(move |_| {
             let context = crate::trust::TrustContext {
                 require_chain,
                 bundle: &bundle,
+                source: &source_name,
             };
             missing
                 .into_iter()

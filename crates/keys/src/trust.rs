@@ -21,6 +21,10 @@ pub struct TrustContext<'a> {
     /// `userSMIMECertificate` chain, a p7b file): intermediates to build
     /// the path through.
     pub bundle: &'a [X509],
+    /// The source's name (`files`, `ldap:corp`, `import`, ...), for the
+    /// certificate store's record of where a certificate came from; empty
+    /// when unknown.
+    pub source: &'a str,
 }
 
 impl TrustContext<'_> {
@@ -28,6 +32,7 @@ impl TrustContext<'_> {
     pub const STRICT: TrustContext<'static> = TrustContext {
         require_chain: true,
         bundle: &[],
+        source: "",
     };
 }
 

@@ -48,7 +48,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 async fn check_config(settings: &Settings) -> Result<ExitCode> {
     wiring::server_config(settings)?;
     let store = wiring::open_store(settings).await?;
-    let (trust, _) = wiring::live_trust(settings, &store).await?;
+    let (trust, _) = wiring::live_trust(settings, &store, false).await?;
     let (resolver, _, summary) = wiring::resolver(settings, &store, trust)?;
     Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     sealgate_relay::SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
@@ -82,10 +82,30 @@ pub(crate) fn fmt_time(t: Option<i64>) -> String {
     }
 }
 
+/// Whether the source named `name` needs a path to a root.
+fn source_requires_chain(settings: &Settings, name: &str) -> bool {
+    if name == "files" {
+        return settings.keys.files_require_chain;
+    }
+    if let Some(n) = name.strip_prefix("ldap:") {
+        return settings
+            .keys
+            .ldap
+            .iter()
+            .find(|d| d.name == n)
+            .is_none_or(|d| d.require_chain);
+    }
+    true
+}
+
 async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
-    let (trust, _) = wiring::live_trust(settings, &store).await?;
+    let (trust, trust_store) = wiring::live_trust(settings, &store, false).await?;
     let (resolver, _, _) = wiring::resolver(settings, &store, trust)?;
+    let verifier = trust_store
+        .verifier()
+        .await
+        .map_err(|e| anyhow!("cannot load the trust stores: {e}"))?;
     let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
     let policy_settings = policy.settings_for(address);
     let (reports, resolution) = resolver
@@ -107,6 +127,27 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
         Err(Refusal::NoKey(r)) => format!("refuse at RCPT with 550 5.7.1: {r}"),
         Err(Refusal::SourceFailed(r)) => format!("defer at RCPT with 451 4.4.3: {r}"),
     };
+    // The path to a root of each certificate, as the trust stage found it
+    // (its subjects, leaf first; empty when there is none).
+    let chain_of = |r: &sealgate_keys::SourceReport, k: &sealgate_keys::FoundKey| -> Vec<String> {
+        let sealgate_keys::RecipientKey::Smime(x) = &k.key else {
+            return Vec::new();
+        };
+        let bundle: Vec<openssl::x509::X509> = r
+            .keys
+            .iter()
+            .filter_map(|k| match &k.key {
+                sealgate_keys::RecipientKey::Smime(x) => Some(x.as_ref().clone()),
+                sealgate_keys::RecipientKey::Pgp(_) => None,
+            })
+            .collect();
+        verifier
+            .verify_with(x, &bundle, source_requires_chain(settings, &r.source))
+            .chain
+            .iter()
+            .map(|c| sealgate_trust::cert::name(c.subject_name()))
+            .collect()
+    };
     if as_json {
         let sources: Vec<_> = reports
             .iter()
@@ -122,6 +163,7 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
                         "expires_at": k.key.expires_at(),
                         "usable": k.usable.is_ok(),
                         "reason": k.usable.as_ref().err(),
+                        "chain": chain_of(r, k),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -165,6 +207,14 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
                     },
                     k.key.describe()
                 );
+                if k.key.method() == Method::Smime {
+                    let chain = chain_of(r, k);
+                    if chain.is_empty() {
+                        out!("    chain: none found");
+                    } else {
+                        out!("    chain: {}", chain.join(" > "));
+                    }
+                }
             }
         }
         out!("decision: {decision_text}");

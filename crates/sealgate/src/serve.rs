@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 pub async fn run(settings: Settings) -> Result<()> {
     let store = wiring::open_store(&settings).await?;
     let metrics = sealgate_metrics::Metrics::new();
-    let (trust, trust_store) = wiring::live_trust(&settings, &store).await?;
+    let (trust, trust_store) = wiring::live_trust(&settings, &store, true).await?;
     let (resolver, files, summary) =
         wiring::counted_resolver(&settings, &store, &metrics, trust.clone())?;
     let moved = crate::sources::expire_moved(&settings.keys, &store).await?;

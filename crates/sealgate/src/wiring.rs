@@ -38,15 +38,20 @@ pub fn counted_resolver(
 }
 
 /// The trust stage's current judgement (certificate store, root store,
-/// CTL, CRLs), loaded from `store`.
+/// CTL, CRLs), loaded from `store`; with `record`, the certificates the key
+/// sources find are added to the certificate store (`serve`).
 pub async fn live_trust(
     settings: &Settings,
     store: &Store,
+    record: bool,
 ) -> Result<(Arc<sealgate_trust::LiveTrust>, sealgate_trust::TrustStore)> {
     let ts = crate::trust_cmd::trust_store(settings, store);
-    let live = sealgate_trust::LiveTrust::load(&ts)
+    let mut live = sealgate_trust::LiveTrust::load(&ts)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the trust stores: {e}"))?;
+    if record {
+        live = live.record_into(ts.clone());
+    }
     Ok((Arc::new(live), ts))
 }
 

@@ -589,17 +589,58 @@ impl sealgate_keys::trust::CertificateTrust for Verifier {
 
 /// The snapshot a running gateway judges by, replaced by [`LiveTrust::refresh`]
 /// (every few seconds, and at SIGHUP), so that `sealgate roots import`, `ctl`
-/// and `crl` reach every instance without a restart.
+/// and `crl` reach every instance without a restart. With a recorder
+/// ([`LiveTrust::record_into`]) every certificate it is asked about, and
+/// the certificates that came with it, are added to the certificate store
+/// with the name of their source (key-store files, LDAP answers), so that
+/// the admin sees them in `sealgate certs list` and their intermediates
+/// serve later paths.
 pub struct LiveTrust {
     current: std::sync::RwLock<std::sync::Arc<Verifier>>,
+    recorder: Option<Recorder>,
 }
+
+/// Hands certificates to a task that stores them, without waiting: a full
+/// queue drops (the next lookup offers them again).
+struct Recorder {
+    tx: tokio::sync::mpsc::Sender<(X509, String)>,
+    /// Thumbprints already handed over (bounded: emptied when full).
+    seen: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+}
+
+/// Certificates remembered as recorded before the set starts over.
+const RECORDED_MAX: usize = 100_000;
 
 impl LiveTrust {
     /// Loads the first snapshot.
     pub async fn load(trust: &TrustStore) -> Result<LiveTrust, TrustError> {
         Ok(LiveTrust {
             current: std::sync::RwLock::new(std::sync::Arc::new(trust.verifier().await?)),
+            recorder: None,
         })
+    }
+
+    /// Records every certificate seen into `trust`'s certificate store, from
+    /// a background task (must be called within a tokio runtime).
+    pub fn record_into(mut self, trust: TrustStore) -> LiveTrust {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(X509, String)>(1024);
+        tokio::spawn(async move {
+            while let Some((x, source)) = rx.recv().await {
+                let source = if source.is_empty() {
+                    "lookup".to_string()
+                } else {
+                    source
+                };
+                if let Err(e) = trust.add_cert(&x, &source, false).await {
+                    tracing::debug!("certificate not recorded in the certificate store: {e}");
+                }
+            }
+        });
+        self.recorder = Some(Recorder {
+            tx,
+            seen: Default::default(),
+        });
+        self
     }
 
     /// Builds a new snapshot from the store and uses it from now on; on
@@ -616,6 +657,33 @@ impl LiveTrust {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    fn record(&self, certs: &[&X509], source: &str) {
+        let Some(r) = &self.recorder else {
+            return;
+        };
+        for x in certs {
+            let Ok(d) = x.digest(openssl::hash::MessageDigest::sha256()) else {
+                continue;
+            };
+            {
+                let mut seen = r.seen.lock().unwrap_or_else(|e| e.into_inner());
+                if seen.len() >= RECORDED_MAX {
+                    seen.clear();
+                }
+                if !seen.insert(d.to_vec()) {
+                    continue;
+                }
+            }
+            if r.tx.try_send(((*x).clone(), source.to_string())).is_err() {
+                // Full: offered again at the next lookup.
+                r.seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&d.to_vec());
+            }
+        }
+    }
 }
 
 impl sealgate_keys::trust::CertificateTrust for LiveTrust {
@@ -624,6 +692,9 @@ impl sealgate_keys::trust::CertificateTrust for LiveTrust {
         cert: &X509,
         context: &sealgate_keys::trust::TrustContext<'_>,
     ) -> Result<(), String> {
+        let mut all: Vec<&X509> = vec![cert];
+        all.extend(context.bundle.iter());
+        self.record(&all, context.source);
         self.snapshot().check(cert, context)
     }
 }

@@ -319,6 +319,7 @@ async fn authoritative_sources_and_the_live_snapshot() {
     let lenient = TrustContext {
         require_chain: false,
         bundle: &[],
+        source: "ldap:own",
     };
     let live = sealgate_trust::LiveTrust::load(&trust).await.unwrap();
     let strict = live.check(&fresh, &TrustContext::STRICT).unwrap_err();
@@ -361,6 +362,7 @@ async fn authoritative_sources_and_the_live_snapshot() {
     let with_bundle = TrustContext {
         require_chain: true,
         bundle: &bundle,
+        source: "ldap:partner",
     };
     assert_eq!(v.check(&leaf, &with_bundle), Ok(()));
 }
