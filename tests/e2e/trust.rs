@@ -150,3 +150,50 @@ fn an_authoritative_key_store_needs_no_root() {
     let plain = cms_decrypt(&got[0].data, &uma).expect("openssl cms -decrypt opens it");
     assert!(String::from_utf8_lossy(&plain).contains("OWN-MARKER"));
 }
+
+/// `smime_rsa_padding = "oaep"` for one domain: its recipient's copy uses
+/// RSA-OAEP key transport (openssl cms decrypts it and names rsaesOaep);
+/// another domain keeps PKCS#1 v1.5.
+#[test]
+fn rsa_oaep_per_domain() {
+    let ca = TestCa::new("e2e OAEP CA");
+    let vic = ca.issue(CertOptions {
+        email: Some("vic@oaep.test".into()),
+        ..Default::default()
+    });
+    let wes = ca.issue(CertOptions {
+        email: Some("wes@pkcs1.test".into()),
+        ..Default::default()
+    });
+    let files = tempfile::tempdir().unwrap();
+    let certs = files.path().join("certs.pem");
+    std::fs::write(
+        &certs,
+        [vic.cert_pem.clone(), wes.cert_pem.clone()].concat(),
+    )
+    .unwrap();
+    let sink = Sink::start();
+    let mut cfg = config(sink.port(), &certs, false);
+    cfg.push_str("[policy.domains.\"oaep.test\"]\nsmime_rsa_padding = \"oaep\"\n");
+    let gw = Gateway::start(&cfg);
+    for (to, marker) in [
+        ("vic@oaep.test", "OAEP-MARKER"),
+        ("wes@pkcs1.test", "PKCS1-MARKER"),
+    ] {
+        let msg = format!("From: a@apps.test\r\nTo: {to}\r\nSubject: {marker}\r\n\r\n{marker}\r\n");
+        smtp_send(gw.port, "a@apps.test", &[to], msg.as_bytes()).unwrap();
+    }
+    let got = sink.wait_for(2, Duration::from_secs(30)).unwrap();
+    for m in &got {
+        let (cert, oaep) = if m.rcpt_to.iter().any(|r| r == "vic@oaep.test") {
+            (&vic, true)
+        } else {
+            (&wes, false)
+        };
+        let printed = sealgate_testkit::pki::cms_print(&m.data);
+        assert_eq!(printed.contains("rsaesOaep"), oaep, "{printed}");
+        let plain = cms_decrypt(&m.data, cert).expect("openssl cms -decrypt opens it");
+        let marker = if oaep { "OAEP-MARKER" } else { "PKCS1-MARKER" };
+        assert!(String::from_utf8_lossy(&plain).contains(marker));
+    }
+}

@@ -16,13 +16,15 @@
 //! - [`pgp`] selects a certificate's usable encryption subkeys and writes
 //!   PGP/MIME (RFC 3156) with sequoia-openpgp.
 //! - [`smime`] writes S/MIME enveloped-data / authEnveloped-data (RFC 8551)
-//!   with OpenSSL's CMS.
+//!   with OpenSSL's CMS; `cms_ffi` is the crate's one `unsafe` module, for
+//!   RSA-OAEP recipients, which the `openssl` crate cannot set up.
 //!
 //! Every function here fails closed: an error means no output at all, never a
 //! partially encrypted or plaintext message.
 
 mod base64_lines;
 mod boundary;
+mod cms_ffi;
 mod compose;
 pub mod cpu;
 mod error;

@@ -32,6 +32,16 @@ pub enum SmimeCipher {
     Aes256Gcm,
 }
 
+/// RSA key transport (RFC 8551 §2.3): PKCS#1 v1.5, which every S/MIME
+/// client reads, or RSAES-OAEP (RFC 8017; SHA-256 and MGF1-SHA-256), the
+/// modern choice. EC recipients always use ECDH key agreement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RsaPadding {
+    #[default]
+    Pkcs1,
+    Oaep,
+}
+
 impl SmimeCipher {
     /// The `smime-type` parameter value for this cipher's CMS content type.
     pub fn smime_type(self) -> &'static str {
@@ -69,7 +79,13 @@ pub fn encrypt_smime(
     certs: &[X509],
     cipher: SmimeCipher,
 ) -> Result<Vec<u8>, CryptoError> {
-    encrypt_smime_parts(&Parts::of(message), certs, cipher, &Cancel::never())
+    encrypt_smime_parts(
+        &Parts::of(message),
+        certs,
+        cipher,
+        RsaPadding::Pkcs1,
+        &Cancel::never(),
+    )
 }
 
 /// [`encrypt_smime`] of a message already split into its [`Parts`] (the
@@ -79,6 +95,7 @@ pub fn encrypt_smime_parts(
     parts: &Parts,
     certs: &[X509],
     cipher: SmimeCipher,
+    padding: RsaPadding,
     cancel: &Cancel,
 ) -> Result<Vec<u8>, CryptoError> {
     if certs.is_empty() {
@@ -99,10 +116,15 @@ pub fn encrypt_smime_parts(
     // OpenSSL's CMS wants its input in one piece; each large buffer goes
     // as soon as the next step has what it needs.
     let inner = parts.inner_entity();
-    let cms = CmsContentInfo::encrypt(&stack, &inner, cipher.openssl(), CMSOptions::BINARY)?;
-    drop(inner);
-    let der = cms.to_der()?;
-    drop(cms);
+    let der = match padding {
+        RsaPadding::Oaep => crate::cms_ffi::encrypt_rsa_oaep(certs, &inner, cipher.openssl())?,
+        RsaPadding::Pkcs1 => {
+            let cms =
+                CmsContentInfo::encrypt(&stack, &inner, cipher.openssl(), CMSOptions::BINARY)?;
+            drop(inner);
+            cms.to_der()?
+        }
+    };
 
     let content_type = format!(
         "Content-Type: application/pkcs7-mime; smime-type={};\r\n\tname=\"smime.p7m\"\r\n",

@@ -10,10 +10,10 @@ mod common;
 
 use openssl::x509::X509;
 use sealgate_crypto::mime::Message;
-use sealgate_crypto::smime::{encrypt_smime, SmimeCipher};
+use sealgate_crypto::smime::{encrypt_smime, encrypt_smime_parts, RsaPadding, SmimeCipher};
 use sealgate_crypto::CryptoError;
 use sealgate_testkit::pki::{
-    cms_content_type, cms_decrypt, cms_recipients, CertOptions, IssuedCert, TestCa,
+    cms_content_type, cms_decrypt, cms_print, cms_recipients, CertOptions, IssuedCert, TestCa,
 };
 
 const CIPHERS: [SmimeCipher; 2] = [SmimeCipher::Aes256Cbc, SmimeCipher::Aes256Gcm];
@@ -243,4 +243,48 @@ fn key_types_supported_and_refused() {
     }
     assert!(CryptoError::NoRecipients.is_permanent());
     assert!(!CryptoError::OpenSsl("malloc failure".into()).is_permanent());
+}
+
+/// RSA-OAEP key transport (SHA-256, MGF1-SHA-256) for RSA recipients, ECDH
+/// for an EC one in the same message: `openssl cms -decrypt` opens it for
+/// each, with either cipher, and the RecipientInfo says rsaesOaep (PKCS#1
+/// v1.5 stays the default: rsaEncryption).
+#[test]
+fn rsa_oaep_recipients_decrypt_with_openssl() {
+    let ca = TestCa::new("Crypto Test CA OAEP");
+    let alice = rsa_cert(&ca, "alice@example.org");
+    let bob = ec_cert(&ca, "bob@example.net");
+    let sample = common::utf8_long_lines();
+    let parts = sealgate_crypto::mime::Parts::of(&sample.raw);
+    let inner = Message::parse(&sample.raw).inner_entity();
+    let never = sealgate_crypto::cpu::Cancel::never();
+    for cipher in CIPHERS {
+        let encrypted = encrypt_smime_parts(
+            &parts,
+            &[x509(&alice), x509(&bob)],
+            cipher,
+            RsaPadding::Oaep,
+            &never,
+        )
+        .unwrap();
+        assert_smime_headers(&encrypted, cipher);
+        for (who, cert) in [("alice", &alice), ("bob", &bob)] {
+            let plain =
+                cms_decrypt(&encrypted, cert).unwrap_or_else(|e| panic!("{who} {cipher:?}: {e}"));
+            assert!(plain == inner, "{who} {cipher:?}: decrypted bytes differ");
+        }
+        let printed = cms_print(&encrypted);
+        assert!(printed.contains("rsaesOaep"), "{cipher:?}: {printed}");
+        let mut listed = cms_recipients(&encrypted);
+        listed.sort();
+        let mut expected = vec![alice.recipient_id(), bob.recipient_id()];
+        expected.sort();
+        assert_eq!(listed, expected, "{cipher:?}");
+    }
+    let pkcs1 = encrypt_smime(&sample.raw, &[x509(&alice)], SmimeCipher::Aes256Cbc).unwrap();
+    let printed = cms_print(&pkcs1);
+    assert!(
+        !printed.contains("rsaesOaep") && printed.contains("rsaEncryption"),
+        "{printed}"
+    );
 }

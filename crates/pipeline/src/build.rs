@@ -46,10 +46,12 @@ pub async fn build<'a>(
             method,
             keys,
             smime_cipher,
+            smime_rsa_padding,
         } => {
             let method = *method;
             let keys = keys.clone();
             let cipher = *smime_cipher;
+            let padding = *smime_rsa_padding;
             let parts = parts.cloned().ok_or_else(|| BuildError {
                 reason: "internal: no message parts for an encrypted copy".into(),
                 permanent: false,
@@ -57,7 +59,7 @@ pub async fn build<'a>(
             // On the CPU pool; if the message times out, this future is
             // dropped and the encryption stops.
             let out = sealgate_crypto::cpu::run(move |cancel| {
-                encrypt(method, &keys, cipher, &parts, cancel)
+                encrypt(method, &keys, cipher, padding, &parts, cancel)
             })
             .await
             .map_err(|e| BuildError {
@@ -73,6 +75,7 @@ fn encrypt(
     method: Method,
     keys: &[RecipientKey],
     cipher: sealgate_crypto::smime::SmimeCipher,
+    padding: sealgate_crypto::smime::RsaPadding,
     parts: &Parts,
     cancel: &sealgate_crypto::cpu::Cancel,
 ) -> Result<Vec<u8>, CryptoError> {
@@ -95,7 +98,7 @@ fn encrypt(
                     RecipientKey::Pgp(_) => None,
                 })
                 .collect();
-            sealgate_crypto::smime::encrypt_smime_parts(parts, &certs, cipher, cancel)
+            sealgate_crypto::smime::encrypt_smime_parts(parts, &certs, cipher, padding, cancel)
         }
     }
 }

@@ -17,7 +17,7 @@
 use crate::RecipientDecision;
 use sealgate_crypto::inspect::Encryption;
 use sealgate_crypto::mime::Message;
-use sealgate_crypto::smime::SmimeCipher;
+use sealgate_crypto::smime::{RsaPadding, SmimeCipher};
 use sealgate_keys::{Method, RecipientKey};
 use sealgate_policy::{Decision, ForeignEncryption, Mode, SmimeCipherName};
 use sealgate_smtp_server::Envelope;
@@ -35,6 +35,7 @@ pub enum GroupKind {
         method: Method,
         keys: Vec<RecipientKey>,
         smime_cipher: SmimeCipher,
+        smime_rsa_padding: RsaPadding,
     },
     /// Nothing is sent: policy refuses these recipients at DATA.
     Refused { reason: String },
@@ -95,17 +96,23 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
                 method,
                 keys,
                 smime_cipher,
+                smime_rsa_padding,
                 ..
             } => {
+                let padding = match smime_rsa_padding {
+                    sealgate_policy::RsaPaddingName::Pkcs1 => RsaPadding::Pkcs1,
+                    sealgate_policy::RsaPaddingName::Oaep => RsaPadding::Oaep,
+                };
                 let kind = GroupKind::Encrypt {
                     method: *method,
                     keys: keys.clone(),
                     smime_cipher: cipher(*smime_cipher),
+                    smime_rsa_padding: padding,
                 };
                 if visible.contains(&rcpt.address.to_lowercase()) {
                     let mut fprs: Vec<String> = keys.iter().map(|k| k.fingerprint()).collect();
                     fprs.sort();
-                    let key = format!("{method}|{smime_cipher:?}|{}", fprs.join(","));
+                    let key = format!("{method}|{smime_cipher:?}|{padding:?}|{}", fprs.join(","));
                     push(&mut groups, Some(key), i, kind, false);
                 } else {
                     push(&mut groups, None, i, kind, true);

@@ -41,6 +41,17 @@ pub enum SmimeCipherName {
     Aes256Gcm,
 }
 
+/// RSA key transport of S/MIME copies as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RsaPaddingName {
+    /// PKCS#1 v1.5: what every S/MIME client reads.
+    #[default]
+    Pkcs1,
+    /// RSAES-OAEP with SHA-256.
+    Oaep,
+}
+
 /// What to do with a recipient when a key source failed (its answer is unknown)
 /// and no other source gave a usable key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -90,6 +101,9 @@ pub struct PolicyConfig {
     pub methods: Vec<MethodName>,
     #[serde(default = "default_cipher")]
     pub smime_cipher: SmimeCipherName,
+    /// RSA key transport: `pkcs1` (default) or `oaep`.
+    #[serde(default)]
+    pub smime_rsa_padding: RsaPaddingName,
     #[serde(default = "default_on_source_error")]
     pub on_source_error: OnSourceError,
     #[serde(default)]
@@ -106,6 +120,7 @@ impl Default for PolicyConfig {
             mode: default_mode(),
             methods: default_methods(),
             smime_cipher: default_cipher(),
+            smime_rsa_padding: RsaPaddingName::default(),
             on_source_error: default_on_source_error(),
             foreign_encryption: ForeignEncryption::default(),
             domains: BTreeMap::new(),
@@ -120,6 +135,7 @@ pub struct DomainPolicy {
     pub mode: Option<Mode>,
     pub methods: Option<Vec<MethodName>>,
     pub smime_cipher: Option<SmimeCipherName>,
+    pub smime_rsa_padding: Option<RsaPaddingName>,
     pub on_source_error: Option<OnSourceError>,
     pub foreign_encryption: Option<ForeignEncryption>,
 }

@@ -1,7 +1,7 @@
 //! Effective settings for an address and the decision for it.
 
-use crate::config::SmimeCipherName;
 use crate::config::{ForeignEncryption, Mode, OnSourceError, PolicyConfig};
+use crate::config::{RsaPaddingName, SmimeCipherName};
 use sealgate_keys::{Method, OnError, RecipientKey, Resolution};
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ pub struct Settings {
     pub mode: Mode,
     pub methods: Vec<Method>,
     pub smime_cipher: SmimeCipherName,
+    pub smime_rsa_padding: RsaPaddingName,
     pub on_source_error: OnSourceError,
     pub foreign_encryption: ForeignEncryption,
     /// The policy entry that supplied the mode: `global` or the domain key.
@@ -35,6 +36,7 @@ pub enum Decision {
         method: Method,
         keys: Vec<RecipientKey>,
         smime_cipher: SmimeCipherName,
+        smime_rsa_padding: RsaPaddingName,
         /// The key source that supplied the keys.
         source: String,
     },
@@ -97,6 +99,7 @@ impl Policy {
             mode: c.mode,
             methods: c.methods.iter().map(|&m| m.into()).collect(),
             smime_cipher: c.smime_cipher,
+            smime_rsa_padding: c.smime_rsa_padding,
             on_source_error: c.on_source_error,
             foreign_encryption: c.foreign_encryption,
             matched: "global".into(),
@@ -123,6 +126,9 @@ impl Policy {
             }
             if let Some(ci) = d.smime_cipher {
                 s.smime_cipher = ci;
+            }
+            if let Some(p) = d.smime_rsa_padding {
+                s.smime_rsa_padding = p;
             }
             if let Some(e) = d.on_source_error {
                 s.on_source_error = e;
@@ -158,6 +164,7 @@ impl Policy {
                     method,
                     keys: keys.clone(),
                     smime_cipher: settings.smime_cipher,
+                    smime_rsa_padding: settings.smime_rsa_padding,
                     source: source.clone(),
                 });
             }
@@ -200,6 +207,7 @@ mod tests {
                 mode: Some(Mode::Off),
                 methods: Some(vec![MethodName::Smime]),
                 smime_cipher: Some(SmimeCipherName::Aes256Gcm),
+                smime_rsa_padding: Some(crate::config::RsaPaddingName::Oaep),
                 ..Default::default()
             },
         );
@@ -231,6 +239,11 @@ mod tests {
         assert_eq!(s.mode, Mode::Off);
         assert_eq!(s.methods, vec![Method::Smime]);
         assert_eq!(s.smime_cipher, SmimeCipherName::Aes256Gcm);
+        assert_eq!(s.smime_rsa_padding, crate::config::RsaPaddingName::Oaep);
+        assert_eq!(
+            p.settings_for("a@other.org").smime_rsa_padding,
+            crate::config::RsaPaddingName::Pkcs1
+        );
         assert_eq!(
             p.settings_for("a@x.deep.example.com").matched,
             "*.deep.example.com"

@@ -11,6 +11,7 @@ mod config;
 mod decide;
 
 pub use config::{
-    DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, SmimeCipherName,
+    DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, RsaPaddingName,
+    SmimeCipherName,
 };
 pub use decide::{canonical_domain, Decision, Policy, Refusal, Settings};

@@ -419,7 +419,7 @@ pub fn cms_decrypt(message: &[u8], cert: &IssuedCert) -> Result<Vec<u8>, String>
 }
 
 /// `openssl cms -cmsout -print` of a whole message or a DER structure.
-fn cms_print(message: &[u8]) -> String {
+pub fn cms_print(message: &[u8]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in");
     std::fs::write(&input, message).expect("write message");
