@@ -197,3 +197,128 @@ fn rsa_oaep_per_domain() {
         assert!(String::from_utf8_lossy(&plain).contains(marker));
     }
 }
+
+/// Additional certificates and keys (key escrow): the global one and the
+/// domain's are both added; the S/MIME copy opens with the recipient's key
+/// and each escrow key (`openssl cms -decrypt`) and names exactly those
+/// three; the PGP/MIME copy opens with the recipient's and the escrow's
+/// key (`gpg --decrypt`) and not with a stranger's.
+#[test]
+fn additional_certificates_and_keys() {
+    use openssl::hash::MessageDigest;
+    use sealgate_testkit::gnupg::GnupgHome;
+    use sealgate_testkit::pki::cms_recipients;
+    let ca = TestCa::new("e2e Escrow CA");
+    let issue = |email: &str| {
+        ca.issue(CertOptions {
+            email: Some(email.into()),
+            ..Default::default()
+        })
+    };
+    let xena = issue("xena@esc.test");
+    let escrow_global = issue("archive@corp.test");
+    let escrow_domain = issue("scanner@corp.test");
+    let sha = |c: &sealgate_testkit::pki::IssuedCert| {
+        openssl::x509::X509::from_der(&c.cert_der)
+            .unwrap()
+            .digest(MessageDigest::sha256())
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let yan = GnupgHome::new();
+    yan.gen_key("Yan <yan@esc.test>", "future-default");
+    let escrow_pgp = GnupgHome::new();
+    let escrow_fpr = escrow_pgp.gen_key("Escrow <pgp-archive@corp.test>", "future-default");
+    let stranger = GnupgHome::new();
+    stranger.gen_key("Yan <yan@esc.test>", "future-default");
+
+    let files = tempfile::tempdir().unwrap();
+    let put = |name: &str, bytes: &[u8]| {
+        let p = files.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let xena_pem = put("xena.pem", &xena.cert_pem);
+    let ring = put("yan.asc", &yan.export_armored("yan@esc.test"));
+    let root = put("root.pem", &ca.cert_pem);
+    let escrows = put(
+        "escrows.pem",
+        &[
+            escrow_global.cert_pem.clone(),
+            escrow_domain.cert_pem.clone(),
+        ]
+        .concat(),
+    );
+    let escrow_key = put("escrow.asc", &escrow_pgp.export_armored(&escrow_fpr));
+
+    let sink = Sink::start();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         [store]\nurl = \"sqlite://data/s.db\"\n[keys]\npgp_keyrings = [\"{}\"]\nsmime_certificates = [\"{}\"]\nfiles_require_chain = false\n\
+         [policy]\nmode = \"mandatory\"\nadditional_certificates = [\"{}\"]\nadditional_pgp_keys = [\"{escrow_fpr}\"]\n\
+         [policy.domains.\"esc.test\"]\nadditional_certificates = [\"{}\"]\n",
+        sink.port(),
+        ring.display(),
+        xena_pem.display(),
+        sha(&escrow_global),
+        sha(&escrow_domain),
+    ));
+    for args in [
+        vec!["roots", "import", root.to_str().unwrap()],
+        vec!["certs", "import", escrows.to_str().unwrap()],
+        vec!["keys", "import", escrow_key.to_str().unwrap()],
+    ] {
+        let o = gw.cli(&args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    hup(&gw, 1);
+    for (to, marker) in [
+        ("xena@esc.test", "ESCROW-SMIME"),
+        ("yan@esc.test", "ESCROW-PGP"),
+    ] {
+        let msg = format!("From: a@apps.test\r\nTo: {to}\r\nSubject: {marker}\r\n\r\n{marker}\r\n");
+        smtp_send(gw.port, "a@apps.test", &[to], msg.as_bytes()).unwrap();
+    }
+    let got = sink.wait_for(2, Duration::from_secs(30)).unwrap();
+    let smime = got
+        .iter()
+        .find(|m| m.rcpt_to.iter().any(|r| r == "xena@esc.test"))
+        .unwrap();
+    let mut named = cms_recipients(&smime.data);
+    named.sort();
+    let mut expected = vec![
+        xena.recipient_id(),
+        escrow_global.recipient_id(),
+        escrow_domain.recipient_id(),
+    ];
+    expected.sort();
+    assert_eq!(named, expected);
+    for cert in [&xena, &escrow_global, &escrow_domain] {
+        let plain = cms_decrypt(&smime.data, cert).expect("openssl cms -decrypt opens it");
+        assert!(String::from_utf8_lossy(&plain).contains("ESCROW-SMIME"));
+    }
+    let pgp = got
+        .iter()
+        .find(|m| m.rcpt_to.iter().any(|r| r == "yan@esc.test"))
+        .unwrap();
+    for home in [&yan, &escrow_pgp] {
+        let plain = home.decrypt(&pgp.data).expect("gpg --decrypt opens it");
+        assert!(String::from_utf8_lossy(&plain).contains("ESCROW-PGP"));
+    }
+    assert!(stranger.decrypt(&pgp.data).is_err());
+    // The log names the additional keys of each copy.
+    let log = gw.log();
+    assert!(
+        log.lines().any(|l| l.contains("copy queued")
+            && l.contains("(additional keys: ")
+            && l.contains(&escrow_fpr)),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("copy queued") && l.contains(&sha(&escrow_domain).to_uppercase())),
+        "{log}"
+    );
+}

@@ -171,14 +171,29 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
         GroupKind::Refused { .. } => {
             format!("refused (already encrypted, not to the mandatory recipient's keys): {to}")
         }
-        GroupKind::Encrypt { method, keys, .. } => format!(
-            "encrypt {method} [{}]{} to {to}",
-            keys.iter()
-                .map(|k| k.fingerprint())
-                .collect::<Vec<_>>()
-                .join(","),
-            if group.bcc { " (Bcc copy)" } else { "" }
-        ),
+        GroupKind::Encrypt { method, keys, .. } => {
+            let mut additional: Vec<&str> = group
+                .members
+                .iter()
+                .flat_map(|&i| envelope.recipients[i].token.additional.iter())
+                .map(String::as_str)
+                .collect();
+            additional.sort();
+            additional.dedup();
+            format!(
+                "encrypt {method} [{}]{}{} to {to}",
+                keys.iter()
+                    .map(|k| k.fingerprint())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                if additional.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (additional keys: {})", additional.join(","))
+                },
+                if group.bcc { " (Bcc copy)" } else { "" }
+            )
+        }
     }
 }
 

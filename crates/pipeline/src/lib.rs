@@ -17,7 +17,7 @@ mod queue_id;
 mod recipient;
 pub mod trace;
 
-pub use recipient::RecipientDecision;
+pub use recipient::{AdditionalKeys, NoAdditionalKeys, RecipientDecision};
 
 use outcome::Origin;
 use sealgate_crypto::mime::{header_value_unfolded, HeaderLimits, Message};
@@ -72,6 +72,7 @@ impl Default for PipelineOptions {
 pub struct Pipeline {
     policy: Policy,
     resolver: Arc<Resolver>,
+    additional: Arc<dyn AdditionalKeys>,
     queue: Queue,
     options: PipelineOptions,
 }
@@ -86,9 +87,16 @@ impl Pipeline {
         Pipeline {
             policy,
             resolver,
+            additional: Arc::new(NoAdditionalKeys),
             queue,
             options,
         }
+    }
+
+    /// Encrypts copies to the additional keys `additional` provides too.
+    pub fn with_additional_keys(mut self, additional: Arc<dyn AdditionalKeys>) -> Pipeline {
+        self.additional = additional;
+        self
     }
 }
 
@@ -116,6 +124,7 @@ impl Handler for Pipeline {
         let decision = recipient::decide(
             &self.policy,
             &self.resolver,
+            self.additional.as_ref(),
             self.options.lookup_timeout,
             address,
         )

@@ -2,7 +2,7 @@
 //! the end of DATA so that the message is built with exactly the keys the
 //! recipient was accepted with.
 
-use sealgate_keys::{Method, Resolution, Resolver};
+use sealgate_keys::{Method, RecipientKey, Resolution, Resolver};
 use sealgate_policy::{Decision, ForeignEncryption, Mode, Policy, Refusal};
 use sealgate_smtp_server::Reply;
 use std::time::Duration;
@@ -18,6 +18,30 @@ pub struct RecipientDecision {
     pub mode: Mode,
     /// What to do when it does not.
     pub foreign_encryption: ForeignEncryption,
+    /// Fingerprints of the additional keys (key escrow) among the
+    /// decision's keys.
+    pub additional: Vec<String>,
+}
+
+/// The additional certificates and keys (`policy.additional_certificates`,
+/// `additional_pgp_keys`) that exist and are usable now, by thumbprint or
+/// fingerprint (upper-case hex). Ones that are not are left out (and the
+/// provider says so in the log).
+pub trait AdditionalKeys: Send + Sync {
+    fn smime(&self, sha256: &[String]) -> Vec<RecipientKey>;
+    fn pgp(&self, fingerprints: &[String]) -> Vec<RecipientKey>;
+}
+
+/// No additional keys.
+pub struct NoAdditionalKeys;
+
+impl AdditionalKeys for NoAdditionalKeys {
+    fn smime(&self, _: &[String]) -> Vec<RecipientKey> {
+        Vec::new()
+    }
+    fn pgp(&self, _: &[String]) -> Vec<RecipientKey> {
+        Vec::new()
+    }
 }
 
 impl RecipientDecision {
@@ -25,8 +49,13 @@ impl RecipientDecision {
     pub fn summary(&self) -> String {
         match &self.decision {
             Decision::Encrypt { method, source, .. } => format!(
-                "encrypt {method} [{}] from {source}",
-                self.fingerprints().join(",")
+                "encrypt {method} [{}] from {source}{}",
+                self.fingerprints().join(","),
+                if self.additional.is_empty() {
+                    String::new()
+                } else {
+                    format!(" + additional [{}]", self.additional.join(","))
+                }
             ),
             Decision::Plain { reason } => format!("plain ({reason})"),
         }
@@ -51,6 +80,7 @@ impl RecipientDecision {
 pub async fn decide(
     policy: &Policy,
     resolver: &Resolver,
+    additional: &dyn AdditionalKeys,
     timeout: Duration,
     address: &str,
 ) -> Result<RecipientDecision, Reply> {
@@ -75,12 +105,31 @@ pub async fn decide(
         }
     };
     match policy.decide(&settings, &resolution) {
-        Ok(decision) => Ok(RecipientDecision {
-            decision,
-            policy: settings.matched,
-            mode: settings.mode,
-            foreign_encryption: settings.foreign_encryption,
-        }),
+        Ok(mut decision) => {
+            // Every copy for this recipient is also encrypted to the
+            // additional keys of its method; the copy then names them too.
+            let mut added = Vec::new();
+            if let Decision::Encrypt { method, keys, .. } = &mut decision {
+                let extra = match method {
+                    Method::Smime => additional.smime(&settings.additional_certificates),
+                    Method::Pgp => additional.pgp(&settings.additional_pgp_keys),
+                };
+                for k in extra {
+                    let f = k.fingerprint();
+                    if !keys.iter().any(|have| have.fingerprint() == f) {
+                        keys.push(k);
+                        added.push(f);
+                    }
+                }
+            }
+            Ok(RecipientDecision {
+                decision,
+                policy: settings.matched,
+                mode: settings.mode,
+                foreign_encryption: settings.foreign_encryption,
+                additional: added,
+            })
+        }
         Err(Refusal::NoKey(reason)) => Err(Reply::new(
             550,
             (5, 7, 1),

@@ -104,6 +104,15 @@ pub struct PolicyConfig {
     /// RSA key transport: `pkcs1` (default) or `oaep`.
     #[serde(default)]
     pub smime_rsa_padding: RsaPaddingName,
+    /// SHA-256 thumbprints of certificates of the certificate store that
+    /// every S/MIME copy is also encrypted to (key escrow, archiving,
+    /// central scanning).
+    #[serde(default)]
+    pub additional_certificates: Vec<String>,
+    /// Fingerprints of OpenPGP keys in the store (`keys import`) that every
+    /// PGP/MIME copy is also encrypted to.
+    #[serde(default)]
+    pub additional_pgp_keys: Vec<String>,
     #[serde(default = "default_on_source_error")]
     pub on_source_error: OnSourceError,
     #[serde(default)]
@@ -121,6 +130,8 @@ impl Default for PolicyConfig {
             methods: default_methods(),
             smime_cipher: default_cipher(),
             smime_rsa_padding: RsaPaddingName::default(),
+            additional_certificates: Vec::new(),
+            additional_pgp_keys: Vec::new(),
             on_source_error: default_on_source_error(),
             foreign_encryption: ForeignEncryption::default(),
             domains: BTreeMap::new(),
@@ -136,6 +147,10 @@ pub struct DomainPolicy {
     pub methods: Option<Vec<MethodName>>,
     pub smime_cipher: Option<SmimeCipherName>,
     pub smime_rsa_padding: Option<RsaPaddingName>,
+    /// Added to the global ones (not replacing them).
+    pub additional_certificates: Option<Vec<String>>,
+    /// Added to the global ones (not replacing them).
+    pub additional_pgp_keys: Option<Vec<String>>,
     pub on_source_error: Option<OnSourceError>,
     pub foreign_encryption: Option<ForeignEncryption>,
 }
@@ -145,6 +160,43 @@ impl PolicyConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.methods.is_empty() {
             return Err("policy.methods: must name at least one method (pgp, smime)".into());
+        }
+        let hex = |key: &str, list: &[String], lens: &[usize], what: &str| -> Result<(), String> {
+            for t in list {
+                if !lens.contains(&t.len()) || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(format!("{key}: {t:?} is not {what}"));
+                }
+            }
+            Ok(())
+        };
+        let sha256 = "the SHA-256 thumbprint of a stored certificate (64 hex digits, as `sealgate certs list --json` shows)";
+        let fpr = "an OpenPGP fingerprint (40 or 64 hex digits)";
+        hex(
+            "policy.additional_certificates",
+            &self.additional_certificates,
+            &[64],
+            sha256,
+        )?;
+        hex(
+            "policy.additional_pgp_keys",
+            &self.additional_pgp_keys,
+            &[40, 64],
+            fpr,
+        )?;
+        for (domain, d) in &self.domains {
+            let key = |k: &str| format!("policy.domains.\"{domain}\".{k}");
+            hex(
+                &key("additional_certificates"),
+                d.additional_certificates.as_deref().unwrap_or(&[]),
+                &[64],
+                sha256,
+            )?;
+            hex(
+                &key("additional_pgp_keys"),
+                d.additional_pgp_keys.as_deref().unwrap_or(&[]),
+                &[40, 64],
+                fpr,
+            )?;
         }
         for (domain, d) in &self.domains {
             let bare = domain.strip_prefix("*.").unwrap_or(domain);

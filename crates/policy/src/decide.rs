@@ -12,6 +12,10 @@ pub struct Settings {
     pub methods: Vec<Method>,
     pub smime_cipher: SmimeCipherName,
     pub smime_rsa_padding: RsaPaddingName,
+    /// Upper-case SHA-256 thumbprints: global ones, then the domain's.
+    pub additional_certificates: Vec<String>,
+    /// Upper-case OpenPGP fingerprints: global ones, then the domain's.
+    pub additional_pgp_keys: Vec<String>,
     pub on_source_error: OnSourceError,
     pub foreign_encryption: ForeignEncryption,
     /// The policy entry that supplied the mode: `global` or the domain key.
@@ -100,6 +104,8 @@ impl Policy {
             methods: c.methods.iter().map(|&m| m.into()).collect(),
             smime_cipher: c.smime_cipher,
             smime_rsa_padding: c.smime_rsa_padding,
+            additional_certificates: upper(&c.additional_certificates),
+            additional_pgp_keys: upper(&c.additional_pgp_keys),
             on_source_error: c.on_source_error,
             foreign_encryption: c.foreign_encryption,
             matched: "global".into(),
@@ -129,6 +135,16 @@ impl Policy {
             }
             if let Some(p) = d.smime_rsa_padding {
                 s.smime_rsa_padding = p;
+            }
+            for (mine, theirs) in [
+                (&mut s.additional_certificates, &d.additional_certificates),
+                (&mut s.additional_pgp_keys, &d.additional_pgp_keys),
+            ] {
+                for t in upper(theirs.as_deref().unwrap_or(&[])) {
+                    if !mine.contains(&t) {
+                        mine.push(t);
+                    }
+                }
             }
             if let Some(e) = d.on_source_error {
                 s.on_source_error = e;
@@ -185,6 +201,10 @@ impl Policy {
             }),
         }
     }
+}
+
+fn upper(list: &[String]) -> Vec<String> {
+    list.iter().map(|t| t.to_ascii_uppercase()).collect()
 }
 
 #[cfg(test)]
@@ -317,5 +337,44 @@ mod tests {
             ..Default::default()
         };
         assert!(Policy::new(c).unwrap_err().contains("policy.methods"));
+    }
+
+    /// Additional keys: a domain's are added to the global ones (any case
+    /// in the file, upper case in the settings); malformed ones name their key.
+    #[test]
+    fn additional_keys_add_up_and_are_checked() {
+        let a = "ab".repeat(32);
+        let b = "CD".repeat(32);
+        let mut c = PolicyConfig {
+            additional_certificates: vec![a.clone()],
+            additional_pgp_keys: vec!["ef".repeat(20)],
+            ..Default::default()
+        };
+        c.domains.insert(
+            "esc.test".into(),
+            DomainPolicy {
+                additional_certificates: Some(vec![b.clone(), a.to_uppercase()]),
+                ..Default::default()
+            },
+        );
+        let p = Policy::new(c.clone()).unwrap();
+        let s = p.settings_for("x@esc.test");
+        assert_eq!(s.additional_certificates, vec![a.to_uppercase(), b.clone()]);
+        assert_eq!(s.additional_pgp_keys, vec!["EF".repeat(20)]);
+        assert_eq!(
+            p.settings_for("x@other.test").additional_certificates,
+            vec![a.to_uppercase()]
+        );
+        c.domains.get_mut("esc.test").unwrap().additional_pgp_keys = Some(vec!["xyz".into()]);
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.starts_with("policy.domains.\"esc.test\".additional_pgp_keys: \"xyz\" is not an OpenPGP fingerprint"),
+            "{e}"
+        );
+        c.additional_certificates = vec!["12".into()];
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("policy.additional_certificates"));
     }
 }

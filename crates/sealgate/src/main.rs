@@ -21,6 +21,7 @@ macro_rules! out {
     }};
 }
 
+mod additional;
 mod cli;
 mod commands;
 mod config;

@@ -46,21 +46,28 @@ pub async fn run(settings: Settings) -> Result<()> {
     let workers = queue.start(Arc::new(relay), &settings.relay.upstream);
     let resolver = Arc::new(resolver);
     crate::observe::sample_breakers(resolver.clone(), metrics.clone());
-    let pipeline = Arc::new(Pipeline::new(
-        policy,
-        resolver.clone(),
-        queue.clone(),
-        PipelineOptions {
-            lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
-            message_timeout: Duration::from_secs(settings.relay.message_timeout_secs),
-            hostname: settings.smtp.hostname.clone(),
-            max_hops: settings.smtp.max_hops,
-            header_limits: sealgate_crypto::mime::HeaderLimits {
-                max_bytes: settings.smtp.max_header_size,
-                max_fields: settings.smtp.max_header_fields,
+    let additional = Arc::new(crate::additional::LiveAdditionalKeys::default());
+    additional
+        .refresh(&settings.policy, &trust_store, &store)
+        .await;
+    let pipeline = Arc::new(
+        Pipeline::new(
+            policy,
+            resolver.clone(),
+            queue.clone(),
+            PipelineOptions {
+                lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
+                message_timeout: Duration::from_secs(settings.relay.message_timeout_secs),
+                hostname: settings.smtp.hostname.clone(),
+                max_hops: settings.smtp.max_hops,
+                header_limits: sealgate_crypto::mime::HeaderLimits {
+                    max_bytes: settings.smtp.max_header_size,
+                    max_fields: settings.smtp.max_header_fields,
+                },
             },
-        },
-    ));
+        )
+        .with_additional_keys(additional.clone()),
+    );
     let mut server_config = wiring::server_config(&settings)?;
     server_config.metrics = Some(metrics.clone());
     let server_config = Arc::new(server_config);
@@ -76,7 +83,16 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
 
     crl_refresh(&settings, &store)?;
-    trust_reload(trust.clone(), trust_store.clone());
+    trust_reload(
+        trust.clone(),
+        trust_store.clone(),
+        additional.clone(),
+        settings.policy.clone(),
+        store.clone(),
+    );
+    let hup_additional = additional.clone();
+    let hup_policy = settings.policy.clone();
+    let hup_store = store.clone();
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -86,6 +102,9 @@ pub async fn run(settings: Settings) -> Result<()> {
                     "SIGHUP: trust stores not reloaded, keeping the previous ones: {e}"
                 );
             }
+            hup_additional
+                .refresh(&hup_policy, &trust_store, &hup_store)
+                .await;
             // Remote answers are asked again: a changed key at a source
             // shows at once, not after keys.memory_cache_secs; so are the
             // verdicts on keys.
@@ -171,7 +190,13 @@ fn crl_refresh(settings: &Settings, store: &sealgate_store::Store) -> Result<()>
 /// CTL and CRLs (what `sealgate certs|roots|ctl|crl` change).
 const TRUST_RELOAD: Duration = Duration::from_secs(10);
 
-fn trust_reload(trust: Arc<sealgate_trust::LiveTrust>, store: sealgate_trust::TrustStore) {
+fn trust_reload(
+    trust: Arc<sealgate_trust::LiveTrust>,
+    store: sealgate_trust::TrustStore,
+    additional: Arc<crate::additional::LiveAdditionalKeys>,
+    policy: sealgate_policy::PolicyConfig,
+    keys_store: sealgate_store::Store,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TRUST_RELOAD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -179,6 +204,7 @@ fn trust_reload(trust: Arc<sealgate_trust::LiveTrust>, store: sealgate_trust::Tr
         let mut failing = false;
         loop {
             tick.tick().await;
+            additional.refresh(&policy, &store, &keys_store).await;
             match trust.refresh(&store).await {
                 Ok(()) if failing => {
                     failing = false;

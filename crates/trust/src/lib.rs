@@ -183,6 +183,12 @@ impl TrustStore {
         view(&self.verifier().await?, stored)
     }
 
+    /// The stored certificate `thumbprint` names (as [`TrustStore::show_cert`]),
+    /// without judging it.
+    pub async fn cert(&self, thumbprint: &str) -> Result<StoredCert, TrustError> {
+        self.find_cert(thumbprint).await
+    }
+
     /// Removes the certificate `thumbprint` names; its subject.
     pub async fn remove_cert(&self, thumbprint: &str) -> Result<StoredCert, TrustError> {
         let stored = self.find_cert(thumbprint).await?;

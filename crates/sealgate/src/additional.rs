@@ -1,0 +1,159 @@
+//! Wiring of the additional keys (key escrow, archiving, central scanning):
+//! `policy.additional_certificates` are certificates of the trust stage's
+//! certificate store, `policy.additional_pgp_keys` OpenPGP keys of the store
+//! (`sealgate keys import`). Loaded at start and with every trust reload
+//! (every 10 s, SIGHUP); only the ones usable now are handed to the
+//! pipeline: a certificate that is not valid (expired, revoked,
+//! black-listed, no path to a root), or a key with no live encryption
+//! subkey, is left out, and the log says so once per change.
+
+use sealgate_keys::RecipientKey;
+use sealgate_pipeline::AdditionalKeys;
+use sealgate_policy::PolicyConfig;
+use sealgate_store::Store;
+use sealgate_trust::TrustStore;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The usable additional keys, by upper-case thumbprint / fingerprint.
+#[derive(Default)]
+pub struct LiveAdditionalKeys {
+    keys: RwLock<HashMap<String, RecipientKey>>,
+    /// What the last refresh could not use, to log changes only.
+    missing: Mutex<BTreeSet<String>>,
+}
+
+impl LiveAdditionalKeys {
+    /// Every thumbprint and fingerprint the policy names, at any level.
+    fn wanted(policy: &PolicyConfig) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut smime: BTreeSet<String> = BTreeSet::new();
+        let mut pgp: BTreeSet<String> = BTreeSet::new();
+        smime.extend(
+            policy
+                .additional_certificates
+                .iter()
+                .map(|t| t.to_ascii_uppercase()),
+        );
+        pgp.extend(
+            policy
+                .additional_pgp_keys
+                .iter()
+                .map(|t| t.to_ascii_uppercase()),
+        );
+        for d in policy.domains.values() {
+            smime.extend(
+                d.additional_certificates
+                    .iter()
+                    .flatten()
+                    .map(|t| t.to_ascii_uppercase()),
+            );
+            pgp.extend(
+                d.additional_pgp_keys
+                    .iter()
+                    .flatten()
+                    .map(|t| t.to_ascii_uppercase()),
+            );
+        }
+        (smime, pgp)
+    }
+
+    /// Reads them again from the stores.
+    pub async fn refresh(&self, policy: &PolicyConfig, trust: &TrustStore, store: &Store) {
+        let (smime, pgp) = Self::wanted(policy);
+        if smime.is_empty() && pgp.is_empty() {
+            return;
+        }
+        let mut found = HashMap::new();
+        let mut missing = BTreeSet::new();
+        let verifier = if smime.is_empty() {
+            None
+        } else {
+            match trust.verifier().await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!("additional certificates not reloaded: {e}");
+                    return;
+                }
+            }
+        };
+        for t in smime {
+            let x = trust
+                .cert(&t)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|c| openssl::x509::X509::from_der(&c.der).map_err(|e| e.to_string()));
+            match (x, &verifier) {
+                (Ok(x), Some(v)) => {
+                    let status = v.verify(&x, &[]).status;
+                    if status.is_valid() {
+                        found.insert(t, RecipientKey::Smime(Arc::new(x)));
+                    } else {
+                        missing.insert(format!("certificate {t}: {status}"));
+                    }
+                }
+                (Err(e), _) => {
+                    missing.insert(format!("certificate {t}: {e}"));
+                }
+                (Ok(_), None) => {}
+            }
+        }
+        for f in pgp {
+            match store.key(&f).await {
+                Ok(Some(k)) => match sealgate_keys::load::parse_pgp(k.data.as_bytes()) {
+                    Ok(mut keys) => match keys.pop() {
+                        Some(RecipientKey::Pgp(cert))
+                            if !sealgate_crypto::pgp::encryption_subkeys(
+                                &cert,
+                                std::time::SystemTime::now(),
+                            )
+                            .is_empty() =>
+                        {
+                            found.insert(f, RecipientKey::Pgp(cert));
+                        }
+                        _ => {
+                            missing.insert(format!("OpenPGP key {f}: no live encryption subkey"));
+                        }
+                    },
+                    Err(e) => {
+                        missing.insert(format!("OpenPGP key {f}: unreadable: {e}"));
+                    }
+                },
+                Ok(None) => {
+                    missing.insert(format!(
+                        "OpenPGP key {f}: not in the store (sealgate keys import)"
+                    ));
+                }
+                Err(e) => {
+                    missing.insert(format!("OpenPGP key {f}: {e}"));
+                }
+            }
+        }
+        {
+            let mut last = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != missing {
+                for m in &missing {
+                    tracing::error!("additional key not used: {m}; copies go out without it");
+                }
+                if missing.is_empty() && !last.is_empty() {
+                    tracing::info!("every additional key is usable again");
+                }
+                *last = missing;
+            }
+        }
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = found;
+    }
+
+    fn pick(&self, ids: &[String]) -> Vec<RecipientKey> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        ids.iter().filter_map(|i| keys.get(i).cloned()).collect()
+    }
+}
+
+impl AdditionalKeys for LiveAdditionalKeys {
+    fn smime(&self, sha256: &[String]) -> Vec<RecipientKey> {
+        self.pick(sha256)
+    }
+    fn pgp(&self, fingerprints: &[String]) -> Vec<RecipientKey> {
+        self.pick(fingerprints)
+    }
+}
