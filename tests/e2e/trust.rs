@@ -322,3 +322,128 @@ fn additional_certificates_and_keys() {
         "{log}"
     );
 }
+
+/// Manual certificate selection: a certificate that does not name the
+/// recipient is used for them once selected (for the address or its
+/// domain), while it is valid, and dropped once it is revoked;
+/// `auto_select = false` keeps the certificates that name the recipient out,
+/// and automatic selections cannot be deselected.
+#[test]
+fn manual_selection_and_auto_select() {
+    let ca = TestCa::new("e2e Selection CA");
+    let issue = |email: &str| {
+        ca.issue(CertOptions {
+            email: Some(email.into()),
+            ..Default::default()
+        })
+    };
+    let other = issue("other@x.test");
+    let amy = issue("amy@noauto.test");
+    let desk = issue("desk@noauto.test");
+    let files = tempfile::tempdir().unwrap();
+    let put = |name: &str, bytes: &[u8]| {
+        let p = files.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let amy_pem = put("amy.pem", &amy.cert_pem);
+    let root = put("root.pem", &ca.cert_pem);
+    let certs = put(
+        "certs.pem",
+        &[
+            other.cert_pem.clone(),
+            desk.cert_pem.clone(),
+            amy.cert_pem.clone(),
+        ]
+        .concat(),
+    );
+    let sink = Sink::start();
+    let mut cfg = config(sink.port(), &amy_pem, false);
+    cfg.push_str("[policy.domains.\"noauto.test\"]\nauto_select = false\n");
+    let gw = Gateway::start(&cfg);
+    assert!(gw
+        .cli(&["roots", "import", root.to_str().unwrap()])
+        .status
+        .success());
+    assert!(gw
+        .cli(&["certs", "import", certs.to_str().unwrap()])
+        .status
+        .success());
+    let sha_of = |email: &str| -> String {
+        let o = gw.cli(&["certs", "list", "--email", email, "--json"]);
+        let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        l[0]["certificate"]["sha256"].as_str().unwrap().to_string()
+    };
+    let (other_sha, amy_sha, desk_sha) = (
+        sha_of("other@x.test"),
+        sha_of("amy@noauto.test"),
+        sha_of("desk@noauto.test"),
+    );
+    let send = |to: &str, marker: &str| {
+        let msg = format!("From: a@apps.test\r\nTo: {to}\r\nSubject: {marker}\r\n\r\n{marker}\r\n");
+        smtp_send(gw.port, "a@apps.test", &[to], msg.as_bytes())
+    };
+    let refused = |r: Result<(), String>| {
+        let e = r.unwrap_err();
+        assert!(e.contains("550") && e.contains("5.7.1"), "{e}");
+    };
+
+    // zed has no certificate of his own: refused, until one is selected.
+    refused(send("zed@sel.test", "SEL-1"));
+    let o = gw.cli(&["certs", "select", "zed@sel.test", &other_sha]);
+    assert!(stdout_of(&o).starts_with("selected "), "{}", text(&o));
+    hup(&gw, 1);
+    send("zed@sel.test", "SEL-2").unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        sealgate_testkit::pki::cms_recipients(&got[0].data),
+        vec![other.recipient_id()]
+    );
+    assert!(String::from_utf8_lossy(&cms_decrypt(&got[0].data, &other).unwrap()).contains("SEL-2"));
+    let o = gw.cli(&["certs", "selected", "zed@sel.test", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["manual"][0]["selected_for"], "zed@sel.test", "{v}");
+    assert_eq!(v["manual"][0]["status"], "valid");
+
+    // Revoked (a CRL of its CA): dropped, zed is refused again.
+    ca.revoke(&other);
+    let crl = put("ca.crl", &ca.crl_der());
+    assert!(gw
+        .cli(&["crl", "import", crl.to_str().unwrap()])
+        .status
+        .success());
+    hup(&gw, 2);
+    refused(send("zed@sel.test", "SEL-3"));
+
+    // auto_select = false: amy's own certificate (from the files) is not
+    // used; a certificate selected for her domain is, and only it.
+    refused(send("amy@noauto.test", "SEL-4"));
+    let o = gw.cli(&["certs", "deselect", "amy@noauto.test", &amy_sha]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("automatic selections cannot be deselected"),
+        "{}",
+        text(&o)
+    );
+    assert!(gw
+        .cli(&["certs", "select", "@noauto.test", &desk_sha])
+        .status
+        .success());
+    hup(&gw, 3);
+    send("amy@noauto.test", "SEL-5").unwrap();
+    let got = sink.wait_for(2, Duration::from_secs(30)).unwrap();
+    let m = got
+        .iter()
+        .find(|m| m.rcpt_to.iter().any(|r| r == "amy@noauto.test"))
+        .unwrap();
+    assert_eq!(
+        sealgate_testkit::pki::cms_recipients(&m.data),
+        vec![desk.recipient_id()]
+    );
+    let o = gw.cli(&["certs", "deselect", "@noauto.test", &desk_sha]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+fn stdout_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

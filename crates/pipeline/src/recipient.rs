@@ -30,6 +30,11 @@ pub struct RecipientDecision {
 pub trait AdditionalKeys: Send + Sync {
     fn smime(&self, sha256: &[String]) -> Vec<RecipientKey>;
     fn pgp(&self, fingerprints: &[String]) -> Vec<RecipientKey>;
+    /// The certificates manually selected for `address` (its own and its
+    /// domain's) that are valid now, whether or not they name it.
+    fn selected(&self, _address: &str) -> Vec<RecipientKey> {
+        Vec::new()
+    }
 }
 
 /// No additional keys.
@@ -76,6 +81,38 @@ impl RecipientDecision {
     }
 }
 
+/// CipherMail's certificate selection on the resolver's answer: with
+/// `auto_select` off, the S/MIME keys the sources found for the address are
+/// dropped; the manually selected ones are added (they may be the only ones).
+fn with_selection(
+    mut resolution: Resolution,
+    settings: &sealgate_policy::Settings,
+    additional: &dyn AdditionalKeys,
+    address: &str,
+) -> Resolution {
+    if !settings.methods.contains(&Method::Smime) {
+        return resolution;
+    }
+    if !settings.auto_select {
+        resolution.keys.remove(&Method::Smime);
+    }
+    let manual = additional.selected(address);
+    if manual.is_empty() {
+        return resolution;
+    }
+    let (_, keys) = resolution
+        .keys
+        .entry(Method::Smime)
+        .or_insert_with(|| ("selected".to_string(), Vec::new()));
+    for k in manual {
+        let f = k.fingerprint();
+        if !keys.iter().any(|have| have.fingerprint() == f) {
+            keys.push(k);
+        }
+    }
+    resolution
+}
+
 /// Resolves and decides; a refusal becomes the RCPT reply.
 pub async fn decide(
     policy: &Policy,
@@ -104,6 +141,7 @@ pub async fn decide(
             },
         }
     };
+    let resolution = with_selection(resolution, &settings, additional, address);
     match policy.decide(&settings, &resolution) {
         Ok(mut decision) => {
             // Every copy for this recipient is also encrypted to the

@@ -81,6 +81,10 @@ fn default_on_source_error() -> OnSourceError {
     OnSourceError::Defer
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn default_mode() -> Mode {
     Mode::Opportunistic
 }
@@ -113,6 +117,11 @@ pub struct PolicyConfig {
     /// PGP/MIME copy is also encrypted to.
     #[serde(default)]
     pub additional_pgp_keys: Vec<String>,
+    /// S/MIME certificates that name the recipient are used (CipherMail's
+    /// automatic selection). `false`: only the manually selected ones
+    /// (`sealgate certs select`).
+    #[serde(default = "yes")]
+    pub auto_select: bool,
     #[serde(default = "default_on_source_error")]
     pub on_source_error: OnSourceError,
     #[serde(default)]
@@ -132,6 +141,7 @@ impl Default for PolicyConfig {
             smime_rsa_padding: RsaPaddingName::default(),
             additional_certificates: Vec::new(),
             additional_pgp_keys: Vec::new(),
+            auto_select: true,
             on_source_error: default_on_source_error(),
             foreign_encryption: ForeignEncryption::default(),
             domains: BTreeMap::new(),
@@ -151,6 +161,7 @@ pub struct DomainPolicy {
     pub additional_certificates: Option<Vec<String>>,
     /// Added to the global ones (not replacing them).
     pub additional_pgp_keys: Option<Vec<String>>,
+    pub auto_select: Option<bool>,
     pub on_source_error: Option<OnSourceError>,
     pub foreign_encryption: Option<ForeignEncryption>,
 }

@@ -16,6 +16,9 @@ pub struct Settings {
     pub additional_certificates: Vec<String>,
     /// Upper-case OpenPGP fingerprints: global ones, then the domain's.
     pub additional_pgp_keys: Vec<String>,
+    /// Certificates that name the recipient are used (besides the manually
+    /// selected ones).
+    pub auto_select: bool,
     pub on_source_error: OnSourceError,
     pub foreign_encryption: ForeignEncryption,
     /// The policy entry that supplied the mode: `global` or the domain key.
@@ -106,6 +109,7 @@ impl Policy {
             smime_rsa_padding: c.smime_rsa_padding,
             additional_certificates: upper(&c.additional_certificates),
             additional_pgp_keys: upper(&c.additional_pgp_keys),
+            auto_select: c.auto_select,
             on_source_error: c.on_source_error,
             foreign_encryption: c.foreign_encryption,
             matched: "global".into(),
@@ -135,6 +139,9 @@ impl Policy {
             }
             if let Some(p) = d.smime_rsa_padding {
                 s.smime_rsa_padding = p;
+            }
+            if let Some(a) = d.auto_select {
+                s.auto_select = a;
             }
             for (mine, theirs) in [
                 (&mut s.additional_certificates, &d.additional_certificates),
@@ -371,6 +378,18 @@ mod tests {
             e.starts_with("policy.domains.\"esc.test\".additional_pgp_keys: \"xyz\" is not an OpenPGP fingerprint"),
             "{e}"
         );
+        // auto_select: on by default, off per domain.
+        let mut d = PolicyConfig::default();
+        d.domains.insert(
+            "noauto.test".into(),
+            DomainPolicy {
+                auto_select: Some(false),
+                ..Default::default()
+            },
+        );
+        let p = Policy::new(d).unwrap();
+        assert!(p.settings_for("a@other.test").auto_select);
+        assert!(!p.settings_for("a@noauto.test").auto_select);
         c.additional_certificates = vec!["12".into()];
         assert!(c
             .validate()

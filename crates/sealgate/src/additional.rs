@@ -1,4 +1,6 @@
-//! Wiring of the additional keys (key escrow, archiving, central scanning):
+//! Wiring of the keys the policy adds to a recipient's own: the manually
+//! selected certificates (`sealgate certs select`, for a user or a domain),
+//! and the additional keys (key escrow, archiving, central scanning):
 //! `policy.additional_certificates` are certificates of the trust stage's
 //! certificate store, `policy.additional_pgp_keys` OpenPGP keys of the store
 //! (`sealgate keys import`). Loaded at start and with every trust reload
@@ -19,6 +21,8 @@ use std::sync::{Arc, Mutex, RwLock};
 #[derive(Default)]
 pub struct LiveAdditionalKeys {
     keys: RwLock<HashMap<String, RecipientKey>>,
+    /// Valid manual selections by target (address or `@domain`).
+    selected: RwLock<HashMap<String, Vec<RecipientKey>>>,
     /// What the last refresh could not use, to log changes only.
     missing: Mutex<BTreeSet<String>>,
 }
@@ -59,6 +63,7 @@ impl LiveAdditionalKeys {
 
     /// Reads them again from the stores.
     pub async fn refresh(&self, policy: &PolicyConfig, trust: &TrustStore, store: &Store) {
+        self.refresh_selections(trust).await;
         let (smime, pgp) = Self::wanted(policy);
         if smime.is_empty() && pgp.is_empty() {
             return;
@@ -143,6 +148,42 @@ impl LiveAdditionalKeys {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = found;
     }
 
+    /// The manual selections, each kept while valid (by the trust rules,
+    /// with a key CMS can encrypt to); the address is not checked.
+    async fn refresh_selections(&self, trust: &TrustStore) {
+        let all = match trust.manual_selections().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("certificate selections not reloaded: {e}");
+                return;
+            }
+        };
+        let mut selected: HashMap<String, Vec<RecipientKey>> = HashMap::new();
+        if !all.is_empty() {
+            let verifier = match trust.verifier().await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("certificate selections not reloaded: {e}");
+                    return;
+                }
+            };
+            for (target, c) in all {
+                let Ok(x) = openssl::x509::X509::from_der(&c.der) else {
+                    continue;
+                };
+                if verifier.verify(&x, &[]).status.is_valid()
+                    && sealgate_crypto::smime::key_transport_support(&x).is_ok()
+                {
+                    selected
+                        .entry(target)
+                        .or_default()
+                        .push(RecipientKey::Smime(Arc::new(x)));
+                }
+            }
+        }
+        *self.selected.write().unwrap_or_else(|e| e.into_inner()) = selected;
+    }
+
     fn pick(&self, ids: &[String]) -> Vec<RecipientKey> {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         ids.iter().filter_map(|i| keys.get(i).cloned()).collect()
@@ -155,5 +196,17 @@ impl AdditionalKeys for LiveAdditionalKeys {
     }
     fn pgp(&self, fingerprints: &[String]) -> Vec<RecipientKey> {
         self.pick(fingerprints)
+    }
+
+    fn selected(&self, address: &str) -> Vec<RecipientKey> {
+        let address = address.to_lowercase();
+        let domain = format!("@{}", address.rsplit_once('@').map_or("", |(_, d)| d));
+        let selected = self.selected.read().unwrap_or_else(|e| e.into_inner());
+        [address.as_str(), domain.as_str()]
+            .iter()
+            .filter_map(|t| selected.get(*t))
+            .flatten()
+            .cloned()
+            .collect()
     }
 }

@@ -168,6 +168,29 @@ pub enum CertsCommand {
         /// SHA-256 or SHA-512 thumbprint (at least its first 8 digits).
         thumbprint: String,
     },
+    /// Select a certificate for a user or a domain by hand: S/MIME copies
+    /// for them are also encrypted to it while it is valid, whether or not
+    /// it names them.
+    Select {
+        /// A mail address, or @domain for everyone there.
+        target: String,
+        /// SHA-256 or SHA-512 thumbprint of a stored certificate.
+        thumbprint: String,
+    },
+    /// Undo `certs select` (automatic selections cannot be deselected).
+    Deselect {
+        /// The address or @domain it was selected for.
+        target: String,
+        thumbprint: String,
+    },
+    /// What is selected for an address: by hand (its own and its domain's)
+    /// and automatically (stored certificates that name it), with status.
+    Selected {
+        address: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

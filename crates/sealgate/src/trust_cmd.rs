@@ -369,6 +369,79 @@ async fn certs_command(
                 import(trust, &other, Target::Certs).await
             }
         }
+        CertsCommand::Select { target, thumbprint } => {
+            let (c, added) = trust
+                .select(&target, &thumbprint)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            out!(
+                "{} {} {} for {}",
+                if added {
+                    "selected"
+                } else {
+                    "already selected"
+                },
+                &c.info.sha256[..16],
+                c.info.subject,
+                target.to_lowercase()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::Deselect { target, thumbprint } => {
+            let c = trust
+                .deselect(&target, &thumbprint)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            out!(
+                "deselected {} {} for {}",
+                &c.info.sha256[..16],
+                c.info.subject,
+                target.to_lowercase()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::Selected { address, json } => {
+            let s = trust.selected(&address).await.map_err(|e| anyhow!("{e}"))?;
+            if json {
+                let manual: Vec<_> = s
+                    .manual
+                    .iter()
+                    .map(|(t, v)| {
+                        let mut j = view_json(v);
+                        j["selected_for"] = json!(t);
+                        j
+                    })
+                    .collect();
+                let automatic: Vec<_> = s.automatic.iter().map(view_json).collect();
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"manual": manual, "automatic": automatic})
+                    )?
+                );
+            } else {
+                if s.manual.is_empty() && s.automatic.is_empty() {
+                    out!("nothing selected for {address} in the certificate store");
+                }
+                for (t, v) in &s.manual {
+                    out!(
+                        "manual ({t}) {:<13} {}  {}",
+                        v.verdict.status.label(),
+                        &v.stored.info.sha256[..16],
+                        v.stored.info.subject
+                    );
+                }
+                for v in &s.automatic {
+                    out!(
+                        "automatic {:<13} {}  {}",
+                        v.verdict.status.label(),
+                        &v.stored.info.sha256[..16],
+                        v.stored.info.subject
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         CertsCommand::Remove { thumbprint } => {
             let removed = trust
                 .remove_cert(&thumbprint)

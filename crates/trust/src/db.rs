@@ -167,6 +167,10 @@ pub(crate) async fn find_certs(
 
 pub(crate) async fn remove_cert(pool: &AnyPool, sha256: &str) -> Result<bool, TrustError> {
     let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM trust_selection WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM trust_private_key WHERE sha256 = $1")
         .bind(sha256)
         .execute(&mut *tx)
@@ -462,5 +466,45 @@ pub(crate) async fn private_key(
             .bind(sha256)
             .fetch_optional(pool)
             .await?,
+    )
+}
+
+/// Manual selections: (target, SHA-256), every one, or those of `targets`.
+pub(crate) async fn selections(pool: &AnyPool) -> Result<Vec<(String, String)>, TrustError> {
+    let rows = sqlx::query("SELECT target, sha256 FROM trust_selection ORDER BY target, added_at")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+pub(crate) async fn select(pool: &AnyPool, target: &str, sha256: &str) -> Result<bool, TrustError> {
+    Ok(sqlx::query(
+        "INSERT INTO trust_selection (target, sha256, added_at) VALUES ($1, $2, $3)
+         ON CONFLICT (target, sha256) DO NOTHING",
+    )
+    .bind(target)
+    .bind(sha256)
+    .bind(sealgate_store::now_unix())
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+pub(crate) async fn deselect(
+    pool: &AnyPool,
+    target: &str,
+    sha256: &str,
+) -> Result<bool, TrustError> {
+    Ok(
+        sqlx::query("DELETE FROM trust_selection WHERE target = $1 AND sha256 = $2")
+            .bind(target)
+            .bind(sha256)
+            .execute(pool)
+            .await?
+            .rows_affected()
+            == 1,
     )
 }

@@ -70,6 +70,33 @@ pub struct CertFilter {
     pub with_key: bool,
 }
 
+/// What [`TrustStore::selected`] finds for an address.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// (target: the address or `@domain`, certificate).
+    pub manual: Vec<(String, CertView)>,
+    /// Certificates of the store that name the address.
+    pub automatic: Vec<CertView>,
+}
+
+/// `alice@example.org` or `@example.org`, lower case; an error names a
+/// target that is neither.
+pub fn selection_target(t: &str) -> Result<String, TrustError> {
+    let t = t.trim().to_lowercase();
+    let ok = match t.strip_prefix('@') {
+        Some(domain) => !domain.is_empty() && !domain.contains('@'),
+        None => t
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@')),
+    };
+    if !ok || t.chars().any(char::is_whitespace) {
+        return Err(TrustError::BadThumbprint(format!(
+            "{t:?} is neither a mail address nor @domain"
+        )));
+    }
+    Ok(t)
+}
+
 /// A certificate with its status now.
 #[derive(Debug, Clone)]
 pub struct CertView {
@@ -260,6 +287,81 @@ impl TrustStore {
             })?;
         let der = kek.open(&sealed, sha256.as_bytes())?;
         Ok(openssl::pkey::PKey::private_key_from_pkcs8(&der)?)
+    }
+
+    /// Selects the stored certificate `thumbprint` names for `target` (an
+    /// address, or `@domain` for everyone there): it is used for them while
+    /// it is valid, whether or not it names them. False when it already was.
+    pub async fn select(
+        &self,
+        target: &str,
+        thumbprint: &str,
+    ) -> Result<(StoredCert, bool), TrustError> {
+        let target = selection_target(target)?;
+        let c = self.find_cert(thumbprint).await?;
+        let added = db::select(self.store.pool(), &target, &c.info.sha256).await?;
+        Ok((c, added))
+    }
+
+    /// Undoes [`TrustStore::select`]. A certificate that is selected
+    /// automatically (it names the address) cannot be deselected: the error
+    /// says to turn `auto_select` off instead.
+    pub async fn deselect(&self, target: &str, thumbprint: &str) -> Result<StoredCert, TrustError> {
+        let target = selection_target(target)?;
+        let c = self.find_cert(thumbprint).await?;
+        if db::deselect(self.store.pool(), &target, &c.info.sha256).await? {
+            return Ok(c);
+        }
+        if c.info.emails.contains(&target) {
+            return Err(TrustError::NotFound(format!(
+                "{} is selected for {target} automatically (it names the address); automatic selections cannot be deselected: set auto_select = false for {target} or its domain instead",
+                c.info.sha256
+            )));
+        }
+        Err(TrustError::NotFound(format!(
+            "{} is not selected for {target}",
+            c.info.sha256
+        )))
+    }
+
+    /// What is selected for `address`: its own manual selections and its
+    /// domain's (each with its status now), and the certificates of the
+    /// store that name it (the automatic ones, when auto_select is on).
+    pub async fn selected(&self, address: &str) -> Result<Selected, TrustError> {
+        let address = selection_target(address)?;
+        if address.starts_with('@') {
+            return Err(TrustError::BadThumbprint(format!(
+                "{address}: give an address; a domain's selections show under each address"
+            )));
+        }
+        let domain = format!("@{}", address.rsplit_once('@').map_or("", |(_, d)| d));
+        let verifier = self.verifier().await?;
+        let mut manual = Vec::new();
+        for (target, sha) in db::selections(self.store.pool()).await? {
+            if target == address || target == domain {
+                if let Ok(c) = self.find_cert(&sha).await {
+                    manual.push((target, view(&verifier, c)?));
+                }
+            }
+        }
+        let mut automatic = Vec::new();
+        for c in db::list_certs(self.store.pool(), Some(&address)).await? {
+            if !c.info.is_ca {
+                automatic.push(view(&verifier, c)?);
+            }
+        }
+        Ok(Selected { manual, automatic })
+    }
+
+    /// Every manual selection: (target, certificate).
+    pub async fn manual_selections(&self) -> Result<Vec<(String, StoredCert)>, TrustError> {
+        let mut out = Vec::new();
+        for (target, sha) in db::selections(self.store.pool()).await? {
+            if let Ok(c) = self.find_cert(&sha).await {
+                out.push((target, c));
+            }
+        }
+        Ok(out)
     }
 
     /// Adds every certificate in `bytes` to the root store.
