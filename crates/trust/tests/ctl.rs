@@ -212,3 +212,55 @@ async fn allow_expired_and_no_inheritance_of_white_listing() {
         Status::BlackListed("its issuing CA CN=Unknown Intermediate".into())
     );
 }
+
+/// Selection targets are an address or @domain; deselecting what was not
+/// selected says so; a domain selection shows under each of its addresses.
+#[tokio::test]
+async fn selections_name_their_targets() {
+    let (_dir, trust) = sqlite().await;
+    let x = self_signed("partner@example.net");
+    let sha = import(&trust, &x.to_pem().unwrap()).await;
+    for bad in ["nobody", "@", "a@b@c", "two words@x.test"] {
+        let e = trust.select(bad, &sha).await.unwrap_err();
+        assert!(
+            e.to_string().contains("neither a mail address nor @domain"),
+            "{bad}: {e}"
+        );
+    }
+    let (_, added) = trust.select("@Example.ORG", &sha).await.unwrap();
+    assert!(added);
+    assert!(
+        !trust.select("@example.org", &sha).await.unwrap().1,
+        "once only"
+    );
+    let s = trust.selected("alice@example.org").await.unwrap();
+    assert_eq!(s.manual.len(), 1);
+    assert_eq!(s.manual[0].0, "@example.org");
+    assert!(s.automatic.is_empty());
+    let e = trust.deselect("alice@example.org", &sha).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("is not selected for alice@example.org"),
+        "{e}"
+    );
+    let e = trust
+        .deselect("partner@example.net", &sha)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("automatic selections cannot be deselected"),
+        "{e}"
+    );
+    trust.deselect("@example.org", &sha).await.unwrap();
+    assert!(trust
+        .selected("alice@example.org")
+        .await
+        .unwrap()
+        .manual
+        .is_empty());
+    // Removing a certificate removes its selections.
+    trust.select("bob@example.org", &sha).await.unwrap();
+    trust.remove_cert(&sha).await.unwrap();
+    assert!(trust.manual_selections().await.unwrap().is_empty());
+}
