@@ -33,9 +33,13 @@ fn hup(gw: &Gateway, n: usize) {
 }
 
 fn config(sink: u16, cert: &std::path::Path, files_require_chain: bool) -> String {
+    config_on(sink, cert, files_require_chain, "sqlite://data/s.db")
+}
+
+fn config_on(sink: u16, cert: &std::path::Path, files_require_chain: bool, store: &str) -> String {
     format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{sink}\"\ntls = \"none\"\n\
-         [store]\nurl = \"sqlite://data/s.db\"\n[keys]\nsmime_certificates = [\"{}\"]\nfiles_require_chain = {files_require_chain}\n\
+         [store]\nurl = \"{store}\"\n[keys]\nsmime_certificates = [\"{}\"]\nfiles_require_chain = {files_require_chain}\n\
          [policy]\nmode = \"mandatory\"\nmethods = [\"smime\"]\n",
         cert.display()
     )
@@ -43,6 +47,18 @@ fn config(sink: u16, cert: &std::path::Path, files_require_chain: bool) -> Strin
 
 #[test]
 fn a_certificate_is_used_only_with_a_path_to_a_trusted_root() {
+    trust_flow("sqlite://data/s.db");
+}
+
+/// The same with the stores on PostgreSQL (every instance shares them).
+#[test]
+fn a_certificate_is_used_only_with_a_path_to_a_trusted_root_postgres() {
+    let db = sealgate_testkit::postgres::TempDatabase::create()
+        .expect("PostgreSQL on 127.0.0.1:5432 (see test-peers)");
+    trust_flow(&db.url());
+}
+
+fn trust_flow(store: &str) {
     let root = TestCa::new("e2e Trust Root");
     let inter = root.intermediate("e2e Trust Intermediate");
     let tina = inter.issue(CertOptions {
@@ -58,7 +74,7 @@ fn a_certificate_is_used_only_with_a_path_to_a_trusted_root() {
     std::fs::write(&inter_pem, &inter.cert_pem).unwrap();
 
     let sink = Sink::start();
-    let gw = Gateway::start(&config(sink.port(), &cert, true));
+    let gw = Gateway::start(&config_on(sink.port(), &cert, true, store));
     let msg = b"From: a@apps.test\r\nTo: tina@trust.test\r\nSubject: trust\r\n\r\nTRUST-MARKER\r\n";
 
     // No root: not used, and said why.
