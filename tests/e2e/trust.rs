@@ -169,7 +169,7 @@ fn an_authoritative_key_store_needs_no_root() {
 
 /// `smime_rsa_padding = "oaep"` for one domain: its recipient's copy uses
 /// RSA-OAEP key transport (openssl cms decrypts it and names rsaesOaep);
-/// another domain keeps PKCS#1 v1.5.
+/// another domain keeps PKCS#1 v1.5 with AES-256-CBC, which gpgsm opens too.
 #[test]
 fn rsa_oaep_per_domain() {
     let ca = TestCa::new("e2e OAEP CA");
@@ -211,6 +211,22 @@ fn rsa_oaep_per_domain() {
         let plain = cms_decrypt(&m.data, cert).expect("openssl cms -decrypt opens it");
         let marker = if oaep { "OAEP-MARKER" } else { "PKCS1-MARKER" };
         assert!(String::from_utf8_lossy(&plain).contains(marker));
+        if !oaep {
+            // AES-256-CBC with PKCS#1 v1.5: gpgsm reads it too.
+            let home = sealgate_testkit::gnupg::GnupgHome::new();
+            home.gpgsm_import_p12(&wes.pkcs12_legacy());
+            let body: Vec<u8> = m
+                .data
+                .split(|&b| b == b'\n')
+                .skip_while(|l| !l.iter().all(|b| b.is_ascii_whitespace()))
+                .flatten()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            let der = openssl::base64::decode_block(std::str::from_utf8(&body).unwrap()).unwrap();
+            let plain = home.gpgsm_decrypt(&der).expect("gpgsm --decrypt opens it");
+            assert!(String::from_utf8_lossy(&plain).contains("PKCS1-MARKER"));
+        }
     }
 }
 
