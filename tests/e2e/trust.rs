@@ -77,7 +77,13 @@ fn trust_flow(store: &str) {
     let gw = Gateway::start(&config_on(sink.port(), &cert, true, store));
     let msg = b"From: a@apps.test\r\nTo: tina@trust.test\r\nSubject: trust\r\n\r\nTRUST-MARKER\r\n";
 
-    // No root: not used, and said why.
+    // No root: the log says so at start; not used, and said why.
+    gw.child
+        .wait_for_output(
+            "the root store is empty: S/MIME certificates of these sources need a path to a root",
+            Duration::from_secs(20),
+        )
+        .unwrap();
     let o = gw.cli(&["verify", "tina@trust.test"]);
     let t = text(&o);
     assert!(

@@ -82,6 +82,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         "sealgate ready"
     );
 
+    warn_empty_root_store(&settings, &trust_store, summary.smime_certificates).await;
     crl_refresh(&settings, &store)?;
     trust_reload(
         trust.clone(),
@@ -184,6 +185,41 @@ fn crl_refresh(settings: &Settings, store: &sealgate_store::Store) -> Result<()>
         }
     });
     Ok(())
+}
+
+/// Says at start when chains are required but nothing can chain: an empty
+/// root store (and no system roots) with S/MIME certificates in key-store
+/// files or LDAP directories that need a path to a root. Such certificates
+/// are not used (opportunistic recipients then get plaintext).
+async fn warn_empty_root_store(
+    settings: &Settings,
+    trust: &sealgate_trust::TrustStore,
+    file_certificates: usize,
+) {
+    if settings.trust.system_roots {
+        return;
+    }
+    let Ok(roots) = trust.list_roots().await else {
+        return;
+    };
+    if !roots.is_empty() {
+        return;
+    }
+    let files = settings.keys.files_require_chain && file_certificates > 0;
+    let ldap: Vec<&str> = settings
+        .keys
+        .ldap
+        .iter()
+        .filter(|d| d.require_chain)
+        .map(|d| d.name.as_str())
+        .collect();
+    if files || !ldap.is_empty() {
+        tracing::warn!(
+            key_store_files = files,
+            ldap = %ldap.join(","),
+            "the root store is empty: S/MIME certificates of these sources need a path to a root and none is used until `sealgate roots import` (or require_chain = false for a source you curate; docs/trust.md)"
+        );
+    }
 }
 
 /// How often a running gateway reloads the certificate store, root store,
