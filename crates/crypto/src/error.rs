@@ -25,6 +25,13 @@ pub enum CryptoError {
         /// Why (key type, key length, curve).
         reason: String,
     },
+    /// A signing certificate and key that cannot sign together.
+    #[error("certificate {subject} cannot sign: {reason}")]
+    UnusableSigner {
+        /// The certificate's subject DN, for the log.
+        subject: String,
+        reason: String,
+    },
     /// The caller gave up (the message timed out) and the work stopped.
     #[error("encryption stopped: nobody waits for it any more")]
     Cancelled,
@@ -48,6 +55,7 @@ impl CryptoError {
             CryptoError::NoRecipients
                 | CryptoError::NoEncryptionSubkey { .. }
                 | CryptoError::UnusableCertificate { .. }
+                | CryptoError::UnusableSigner { .. }
         )
     }
 }

@@ -18,6 +18,7 @@
 //! - [`smime`] writes S/MIME enveloped-data / authEnveloped-data (RFC 8551)
 //!   with OpenSSL's CMS; `cms_ffi` is the crate's one `unsafe` module, for
 //!   RSA-OAEP recipients, which the `openssl` crate cannot set up.
+//! - [`sign`] writes S/MIME `multipart/signed` (detached CMS SignedData).
 //!
 //! Every function here fails closed: an error means no output at all, never a
 //! partially encrypted or plaintext message.
@@ -31,6 +32,7 @@ mod error;
 pub mod inspect;
 pub mod mime;
 pub mod pgp;
+pub mod sign;
 pub mod smime;
 
 pub use error::CryptoError;

@@ -2,7 +2,8 @@
 //!
 //! The inner entity is encrypted unchanged (`CMS_BINARY`: no text-mode
 //! canonicalisation) to every given certificate: RSA certificates get a
-//! KeyTransRecipientInfo (PKCS#1 v1.5), EC certificates a
+//! KeyTransRecipientInfo (PKCS#1 v1.5, or RSA-OAEP with [`RsaPadding::Oaep`]
+//! through `cms_ffi`), EC certificates a
 //! KeyAgreeRecipientInfo (ECDH). AES-256-CBC gives `EnvelopedData`
 //! (readable everywhere); AES-256-GCM gives `AuthEnvelopedData` (RFC 5083),
 //! which OpenSSL 3's `CMS_encrypt` produces by itself for an AEAD cipher, so
@@ -200,7 +201,7 @@ fn key_type_name(id: Id) -> String {
 }
 
 /// The subject DN in one line, for error texts (no key material).
-fn subject_line(cert: &X509) -> String {
+pub(crate) fn subject_line(cert: &X509) -> String {
     cert.subject_name()
         .entries()
         .map(|e| {
