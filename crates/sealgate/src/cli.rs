@@ -183,6 +183,18 @@ pub enum CertsCommand {
         target: String,
         thumbprint: String,
     },
+    /// Choose the certificate a user or a domain signs with (one whose
+    /// private key sealgate holds); replaces the previous choice.
+    SignSelect {
+        /// A mail address, or @domain.
+        target: String,
+        thumbprint: String,
+    },
+    /// Go back to the automatic signing certificate for a user or a domain.
+    SignAuto {
+        /// A mail address, or @domain.
+        target: String,
+    },
     /// What is selected for an address: by hand (its own and its domain's)
     /// and automatically (stored certificates that name it), with status.
     Selected {

@@ -400,8 +400,34 @@ async fn certs_command(
             );
             Ok(ExitCode::SUCCESS)
         }
+        CertsCommand::SignSelect { target, thumbprint } => {
+            let c = trust
+                .sign_select(&target, &thumbprint)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            out!(
+                "{} signs with {} {}",
+                target.to_lowercase(),
+                &c.info.sha256[..16],
+                c.info.subject
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::SignAuto { target } => {
+            let was = trust.sign_auto(&target).await.map_err(|e| anyhow!("{e}"))?;
+            out!(
+                "{}: the signing certificate is chosen automatically{}",
+                target.to_lowercase(),
+                if was { "" } else { " (it already was)" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         CertsCommand::Selected { address, json } => {
             let s = trust.selected(&address).await.map_err(|e| anyhow!("{e}"))?;
+            let signing = trust
+                .signing_certificate(&address)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
             if json {
                 let manual: Vec<_> = s
                     .manual
@@ -413,10 +439,13 @@ async fn certs_command(
                     })
                     .collect();
                 let automatic: Vec<_> = s.automatic.iter().map(view_json).collect();
+                let signing = signing.as_ref().map(|(c, how)| {
+                    json!({"sha256": c.info.sha256, "subject": c.info.subject, "chosen": how})
+                });
                 out!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &json!({"manual": manual, "automatic": automatic})
+                        &json!({"manual": manual, "automatic": automatic, "signing": signing})
                     )?
                 );
             } else {
@@ -438,6 +467,14 @@ async fn certs_command(
                         &v.stored.info.sha256[..16],
                         v.stored.info.subject
                     );
+                }
+                match &signing {
+                    Some((c, how)) => out!(
+                        "signing ({how}) {}  {}",
+                        &c.info.sha256[..16],
+                        c.info.subject
+                    ),
+                    None => out!("signing: no valid certificate with a private key"),
                 }
             }
             Ok(ExitCode::SUCCESS)

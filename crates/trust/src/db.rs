@@ -171,6 +171,10 @@ pub(crate) async fn remove_cert(pool: &AnyPool, sha256: &str) -> Result<bool, Tr
         .bind(sha256)
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM trust_sign_selection WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM trust_private_key WHERE sha256 = $1")
         .bind(sha256)
         .execute(&mut *tx)
@@ -507,4 +511,43 @@ pub(crate) async fn deselect(
             .rows_affected()
             == 1,
     )
+}
+
+/// The signing selection of `target`, if any.
+pub(crate) async fn sign_selection(
+    pool: &AnyPool,
+    target: &str,
+) -> Result<Option<String>, TrustError> {
+    Ok(
+        sqlx::query_scalar("SELECT sha256 FROM trust_sign_selection WHERE target = $1")
+            .bind(target)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Sets (replacing) or, with `None`, removes the signing selection of `target`.
+pub(crate) async fn set_sign_selection(
+    pool: &AnyPool,
+    target: &str,
+    sha256: Option<&str>,
+) -> Result<bool, TrustError> {
+    let mut tx = pool.begin().await?;
+    let removed = sqlx::query("DELETE FROM trust_sign_selection WHERE target = $1")
+        .bind(target)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if let Some(sha) = sha256 {
+        sqlx::query(
+            "INSERT INTO trust_sign_selection (target, sha256, added_at) VALUES ($1, $2, $3)",
+        )
+        .bind(target)
+        .bind(sha)
+        .bind(sealgate_store::now_unix())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(removed > 0)
 }

@@ -28,7 +28,9 @@ pub use crl::CrlInfo;
 pub use db::{CtlEntry, StoredCert, StoredCrl, StoredRoot};
 pub use fetch::Fetcher;
 pub use kek::Kek;
-pub use verify::{encryption_usage, Listed, Snapshot, Status, Verdict, Verifier};
+pub use verify::{
+    encryption_usage, signing_usage, Listed, Purpose, Snapshot, Status, Verdict, Verifier,
+};
 
 use openssl::x509::X509;
 use sealgate_store::Store;
@@ -351,6 +353,75 @@ impl TrustStore {
             }
         }
         Ok(Selected { manual, automatic })
+    }
+
+    /// Chooses by hand the signing certificate of `target` (an address or
+    /// `@domain`): a stored certificate whose private key sealgate holds.
+    /// Replaces the previous choice.
+    pub async fn sign_select(
+        &self,
+        target: &str,
+        thumbprint: &str,
+    ) -> Result<StoredCert, TrustError> {
+        let target = selection_target(target)?;
+        let c = self.find_cert(thumbprint).await?;
+        if !c.has_key {
+            return Err(TrustError::NotFound(format!(
+                "{}: sealgate holds no private key of this certificate; only certificates imported with their key (PKCS#12) can sign",
+                c.info.sha256
+            )));
+        }
+        db::set_sign_selection(self.store.pool(), &target, Some(&c.info.sha256)).await?;
+        Ok(c)
+    }
+
+    /// Goes back to the automatic signing certificate for `target`; false
+    /// when none was chosen by hand.
+    pub async fn sign_auto(&self, target: &str) -> Result<bool, TrustError> {
+        let target = selection_target(target)?;
+        db::set_sign_selection(self.store.pool(), &target, None).await
+    }
+
+    /// The certificate `sender` signs with, and how it was chosen: the one
+    /// chosen by hand for the address, else for its domain, while it is
+    /// valid for signing; else automatically the first valid one (oldest
+    /// first) with a private key that names the sender and may sign. `None`
+    /// when there is none.
+    pub async fn signing_certificate(
+        &self,
+        sender: &str,
+    ) -> Result<Option<(StoredCert, String)>, TrustError> {
+        let sender = selection_target(sender)?;
+        let domain = format!("@{}", sender.rsplit_once('@').map_or("", |(_, d)| d));
+        let verifier = self.verifier().await?;
+        let valid = |c: &StoredCert| -> bool {
+            X509::from_der(&c.der).is_ok_and(|x| {
+                verifier
+                    .verify_for(&x, &[], true, Purpose::Sign)
+                    .status
+                    .is_valid()
+            })
+        };
+        for target in [&sender, &domain] {
+            if let Some(sha) = db::sign_selection(self.store.pool(), target).await? {
+                if let Ok(c) = self.find_cert(&sha).await {
+                    if c.has_key && valid(&c) {
+                        return Ok(Some((c, format!("chosen for {target}"))));
+                    }
+                    tracing::warn!(sender = %sender, certificate = %sha, "the signing certificate chosen for {target} is not valid now; choosing automatically");
+                }
+            }
+        }
+        let mut candidates: Vec<StoredCert> = db::list_certs(self.store.pool(), Some(&sender))
+            .await?
+            .into_iter()
+            .filter(|c| c.has_key && !c.info.is_ca)
+            .collect();
+        candidates.sort_by_key(|c| c.added_at);
+        Ok(candidates
+            .into_iter()
+            .find(|c| valid(c))
+            .map(|c| (c, "automatic".to_string())))
     }
 
     /// Every manual selection: (target, certificate).

@@ -102,6 +102,13 @@ pub struct Verdict {
     pub chain: Vec<X509>,
 }
 
+/// What a certificate is judged for: the usages differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Encrypt,
+    Sign,
+}
+
 /// A CTL entry as the verifier uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listed {
@@ -188,6 +195,22 @@ impl Verifier {
     /// white-listed certificate, but validity, revocation, the black list
     /// and the usages still are.
     pub fn verify_with(&self, cert: &X509, bundle: &[X509], require_chain: bool) -> Verdict {
+        self.verify_for(cert, bundle, require_chain, Purpose::Encrypt)
+    }
+
+    /// [`Verifier::verify_with`] for `purpose`: the usages checked are
+    /// those of encryption or of signing.
+    pub fn verify_for(
+        &self,
+        cert: &X509,
+        bundle: &[X509],
+        require_chain: bool,
+        purpose: Purpose,
+    ) -> Verdict {
+        let usage = |c: &X509| match purpose {
+            Purpose::Encrypt => encryption_usage(c),
+            Purpose::Sign => signing_usage(c),
+        };
         let verdict = |status, chain| Verdict { status, chain };
         let info = match CertInfo::of(cert) {
             Ok(i) => i,
@@ -230,7 +253,7 @@ impl Verifier {
             } else {
                 Status::Valid
             };
-            return match encryption_usage(cert) {
+            return match usage(cert) {
                 Ok(()) => verdict(ok, chain),
                 Err(why) => verdict(Status::WrongUsage(why), chain),
             };
@@ -253,7 +276,7 @@ impl Verifier {
         if let Err(status) = self.revocation(&chain, now) {
             return verdict(status, chain);
         }
-        match encryption_usage(cert) {
+        match usage(cert) {
             Ok(()) => verdict(Status::Valid, chain),
             Err(why) => verdict(Status::WrongUsage(why), chain),
         }
@@ -369,6 +392,25 @@ impl Verifier {
         })
         .map_err(|e| e.to_string())?
     }
+}
+
+/// Whether `cert` may sign S/MIME mail: KeyUsage, when present, has
+/// digitalSignature or nonRepudiation; ExtendedKeyUsage, when present, has
+/// emailProtection or anyExtendedKeyUsage.
+pub fn signing_usage(cert: &X509) -> Result<(), String> {
+    if let Some(ku) = cert.key_usage() {
+        if !ku.intersects(X509KeyUsage::DIGITAL_SIGNATURE | X509KeyUsage::NON_REPUDIATION) {
+            return Err("KeyUsage has neither digitalSignature nor nonRepudiation".into());
+        }
+    }
+    if let Some(eku) = cert.extended_key_usage() {
+        if !eku.intersects(X509ExtendedKeyUsage::SMIME | X509ExtendedKeyUsage::ANYEKU) {
+            return Err(
+                "ExtendedKeyUsage has neither emailProtection nor anyExtendedKeyUsage".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Rule 4: whether the key of `cert` may be used for S/MIME encryption.

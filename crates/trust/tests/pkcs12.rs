@@ -6,7 +6,7 @@ mod common;
 use common::sqlite;
 
 use sealgate_testkit::pki::{CertOptions, TestCa};
-use sealgate_trust::{CertFilter, Kek};
+use sealgate_trust::{CertFilter, Kek, TrustStore};
 use std::process::Command;
 
 const KEK_HEX: &str = "e09336207cb5eada7454f79696ef499ad4058f01fcd46a6d9ccc8931cd463eb7";
@@ -116,4 +116,107 @@ async fn a_pkcs12_private_key_is_stored_sealed() {
     // Removing the certificate removes its key.
     trust.remove_cert(&sha).await.unwrap();
     assert!(trust.private_key(&sha, &kek).await.is_err());
+}
+
+fn p12(cert: &sealgate_testkit::pki::IssuedCert, dir: &std::path::Path, name: &str) -> Vec<u8> {
+    let out = dir.join(name);
+    let o = Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:pw", "-in"])
+        .arg(&cert.cert_pem_path)
+        .arg("-inkey")
+        .arg(&cert.key_path)
+        .arg("-out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read(&out).unwrap()
+}
+
+/// Signing certificate selection: automatically the first valid certificate
+/// with a key that names the sender and may sign; one chosen by hand (for
+/// the address or its domain) wins while valid, else the automatic one is
+/// back; only certificates with a key can be chosen.
+#[tokio::test]
+async fn signing_certificate_selection() {
+    let root = TestCa::new("Signing Root");
+    let (_dir, trust) = sqlite().await;
+    trust.import_roots(&root.cert_pem, "import").await.unwrap();
+    let kek = Kek::from_hex(KEK_HEX, "test").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let issue = |email: &str, ku: &str| {
+        root.issue(CertOptions {
+            email: Some(email.into()),
+            key_usage: Some(ku.into()),
+            ..Default::default()
+        })
+    };
+    let encrypt_only = issue("lee@example.org", "keyEncipherment");
+    let first = issue("lee@example.org", "digitalSignature,keyEncipherment");
+    let second = issue("lee@example.org", "digitalSignature");
+    let no_key = issue("lee@example.org", "digitalSignature");
+    let mut sha = Vec::new();
+    for (c, n) in [
+        (&encrypt_only, "a.p12"),
+        (&first, "b.p12"),
+        (&second, "c.p12"),
+    ] {
+        let i = trust
+            .import_pkcs12(&p12(c, work.path(), n), "pw", &kek, "import")
+            .await
+            .unwrap();
+        sha.push(i[0].sha256.clone());
+    }
+    let no_key_sha = trust
+        .import_certs(&no_key.cert_pem, "import")
+        .await
+        .unwrap()[0]
+        .sha256
+        .clone();
+
+    let chosen = |t: &TrustStore| {
+        let t = t.clone();
+        async move {
+            t.signing_certificate("lee@example.org")
+                .await
+                .unwrap()
+                .map(|(c, how)| (c.info.sha256, how))
+        }
+    };
+    // The encrypt-only one may not sign: the first that may is chosen.
+    assert_eq!(
+        chosen(&trust).await,
+        Some((sha[1].clone(), "automatic".into()))
+    );
+    let e = trust
+        .sign_select("lee@example.org", &no_key_sha)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no private key"), "{e}");
+    trust.sign_select("@example.org", &sha[2]).await.unwrap();
+    assert_eq!(
+        chosen(&trust).await,
+        Some((sha[2].clone(), "chosen for @example.org".into()))
+    );
+    // Black-listed: not valid any more, the automatic one is back.
+    trust.ctl_add(&sha[2], false, false).await.unwrap();
+    assert_eq!(
+        chosen(&trust).await,
+        Some((sha[1].clone(), "automatic".into()))
+    );
+    trust.ctl_remove(&sha[2]).await.unwrap();
+    assert!(trust.sign_auto("@example.org").await.unwrap());
+    assert!(!trust.sign_auto("@example.org").await.unwrap());
+    assert_eq!(
+        chosen(&trust).await,
+        Some((sha[1].clone(), "automatic".into()))
+    );
+    assert_eq!(
+        trust
+            .signing_certificate("nobody@example.org")
+            .await
+            .unwrap()
+            .map(|c| c.1),
+        None
+    );
 }
