@@ -417,7 +417,9 @@ impl TrustStore {
             .into_iter()
             .filter(|c| c.has_key && !c.info.is_ca)
             .collect();
-        candidates.sort_by_key(|c| c.added_at);
+        // The earliest imported; the same second: by thumbprint, so that
+        // every instance picks the same one.
+        candidates.sort_by(|a, b| (a.added_at, &a.info.sha256).cmp(&(b.added_at, &b.info.sha256)));
         Ok(candidates
             .into_iter()
             .find(|c| valid(c))
