@@ -36,16 +36,25 @@ last line\r\n"
         .to_vec()
 }
 
+/// Never the same port twice, and (nearly) always one that can be bound.
+/// A port is only promised to be free when it was checked: on a shared
+/// machine another process (another test suite) may take one in between,
+/// so a few failed binds are tolerated; many mean free_port is broken.
 #[test]
 fn free_port_never_repeats() {
     let mut seen = std::collections::HashSet::new();
+    let mut taken = Vec::new();
     for _ in 0..100 {
         let p = free_port();
         assert!(seen.insert(p), "port {p} handed out twice");
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", p)) {
-            panic!("port {p} not bindable: {e}");
+            taken.push(format!("{p}: {e}"));
         }
     }
+    assert!(
+        taken.len() <= 3,
+        "ports not bindable right after free_port: {taken:?}"
+    );
 }
 
 #[test]
