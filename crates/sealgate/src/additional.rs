@@ -13,7 +13,7 @@ use sealgate_keys::RecipientKey;
 use sealgate_pipeline::AdditionalKeys;
 use sealgate_policy::PolicyConfig;
 use sealgate_store::Store;
-use sealgate_trust::TrustStore;
+use sealgate_trust::{TrustStore, Verifier};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -61,45 +61,40 @@ impl LiveAdditionalKeys {
         (smime, pgp)
     }
 
-    /// Reads them again from the stores.
-    pub async fn refresh(&self, policy: &PolicyConfig, trust: &TrustStore, store: &Store) {
-        self.refresh_selections(trust).await;
+    /// Reads them again from the stores, judging certificates with
+    /// `verifier` (the running gateway's trust snapshot, just refreshed).
+    pub async fn refresh(
+        &self,
+        policy: &PolicyConfig,
+        trust: &TrustStore,
+        verifier: &Verifier,
+        store: &Store,
+    ) {
+        self.refresh_selections(trust, verifier).await;
         let (smime, pgp) = Self::wanted(policy);
         if smime.is_empty() && pgp.is_empty() {
             return;
         }
         let mut found = HashMap::new();
         let mut missing = BTreeSet::new();
-        let verifier = if smime.is_empty() {
-            None
-        } else {
-            match trust.verifier().await {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::warn!("additional certificates not reloaded: {e}");
-                    return;
-                }
-            }
-        };
         for t in smime {
             let x = trust
                 .cert(&t)
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|c| openssl::x509::X509::from_der(&c.der).map_err(|e| e.to_string()));
-            match (x, &verifier) {
-                (Ok(x), Some(v)) => {
-                    let status = v.verify(&x, &[]).status;
+            match x {
+                Ok(x) => {
+                    let status = verifier.verify(&x, &[]).status;
                     if status.is_valid() {
                         found.insert(t, RecipientKey::Smime(Arc::new(x)));
                     } else {
                         missing.insert(format!("certificate {t}: {status}"));
                     }
                 }
-                (Err(e), _) => {
+                Err(e) => {
                     missing.insert(format!("certificate {t}: {e}"));
                 }
-                (Ok(_), None) => {}
             }
         }
         for f in pgp {
@@ -150,7 +145,7 @@ impl LiveAdditionalKeys {
 
     /// The manual selections, each kept while valid (by the trust rules,
     /// with a key CMS can encrypt to); the address is not checked.
-    async fn refresh_selections(&self, trust: &TrustStore) {
+    async fn refresh_selections(&self, trust: &TrustStore, verifier: &Verifier) {
         let all = match trust.manual_selections().await {
             Ok(a) => a,
             Err(e) => {
@@ -159,14 +154,7 @@ impl LiveAdditionalKeys {
             }
         };
         let mut selected: HashMap<String, Vec<RecipientKey>> = HashMap::new();
-        if !all.is_empty() {
-            let verifier = match trust.verifier().await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!("certificate selections not reloaded: {e}");
-                    return;
-                }
-            };
+        {
             for (target, c) in all {
                 let Ok(x) = openssl::x509::X509::from_der(&c.der) else {
                     continue;

@@ -48,7 +48,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     crate::observe::sample_breakers(resolver.clone(), metrics.clone());
     let additional = Arc::new(crate::additional::LiveAdditionalKeys::default());
     additional
-        .refresh(&settings.policy, &trust_store, &store)
+        .refresh(&settings.policy, &trust_store, &trust.snapshot(), &store)
         .await;
     let pipeline = Arc::new(
         Pipeline::new(
@@ -104,7 +104,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                 );
             }
             hup_additional
-                .refresh(&hup_policy, &trust_store, &hup_store)
+                .refresh(&hup_policy, &trust_store, &trust.snapshot(), &hup_store)
                 .await;
             // Remote answers are asked again: a changed key at a source
             // shows at once, not after keys.memory_cache_secs; so are the
@@ -240,8 +240,12 @@ fn trust_reload(
         let mut failing = false;
         loop {
             tick.tick().await;
-            additional.refresh(&policy, &store, &keys_store).await;
-            match trust.refresh(&store).await {
+            let reloaded = trust.refresh(&store).await;
+            // Judged with the snapshot just built (not a second one).
+            additional
+                .refresh(&policy, &store, &trust.snapshot(), &keys_store)
+                .await;
+            match reloaded {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("trust stores reloaded again");

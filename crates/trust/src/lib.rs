@@ -832,7 +832,8 @@ impl LiveTrust {
         Ok(())
     }
 
-    fn snapshot(&self) -> std::sync::Arc<Verifier> {
+    /// The snapshot in use now (what the last refresh built).
+    pub fn snapshot(&self) -> std::sync::Arc<Verifier> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())

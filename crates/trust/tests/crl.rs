@@ -5,6 +5,7 @@
 
 mod common;
 use common::sqlite_with as sqlite;
+use common::Pki;
 use sealgate_keys::sources::http::{client, HttpConfig};
 use sealgate_testkit::pki::{CertOptions, IssuedCert, TestCa};
 use sealgate_testkit::ports::free_port;
@@ -61,15 +62,8 @@ impl WebDir {
     }
 }
 
-struct Pki {
-    root: TestCa,
-    inter: TestCa,
-}
-
 fn pki() -> Pki {
-    let root = TestCa::new("CRL Root");
-    let inter = root.intermediate("CRL Intermediate");
-    Pki { root, inter }
+    common::pki("CRL")
 }
 
 async fn trusting(trust: &TrustStore, p: &Pki, ee: &IssuedCert) -> String {

@@ -4,6 +4,7 @@
 
 mod common;
 use common::sqlite;
+use common::Pki;
 use openssl::x509::X509;
 use sealgate_keys::trust::{CertificateTrust, TrustContext};
 use sealgate_store::Store;
@@ -11,15 +12,8 @@ use sealgate_testkit::pki::{CertOptions, TestCa};
 use sealgate_testkit::postgres::TempDatabase;
 use sealgate_trust::{CertFilter, Status, TrustStore};
 
-struct Pki {
-    root: TestCa,
-    inter: TestCa,
-}
-
 fn pki() -> Pki {
-    let root = TestCa::new("Trust Test Root");
-    let inter = root.intermediate("Trust Test Intermediate");
-    Pki { root, inter }
+    common::pki("Trust Test")
 }
 
 fn ee(ca: &TestCa, email: &str) -> sealgate_testkit::pki::IssuedCert {

@@ -1,6 +1,7 @@
 //! What the trust tests share: a store on SQLite in a temporary directory.
 
 use sealgate_store::Store;
+use sealgate_testkit::pki::TestCa;
 use sealgate_trust::{TrustOptions, TrustStore};
 
 /// A trust stage on a fresh SQLite store (the directory lives as long as
@@ -15,4 +16,19 @@ pub async fn sqlite_with(options: TrustOptions) -> (tempfile::TempDir, TrustStor
 #[allow(dead_code)]
 pub async fn sqlite() -> (tempfile::TempDir, TrustStore) {
     sqlite_with(TrustOptions::default()).await
+}
+
+/// A root and an intermediate under it.
+#[allow(dead_code)]
+pub struct Pki {
+    pub root: TestCa,
+    pub inter: TestCa,
+}
+
+/// `<prefix> Root` -> `<prefix> Intermediate`.
+#[allow(dead_code)]
+pub fn pki(prefix: &str) -> Pki {
+    let root = TestCa::new(&format!("{prefix} Root"));
+    let inter = root.intermediate(&format!("{prefix} Intermediate"));
+    Pki { root, inter }
 }
