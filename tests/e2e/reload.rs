@@ -57,3 +57,25 @@ fn sighup_reloads_key_files() {
 fn libc_sighup() -> i32 {
     1
 }
+
+/// A SIGHUP right when the listener accepts (the daemon may still be
+/// starting) reloads, and does not end the process (the default action of
+/// SIGHUP): the handlers are installed before anything else. CI once lost a
+/// gateway this way, when the start did more work after binding.
+#[test]
+fn sighup_during_start_does_not_kill_the_gateway() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n[store]\nurl = \"sqlite://data/s.db\"\n",
+        sink.port()
+    ));
+    signal(gw.child.pid(), libc_sighup());
+    gw.child
+        .wait_for_output("key files reloaded", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    assert!(
+        gw.child.try_wait().is_none(),
+        "the gateway ended: {}",
+        gw.log()
+    );
+}

@@ -13,6 +13,11 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub async fn run(settings: Settings) -> Result<()> {
+    // The handlers first: a SIGHUP or SIGTERM that arrives while the
+    // gateway starts (the listener may already accept) must not take the
+    // default action, which ends the process.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
     let store = wiring::open_store(&settings).await?;
     let metrics = sealgate_metrics::Metrics::new();
     let (trust, trust_store) = wiring::live_trust(&settings, &store, true).await?;
@@ -94,7 +99,6 @@ pub async fn run(settings: Settings) -> Result<()> {
     let hup_additional = additional.clone();
     let hup_policy = settings.policy.clone();
     let hup_store = store.clone();
-    let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             // The trust stores as they are now (a root just imported).
@@ -123,7 +127,6 @@ pub async fn run(settings: Settings) -> Result<()> {
             }
         }
     });
-    let mut term = signal(SignalKind::terminate())?;
     let admin_ref = admin.as_ref();
     let shutdown = async move {
         tokio::select! {
