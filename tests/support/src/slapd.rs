@@ -249,7 +249,21 @@ impl Slapd {
     /// How many client connections the running slapd saw binding (needs
     /// [`SlapdOptions::log_stats`]). Connections that only probe the port
     /// (the start-up check) do not bind and are not counted.
-    pub fn bound_connections(&self) -> usize {
+    ///
+    /// slapd's log reaches us through a pipe read by another thread, so a
+    /// line can lag behind the answer the client already has: this waits up
+    /// to 10 s for at least `at_least` connections to show, then a little
+    /// longer for any more, and returns the count it saw.
+    pub fn bound_connections(&self, at_least: usize) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.count_bound() < at_least && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        self.count_bound()
+    }
+
+    fn count_bound(&self) -> usize {
         let mut ids: Vec<String> = self
             .output()
             .lines()
