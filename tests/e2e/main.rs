@@ -14,6 +14,7 @@ mod queue;
 mod queue_tools;
 mod reload;
 mod signatures;
+mod signing;
 mod sources;
 mod trace;
 mod trust;

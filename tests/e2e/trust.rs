@@ -15,7 +15,7 @@ use sealgate_testkit::process::{signal, wait_until};
 use sealgate_testkit::sink::Sink;
 use std::time::Duration;
 
-fn text(o: &std::process::Output) -> String {
+pub(crate) fn text(o: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -24,7 +24,7 @@ fn text(o: &std::process::Output) -> String {
 }
 
 /// Sends SIGHUP and waits until the daemon logged its `n`-th reload.
-fn hup(gw: &Gateway, n: usize) {
+pub(crate) fn hup(gw: &Gateway, n: usize) {
     signal(gw.child.pid(), 1);
     wait_until(Duration::from_secs(20), "the SIGHUP reload", || {
         gw.log().matches("key files reloaded").count() >= n
@@ -243,7 +243,6 @@ fn rsa_oaep_per_domain() {
 /// key (`gpg --decrypt`) and not with a stranger's.
 #[test]
 fn additional_certificates_and_keys() {
-    use openssl::hash::MessageDigest;
     use sealgate_testkit::gnupg::GnupgHome;
     use sealgate_testkit::pki::cms_recipients;
     let ca = TestCa::new("e2e Escrow CA");
@@ -256,15 +255,7 @@ fn additional_certificates_and_keys() {
     let xena = issue("xena@esc.test");
     let escrow_global = issue("archive@corp.test");
     let escrow_domain = issue("scanner@corp.test");
-    let sha = |c: &sealgate_testkit::pki::IssuedCert| {
-        openssl::x509::X509::from_der(&c.cert_der)
-            .unwrap()
-            .digest(MessageDigest::sha256())
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let sha = sha256_of;
     let yan = GnupgHome::new();
     yan.gen_key("Yan <yan@esc.test>", "future-default");
     let escrow_pgp = GnupgHome::new();
@@ -480,6 +471,17 @@ fn manual_selection_and_auto_select() {
     );
     let o = gw.cli(&["certs", "deselect", "@noauto.test", &desk_sha]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// The SHA-256 thumbprint of `c` as sealgate prints it (lower-case hex).
+pub(crate) fn sha256_of(c: &sealgate_testkit::pki::IssuedCert) -> String {
+    openssl::x509::X509::from_der(&c.cert_der)
+        .unwrap()
+        .digest(openssl::hash::MessageDigest::sha256())
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn stdout_of(o: &std::process::Output) -> String {

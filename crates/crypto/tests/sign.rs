@@ -2,8 +2,8 @@
 //! with a certificate under an intermediate verifies against the root alone
 //! (the chain travels in the signature) and gives back the inner entity
 //! byte for byte; the signature carries SMIMECapabilities; signed, then
-//! encrypted, it decrypts and then verifies; a key that is not the
-//! certificate's is refused.
+//! encrypted, it decrypts and then verifies; gpgsm verifies it too; a key
+//! that is not the certificate's is refused.
 
 mod common;
 
@@ -13,7 +13,10 @@ use sealgate_crypto::mime::{Message, Parts};
 use sealgate_crypto::sign::sign_smime_parts;
 use sealgate_crypto::smime::{encrypt_smime, SmimeCipher};
 use sealgate_crypto::CryptoError;
-use sealgate_testkit::pki::{cms_decrypt, CertOptions, IssuedCert, TestCa};
+use sealgate_testkit::gnupg::GnupgHome;
+use sealgate_testkit::pki::{
+    cms_decrypt, cms_verify, split_signed, CertOptions, IssuedCert, TestCa,
+};
 use std::path::Path;
 use std::process::Command;
 
@@ -40,28 +43,9 @@ fn sign(s: &Signer, raw: &[u8]) -> Vec<u8> {
     sign_smime_parts(&Parts::of(raw), &x, &key, &chain).unwrap()
 }
 
-/// `openssl cms -verify` of a multipart/signed message against `root`
-/// only; the verified content. (Without `-binary`: in binary mode OpenSSL
-/// 3.0 keeps the CR of the boundary's CRLF in the content it hashes; the
-/// messages sealgate signs have CRLF lines already, which text mode keeps.)
+/// `openssl cms -verify` against `root` only: the verified content.
 fn verify(message: &[u8], root: &Path) -> Result<Vec<u8>, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("signed.eml");
-    let out = dir.path().join("content");
-    std::fs::write(&input, message).unwrap();
-    let o = Command::new("openssl")
-        .args(["cms", "-verify", "-in"])
-        .arg(&input)
-        .arg("-CAfile")
-        .arg(root)
-        .arg("-out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
-    }
-    Ok(std::fs::read(&out).unwrap())
+    cms_verify(message, root).map(|(content, _signer)| content)
 }
 
 #[test]
@@ -131,6 +115,21 @@ fn signed_then_encrypted_decrypts_then_verifies() {
     let inner = cms_decrypt(&encrypted, &recipient).expect("openssl cms -decrypt");
     let content = verify(&inner, &s.root.cert_pem_path).expect("then openssl cms -verify");
     assert!(content == Message::parse(&sample.raw).inner_entity());
+}
+
+/// gpgsm, the other S/MIME implementation here, verifies the signature
+/// over the first part with the root alone trusted (the intermediate from
+/// the signature).
+#[test]
+fn gpgsm_verifies_the_signature() {
+    let s = signer();
+    let signed = sign(&s, &common::utf8_long_lines().raw);
+    let (content, der) = split_signed(&signed).expect("a multipart/signed message");
+    let home = GnupgHome::new();
+    let status = home
+        .gpgsm_verify(&s.root.cert_pem_path, &der, &content)
+        .expect("gpgsm --verify");
+    assert!(status.contains("sender@example.org"), "{status}");
 }
 
 #[test]

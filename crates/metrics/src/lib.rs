@@ -99,6 +99,21 @@ label_enum! {
 }
 
 label_enum! {
+    /// What the signing stage did with a message whose sender's policy
+    /// turns signing on (`policy.sign`).
+    SignResult {
+        /// S/MIME-signed by sealgate.
+        Signed => "signed",
+        /// Sent unsigned: opportunistic, and no usable signing certificate.
+        Unsigned => "unsigned",
+        /// Left as it is: the client had signed or encrypted it already.
+        AlreadySigned => "already-signed",
+        /// Not taken (mandatory, no usable certificate): 451 or 554.
+        Refused => "refused",
+    }
+}
+
+label_enum! {
     /// The result of one delivery attempt for one recipient.
     DeliveryResult {
         /// Accepted by the upstream.
@@ -167,6 +182,11 @@ struct MethodLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SignLabels {
+    result: SignResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabels {
     result: DeliveryResult,
 }
@@ -202,6 +222,7 @@ struct Inner {
     registry: Registry,
     messages: Family<OutcomeLabels, Counter>,
     copies: Family<MethodLabels, Counter>,
+    signing: Family<SignLabels, Counter>,
     deliveries: Family<ResultLabels, Counter>,
     dsns: Family<KindLabels, Counter>,
     queue_length: Family<StateLabels, Gauge>,
@@ -244,6 +265,12 @@ impl Metrics {
             "copies_built",
             "Copies built for queueing, by method (pgp, smime, plain, pass-through)",
             copies.clone(),
+        );
+        let signing = Family::<SignLabels, Counter>::default();
+        registry.register(
+            "messages_signing",
+            "Messages whose sender's policy signs, by what happened (signed, unsigned, already-signed, refused)",
+            signing.clone(),
         );
         let deliveries = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -315,6 +342,9 @@ impl Metrics {
         for &method in CopyMethod::ALL {
             let _ = copies.get_or_create(&MethodLabels { method });
         }
+        for &result in SignResult::ALL {
+            let _ = signing.get_or_create(&SignLabels { result });
+        }
         for &result in DeliveryResult::ALL {
             let _ = deliveries.get_or_create(&ResultLabels { result });
         }
@@ -333,6 +363,7 @@ impl Metrics {
                 registry,
                 messages,
                 copies,
+                signing,
                 deliveries,
                 dsns,
                 queue_length,
@@ -360,6 +391,14 @@ impl Metrics {
         self.inner
             .copies
             .get_or_create(&MethodLabels { method })
+            .inc();
+    }
+
+    /// The signing stage handled one message with `result`.
+    pub fn message_signing(&self, result: SignResult) {
+        self.inner
+            .signing
+            .get_or_create(&SignLabels { result })
             .inc();
     }
 
@@ -537,6 +576,7 @@ mod tests {
     const FAMILIES: &[(&str, &str)] = &[
         ("sealgate_messages_received", "counter"),
         ("sealgate_copies_built", "counter"),
+        ("sealgate_messages_signing", "counter"),
         ("sealgate_deliveries", "counter"),
         ("sealgate_dsns", "counter"),
         ("sealgate_queue_length", "gauge"),

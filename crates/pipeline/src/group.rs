@@ -220,11 +220,19 @@ fn cipher(c: SmimeCipherName) -> SmimeCipher {
 /// only their values, as RFC 5322 address lists (groups, comments, quoted
 /// display names).
 pub fn visible_addresses(parsed: &Message<'_>) -> HashSet<String> {
-    let mut out = HashSet::new();
+    header_addresses(parsed, &["To", "Cc"])
+        .into_iter()
+        .collect()
+}
+
+/// Every address (lower-case, in order) in the fields named `names`; the
+/// addresses inside display names and comments are not addresses.
+pub fn header_addresses(parsed: &Message<'_>, names: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
     for h in parsed
         .headers()
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("To") || h.name.eq_ignore_ascii_case("Cc"))
+        .filter(|h| names.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
     {
         let value = match h.raw.iter().position(|&b| b == b':') {
             Some(i) => &h.raw[i + 1..],
@@ -234,7 +242,7 @@ pub fn visible_addresses(parsed: &Message<'_>) -> HashSet<String> {
         if let mail_parser::HeaderValue::Address(list) = stream.parse_address() {
             for addr in list.iter() {
                 if let Some(a) = addr.address() {
-                    out.insert(a.to_lowercase());
+                    out.push(a.to_lowercase());
                 }
             }
         }

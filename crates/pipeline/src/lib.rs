@@ -2,7 +2,8 @@
 //!
 //! It implements the listener's [`Handler`]: at RCPT it asks the key resolver and
 //! the policy for that recipient's decision (and refuses the recipient when
-//! policy says so); at the end of DATA it groups the recipients by decision
+//! policy says so); at the end of DATA it signs the message when its
+//! sender's policy says so ([`sign`]), groups the recipients by decision
 //! ([`group`]), builds one output message per group ([`build`]: encrypted, or the
 //! original bytes), hands each to the durable queue, and answers 250 once the
 //! queue has committed them with the audit row; recipients whose copy could
@@ -15,9 +16,11 @@ pub mod group;
 pub mod outcome;
 mod queue_id;
 mod recipient;
+pub mod sign;
 pub mod trace;
 
 pub use recipient::{AdditionalKeys, NoAdditionalKeys, RecipientDecision};
+pub use sign::{NoSigningKeys, Signer, SigningKeys};
 
 use outcome::Origin;
 use sealgate_crypto::mime::{header_value_unfolded, HeaderLimits, Message};
@@ -73,6 +76,7 @@ pub struct Pipeline {
     policy: Policy,
     resolver: Arc<Resolver>,
     additional: Arc<dyn AdditionalKeys>,
+    signing: Arc<dyn SigningKeys>,
     queue: Queue,
     options: PipelineOptions,
 }
@@ -88,6 +92,7 @@ impl Pipeline {
             policy,
             resolver,
             additional: Arc::new(NoAdditionalKeys),
+            signing: Arc::new(NoSigningKeys),
             queue,
             options,
         }
@@ -96,6 +101,13 @@ impl Pipeline {
     /// Encrypts copies to the additional keys `additional` provides too.
     pub fn with_additional_keys(mut self, additional: Arc<dyn AdditionalKeys>) -> Pipeline {
         self.additional = additional;
+        self
+    }
+
+    /// Signs mail for the senders whose policy says so with the
+    /// certificates `signing` provides.
+    pub fn with_signing_keys(mut self, signing: Arc<dyn SigningKeys>) -> Pipeline {
+        self.signing = signing;
         self
     }
 }
@@ -145,17 +157,52 @@ impl Handler for Pipeline {
         let received_at = sealgate_store::now_unix();
         let size = data.len();
         // Shared with the encryptors, which read the body in place.
-        let data = Arc::new(data);
-        // The one split of this message; everything below reads it.
-        let parsed = match Message::parse_limited(&data, self.options.header_limits) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(queue_id = %queue_id, peer = %envelope.client.peer, size, "message refused: {e}");
+        let mut data = Arc::new(data);
+        let deadline = tokio::time::Instant::now() + self.options.message_timeout;
+        let mut signed = false;
+        // The one split of this message (two when it gets signed: the
+        // signed message is split again); everything below reads it.
+        let parsed = loop {
+            let parsed = match Message::parse_limited(&data, self.options.header_limits) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(queue_id = %queue_id, peer = %envelope.client.peer, size, "message refused: {e}");
+                    return Reply::new(
+                        552,
+                        (5, 3, 4),
+                        format!("{queue_id}: message header too big: {e}"),
+                    );
+                }
+            };
+            if signed {
+                break parsed;
+            }
+            let hops = trace::hops(&parsed);
+            if hops > self.options.max_hops {
+                let message_id = parsed
+                    .header("Message-ID")
+                    .map(|h| trace::log_safe(&header_value_unfolded(h), MAX_LOGGED_VALUE));
+                tracing::warn!(queue_id = %queue_id, message_id = message_id.as_deref().unwrap_or("-"), hops, "message refused: too many hops");
                 return Reply::new(
-                    552,
-                    (5, 3, 4),
-                    format!("{queue_id}: message header too big: {e}"),
+                    554,
+                    (5, 4, 6),
+                    format!(
+                        "Too many hops ({hops} Received: fields, limit {}): mail loop?",
+                        self.options.max_hops
+                    ),
                 );
+            }
+            match self
+                .sign(&queue_id, &envelope.sender, &parsed, &data, deadline)
+                .await
+            {
+                sign::Outcome::Unchanged => break parsed,
+                sign::Outcome::Refused(reply) => return reply,
+                sign::Outcome::Signed(bytes) => {
+                    drop(parsed);
+                    data = Arc::new(bytes);
+                    signed = true;
+                }
             }
         };
         // Client-supplied: bounded and without control characters before it
@@ -163,19 +210,6 @@ impl Handler for Pipeline {
         let message_id = parsed
             .header("Message-ID")
             .map(|h| trace::log_safe(&header_value_unfolded(h), MAX_LOGGED_VALUE));
-        let hops = trace::hops(&parsed);
-        if hops > self.options.max_hops {
-            let reply = Reply::new(
-                554,
-                (5, 4, 6),
-                format!(
-                    "Too many hops ({hops} Received: fields, limit {}): mail loop?",
-                    self.options.max_hops
-                ),
-            );
-            tracing::warn!(queue_id = %queue_id, message_id = message_id.as_deref().unwrap_or("-"), hops, "message refused: too many hops");
-            return reply;
-        }
         let now = std::time::SystemTime::now();
         let groups = group::plan(&envelope, &parsed);
         // The original bytes without Bcc, for plain copies (a copy of the
@@ -192,7 +226,7 @@ impl Handler for Pipeline {
         } else {
             std::borrow::Cow::Borrowed(&data[..])
         };
-        let dsn_header = bcc::strip(&data[..size - parsed.body().len()], &parsed);
+        let dsn_header = bcc::strip(&data[..data.len() - parsed.body().len()], &parsed);
         // What every encrypted copy is made of, split once for all of them;
         // the body is read in place from `data`.
         let parts = groups
@@ -215,7 +249,6 @@ impl Handler for Pipeline {
             kind: MessageKind::Mail,
         });
         let mut results = Vec::with_capacity(groups.len());
-        let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         for g in &groups {
             let attempt = async {
                 if let group::GroupKind::Refused { reason } = &g.kind {

@@ -77,6 +77,35 @@ pub enum ForeignEncryption {
     Reject,
 }
 
+/// Whether outgoing mail is S/MIME-signed for its sender (the author in
+/// `From:`), with the signing certificate `sealgate certs sign-select` or
+/// the automatic choice gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignMode {
+    /// Never sign (the default).
+    #[default]
+    Off,
+    /// Sign when the sender has a usable signing certificate, else send
+    /// unsigned (logged).
+    Opportunistic,
+    /// Sign, or do not take the message (`sign_unavailable`): never sent
+    /// unsigned.
+    Mandatory,
+}
+
+/// What a `mandatory` signer without a usable signing certificate gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignUnavailable {
+    /// 451 4.7.5: the client keeps the message and tries again (a
+    /// certificate may be imported or a CRL refreshed meanwhile).
+    #[default]
+    Defer,
+    /// 554 5.7.5: the client bounces the message to its sender.
+    Reject,
+}
+
 fn default_on_source_error() -> OnSourceError {
     OnSourceError::Defer
 }
@@ -126,6 +155,11 @@ pub struct PolicyConfig {
     pub on_source_error: OnSourceError,
     #[serde(default)]
     pub foreign_encryption: ForeignEncryption,
+    /// S/MIME signing of outgoing mail, read for the sender's address.
+    #[serde(default)]
+    pub sign: SignMode,
+    #[serde(default)]
+    pub sign_unavailable: SignUnavailable,
     /// Keyed by domain (`example.com`) or wildcard (`*.example.com`, which
     /// matches subdomains only).
     #[serde(default)]
@@ -144,6 +178,8 @@ impl Default for PolicyConfig {
             auto_select: true,
             on_source_error: default_on_source_error(),
             foreign_encryption: ForeignEncryption::default(),
+            sign: SignMode::default(),
+            sign_unavailable: SignUnavailable::default(),
             domains: BTreeMap::new(),
         }
     }
@@ -164,6 +200,8 @@ pub struct DomainPolicy {
     pub auto_select: Option<bool>,
     pub on_source_error: Option<OnSourceError>,
     pub foreign_encryption: Option<ForeignEncryption>,
+    pub sign: Option<SignMode>,
+    pub sign_unavailable: Option<SignUnavailable>,
 }
 
 impl PolicyConfig {

@@ -1,7 +1,7 @@
 //! Effective settings for an address and the decision for it.
 
 use crate::config::{ForeignEncryption, Mode, OnSourceError, PolicyConfig};
-use crate::config::{RsaPaddingName, SmimeCipherName};
+use crate::config::{RsaPaddingName, SignMode, SignUnavailable, SmimeCipherName};
 use sealgate_keys::{Method, OnError, RecipientKey, Resolution};
 use std::collections::BTreeMap;
 
@@ -21,6 +21,9 @@ pub struct Settings {
     pub auto_select: bool,
     pub on_source_error: OnSourceError,
     pub foreign_encryption: ForeignEncryption,
+    /// Signing, when this address is the sender.
+    pub sign: SignMode,
+    pub sign_unavailable: SignUnavailable,
     /// The policy entry that supplied the mode: `global` or the domain key.
     pub matched: String,
 }
@@ -112,6 +115,8 @@ impl Policy {
             auto_select: c.auto_select,
             on_source_error: c.on_source_error,
             foreign_encryption: c.foreign_encryption,
+            sign: c.sign,
+            sign_unavailable: c.sign_unavailable,
             matched: "global".into(),
         };
         let domain = address
@@ -159,9 +164,26 @@ impl Policy {
             if let Some(f) = d.foreign_encryption {
                 s.foreign_encryption = f;
             }
+            if let Some(m) = d.sign {
+                s.sign = m;
+            }
+            if let Some(u) = d.sign_unavailable {
+                s.sign_unavailable = u;
+            }
             s.matched = key.clone();
         }
         s
+    }
+
+    /// True when some level turns signing on: without that, the pipeline
+    /// does not look at the sender at all.
+    pub fn signs_anywhere(&self) -> bool {
+        self.config.sign != SignMode::Off
+            || self
+                .config
+                .domains
+                .values()
+                .any(|d| d.sign.is_some_and(|m| m != SignMode::Off))
     }
 
     /// The decision for `address` given the keys the resolver found. `Off`
@@ -344,6 +366,47 @@ mod tests {
             ..Default::default()
         };
         assert!(Policy::new(c).unwrap_err().contains("policy.methods"));
+    }
+
+    /// Signing: off by default and nowhere on; a domain turns it on (and
+    /// `signs_anywhere` sees it), sign_unavailable inherits on its own.
+    #[test]
+    fn signing_settings_inherit() {
+        let p = Policy::new(PolicyConfig::default()).unwrap();
+        assert!(!p.signs_anywhere());
+        assert_eq!(p.settings_for("a@x.test").sign, SignMode::Off);
+        let mut c = PolicyConfig {
+            sign_unavailable: SignUnavailable::Reject,
+            ..Default::default()
+        };
+        c.domains.insert(
+            "corp.test".into(),
+            DomainPolicy {
+                sign: Some(SignMode::Mandatory),
+                ..Default::default()
+            },
+        );
+        c.domains.insert(
+            "*.corp.test".into(),
+            DomainPolicy {
+                sign: Some(SignMode::Opportunistic),
+                sign_unavailable: Some(SignUnavailable::Defer),
+                ..Default::default()
+            },
+        );
+        let p = Policy::new(c).unwrap();
+        assert!(p.signs_anywhere());
+        let s = p.settings_for("ceo@corp.test");
+        assert_eq!(
+            (s.sign, s.sign_unavailable),
+            (SignMode::Mandatory, SignUnavailable::Reject)
+        );
+        let s = p.settings_for("dev@lab.corp.test");
+        assert_eq!(
+            (s.sign, s.sign_unavailable),
+            (SignMode::Opportunistic, SignUnavailable::Defer)
+        );
+        assert_eq!(p.settings_for("a@other.test").sign, SignMode::Off);
     }
 
     /// Additional keys: a domain's are added to the global ones (any case

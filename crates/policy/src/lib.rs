@@ -12,6 +12,6 @@ mod decide;
 
 pub use config::{
     DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, RsaPaddingName,
-    SmimeCipherName,
+    SignMode, SignUnavailable, SmimeCipherName,
 };
 pub use decide::{canonical_domain, Decision, Policy, Refusal, Settings};

@@ -29,6 +29,7 @@ mod logging;
 mod observe;
 mod queue_cmd;
 mod serve;
+mod signing;
 mod sources;
 mod trust_cmd;
 mod wiring;

@@ -55,6 +55,19 @@ pub async fn run(settings: Settings) -> Result<()> {
     additional
         .refresh(&settings.policy, &trust_store, &trust.snapshot(), &store)
         .await;
+    let kek = sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if policy.signs_anywhere() && kek.is_none() {
+        tracing::warn!(
+            "policy.sign is on, but no key-encryption key is set (store.key_encryption_key_file or {}): stored signing keys cannot be opened, so mandatory signers are deferred and opportunistic ones go out unsigned",
+            sealgate_trust::kek::KEK_ENV
+        );
+    }
+    let signing = Arc::new(crate::signing::LiveSigning::new(
+        trust.clone(),
+        trust_store.clone(),
+        kek,
+    ));
     let pipeline = Arc::new(
         Pipeline::new(
             policy,
@@ -71,7 +84,8 @@ pub async fn run(settings: Settings) -> Result<()> {
                 },
             },
         )
-        .with_additional_keys(additional.clone()),
+        .with_additional_keys(additional.clone())
+        .with_signing_keys(signing.clone()),
     );
     let mut server_config = wiring::server_config(&settings)?;
     server_config.metrics = Some(metrics.clone());
@@ -110,6 +124,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             hup_additional
                 .refresh(&hup_policy, &trust_store, &trust.snapshot(), &hup_store)
                 .await;
+            signing.clear();
             // Remote answers are asked again: a changed key at a source
             // shows at once, not after keys.memory_cache_secs; so are the
             // verdicts on keys.

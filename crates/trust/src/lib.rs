@@ -391,9 +391,20 @@ impl TrustStore {
         &self,
         sender: &str,
     ) -> Result<Option<(StoredCert, String)>, TrustError> {
+        let verifier = self.verifier().await?;
+        self.signing_certificate_judged(sender, &verifier).await
+    }
+
+    /// [`TrustStore::signing_certificate`], judged with `verifier` (a
+    /// running gateway's snapshot of the trust stores) instead of one built
+    /// from the store for this call.
+    pub async fn signing_certificate_judged(
+        &self,
+        sender: &str,
+        verifier: &Verifier,
+    ) -> Result<Option<(StoredCert, String)>, TrustError> {
         let sender = selection_target(sender)?;
         let domain = format!("@{}", sender.rsplit_once('@').map_or("", |(_, d)| d));
-        let verifier = self.verifier().await?;
         let valid = |c: &StoredCert| -> bool {
             X509::from_der(&c.der).is_ok_and(|x| {
                 verifier

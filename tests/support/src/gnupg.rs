@@ -254,6 +254,53 @@ impl GnupgHome {
         self.decrypt_with(self.gpgsm(), "gpgsm", der)
     }
 
+    /// Verifies a detached CMS signature (DER) over `content` with `gpgsm
+    /// --verify`, trusting `root_pem` (imported and put in trustlist.txt;
+    /// CRL checks off, as there is no dirmngr here). Ok with gpgsm's status
+    /// lines only if it exits 0 and reports `GOODSIG`, `VALIDSIG` and
+    /// `TRUST_FULLY` (a path to the root).
+    pub fn gpgsm_verify(
+        &self,
+        root_pem: &Path,
+        signature: &[u8],
+        content: &[u8],
+    ) -> Result<String, String> {
+        std::fs::write(self.path().join("gpgsm.conf"), "disable-crl-checks\n")
+            .map_err(|e| e.to_string())?;
+        let mut cmd = self.gpgsm();
+        cmd.arg("--import").arg(root_pem);
+        run_ok(cmd, GPG_TIMEOUT)?;
+        let mut cmd = Command::new("openssl");
+        cmd.args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+            .arg(root_pem);
+        let fpr = run_ok(cmd, GPG_TIMEOUT)?;
+        let fpr = fpr.trim().rsplit('=').next().unwrap_or("").to_string();
+        std::fs::write(self.path().join("trustlist.txt"), format!("{fpr} S\n"))
+            .map_err(|e| e.to_string())?;
+        let sig = self.temp_file("sig", signature);
+        let data = self.temp_file("content", content);
+        let mut cmd = self.gpgsm();
+        cmd.args(["--status-fd", "1", "--verify"])
+            .arg(sig.path())
+            .arg(data.path());
+        let out = run_with_timeout(cmd, GPG_TIMEOUT)?;
+        let status = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let has = |s: &str| {
+            status
+                .lines()
+                .any(|l| l.starts_with(&format!("[GNUPG:] {s} ")))
+        };
+        if out.status.success() && has("GOODSIG") && has("VALIDSIG") && has("TRUST_FULLY") {
+            Ok(status)
+        } else {
+            Err(format!("gpgsm --verify failed ({}):\n{status}", out.status))
+        }
+    }
+
     fn temp_file(&self, prefix: &str, data: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::Builder::new()
             .prefix(prefix)

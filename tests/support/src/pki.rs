@@ -97,10 +97,25 @@ impl IssuedCert {
     /// # Panics
     /// If openssl fails.
     pub fn pkcs12_legacy(&self) -> Vec<u8> {
+        self.pkcs12_export(&["-legacy", "-passout", "pass:"])
+    }
+
+    /// The certificate and its key as a PKCS#12 file protected by
+    /// `password`, in OpenSSL 3's default encryption (AES-256, PBKDF2).
+    ///
+    /// # Panics
+    /// If openssl fails.
+    pub fn pkcs12(&self, password: &str) -> Vec<u8> {
+        self.pkcs12_export(&["-passout", &format!("pass:{password}")])
+    }
+
+    fn pkcs12_export(&self, opts: &[&str]) -> Vec<u8> {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("cert.p12");
         openssl(|c| {
-            c.args(["pkcs12", "-export", "-legacy", "-passout", "pass:", "-in"])
+            c.args(["pkcs12", "-export"])
+                .args(opts)
+                .arg("-in")
                 .arg(&self.cert_pem_path)
                 .arg("-inkey")
                 .arg(&self.key_path)
@@ -416,6 +431,81 @@ pub fn cms_decrypt(message: &[u8], cert: &IssuedCert) -> Result<Vec<u8>, String>
     .arg(&output);
     run_ok(cmd, OPENSSL_TIMEOUT)?;
     std::fs::read(&output).map_err(|e| format!("read openssl output: {e}"))
+}
+
+/// Verifies an S/MIME `multipart/signed` message (a whole mail, as sealgate
+/// relays it) with `openssl cms -verify -CAfile ROOT`, the chain from the
+/// signature; returns the verified content and the signer's certificate
+/// (PEM). Err carries openssl's error output. (Text mode, not `-binary`:
+/// OpenSSL 3.0 in binary mode keeps the CR of the boundary's CRLF in the
+/// content it hashes; what sealgate signs has CRLF lines, which text mode
+/// keeps.)
+pub fn cms_verify(message: &[u8], root_pem: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let input = dir.path().join("signed.eml");
+    let out = dir.path().join("content");
+    let signer = dir.path().join("signer.pem");
+    std::fs::write(&input, message).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("openssl");
+    cmd.args(["cms", "-verify", "-in"])
+        .arg(&input)
+        .arg("-CAfile")
+        .arg(root_pem)
+        .arg("-out")
+        .arg(&out)
+        .arg("-signer")
+        .arg(&signer);
+    run_ok(cmd, OPENSSL_TIMEOUT)?;
+    Ok((
+        std::fs::read(&out).map_err(|e| e.to_string())?,
+        std::fs::read(&signer).map_err(|e| e.to_string())?,
+    ))
+}
+
+/// The two parts of a `multipart/signed` message: the signed content (the
+/// first part's bytes, exactly what a verifier hashes) and the detached
+/// signature (DER, from `openssl cms -cmsout`), for verifiers that take
+/// them apart, such as `gpgsm --verify SIG CONTENT`. None when the message
+/// is not one.
+pub fn split_signed(message: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let text = String::from_utf8_lossy(message);
+    let head_end = text.find("\r\n\r\n")?;
+    let head = text[..head_end]
+        .replace("\r\n\t", " ")
+        .replace("\r\n ", " ");
+    let ct = head.lines().find(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("content-type: multipart/signed")
+    })?;
+    let boundary = ct
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))?
+        .trim_matches('"');
+    let open = format!("--{boundary}\r\n");
+    let start = find(message, open.as_bytes(), head_end)? + open.len();
+    let close = format!("\r\n--{boundary}\r\n");
+    let end = find(message, close.as_bytes(), start)?;
+    let content = message[start..end].to_vec();
+    let dir = tempfile::tempdir().ok()?;
+    let input = dir.path().join("signed.eml");
+    let der = dir.path().join("sig.der");
+    std::fs::write(&input, message).ok()?;
+    openssl(|c| {
+        c.args([
+            "cms", "-cmsout", "-inform", "SMIME", "-outform", "DER", "-in",
+        ])
+        .arg(&input)
+        .arg("-out")
+        .arg(&der);
+    });
+    Some((content, std::fs::read(&der).ok()?))
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
 }
 
 /// `openssl cms -cmsout -print` of a whole message or a DER structure.
