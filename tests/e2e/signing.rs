@@ -10,10 +10,11 @@
 //!   revoked, the automatic one takes over; with none left the message is
 //!   deferred (451 4.7.5) and nothing goes out unsigned;
 //! - `sign_unavailable = "reject"` refuses (554 5.7.5); an opportunistic
-//!   sender without a certificate gets its mail out unsigned.
+//!   sender without a certificate gets its mail out unsigned; a user-level
+//!   `sign = "off"` wins over its domain's `mandatory`.
 
 use crate::gateway::Gateway;
-use crate::trust::{hup, sha256_of, text};
+use crate::trust::{hup, on_postgres, sha256_of, text};
 use sealgate_testkit::gnupg::GnupgHome;
 use sealgate_testkit::pki::{
     cms_decrypt, cms_print, cms_verify, split_signed, CertOptions, TestCa,
@@ -30,9 +31,7 @@ fn outgoing_mail_is_signed_for_its_sender() {
 /// The same with the stores on PostgreSQL.
 #[test]
 fn outgoing_mail_is_signed_for_its_sender_postgres() {
-    let db = sealgate_testkit::postgres::TempDatabase::create()
-        .expect("PostgreSQL on 127.0.0.1:5432 (see test-peers)");
-    signing_flow(&db.url());
+    on_postgres(signing_flow);
 }
 
 fn signing_flow(store: &str) {
@@ -70,7 +69,8 @@ fn signing_flow(store: &str) {
          [policy]\nmode = \"opportunistic\"\nmethods = [\"smime\"]\n\
          [policy.domains.\"corp.test\"]\nsign = \"mandatory\"\n\
          [policy.domains.\"opp.test\"]\nsign = \"opportunistic\"\n\
-         [policy.domains.\"strict.test\"]\nsign = \"mandatory\"\nsign_unavailable = \"reject\"\n",
+         [policy.domains.\"strict.test\"]\nsign = \"mandatory\"\nsign_unavailable = \"reject\"\n\
+         [policy.users.\"robot@corp.test\"]\nsign = \"off\"\n",
         sink.port()
     ));
     for args in [
@@ -157,6 +157,11 @@ fn signing_flow(store: &str) {
     assert!(!String::from_utf8_lossy(&got[2].data).contains("multipart/signed"));
     assert!(String::from_utf8_lossy(&got[2].data).contains("SIGN-3 body line"));
 
+    // One user of corp.test does not sign (the user level over the domain).
+    send("robot@corp.test", "carol@plain.test", "SIGN-3B").unwrap();
+    let got = sink.wait_for(4, Duration::from_secs(30)).unwrap();
+    assert!(!String::from_utf8_lossy(&got[3].data).contains("multipart/signed"));
+
     // Mandatory with sign_unavailable = reject, and no certificate: 554.
     let e = send("rex@strict.test", "carol@plain.test", "SIGN-4").unwrap_err();
     assert!(e.contains("554") && e.contains("5.7.5"), "{e}");
@@ -169,8 +174,8 @@ fn signing_flow(store: &str) {
     assert!(o.status.success(), "{}", text(&o));
     hup(&gw, 2);
     send("sam@corp.test", "carol@plain.test", "SIGN-5").unwrap();
-    let got = sink.wait_for(4, Duration::from_secs(30)).unwrap();
-    assert_eq!(signer_of(&got[3].data), "sam1");
+    let got = sink.wait_for(5, Duration::from_secs(30)).unwrap();
+    assert_eq!(signer_of(&got[4].data), "sam1");
 
     // None left: deferred, never sent unsigned.
     let o = gw.cli(&["certs", "remove", &sha1]);
@@ -180,7 +185,7 @@ fn signing_flow(store: &str) {
     assert!(e.contains("451") && e.contains("4.7.5"), "{e}");
     std::thread::sleep(Duration::from_secs(2));
     let all = sink.messages();
-    assert_eq!(all.len(), 4, "nothing more went out");
+    assert_eq!(all.len(), 5, "nothing more went out");
     assert!(!all
         .iter()
         .any(|m| String::from_utf8_lossy(&m.data).contains("SIGN-6")));

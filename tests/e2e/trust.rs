@@ -53,9 +53,7 @@ fn a_certificate_is_used_only_with_a_path_to_a_trusted_root() {
 /// The same with the stores on PostgreSQL (every instance shares them).
 #[test]
 fn a_certificate_is_used_only_with_a_path_to_a_trusted_root_postgres() {
-    let db = sealgate_testkit::postgres::TempDatabase::create()
-        .expect("PostgreSQL on 127.0.0.1:5432 (see test-peers)");
-    trust_flow(&db.url());
+    on_postgres(trust_flow);
 }
 
 fn trust_flow(store: &str) {
@@ -236,13 +234,24 @@ fn rsa_oaep_per_domain() {
     }
 }
 
-/// Additional certificates and keys (key escrow): the global one and the
-/// domain's are both added; the S/MIME copy opens with the recipient's key
-/// and each escrow key (`openssl cms -decrypt`) and names exactly those
-/// three; the PGP/MIME copy opens with the recipient's and the escrow's
+/// Additional certificates and keys (key escrow): the global one, the
+/// domain's and the user's are all added; the S/MIME copy opens with the
+/// recipient's key and each escrow key (`openssl cms -decrypt`) and names
+/// exactly those four, while another user of the domain gets the global and
+/// domain ones only; the PGP/MIME copy opens with the recipient's and the escrow's
 /// key (`gpg --decrypt`) and not with a stranger's.
 #[test]
 fn additional_certificates_and_keys() {
+    escrow_flow("sqlite://data/s.db");
+}
+
+/// The same with the stores on PostgreSQL.
+#[test]
+fn additional_certificates_and_keys_postgres() {
+    on_postgres(escrow_flow);
+}
+
+fn escrow_flow(store: &str) {
     use sealgate_testkit::gnupg::GnupgHome;
     use sealgate_testkit::pki::cms_recipients;
     let ca = TestCa::new("e2e Escrow CA");
@@ -255,6 +264,8 @@ fn additional_certificates_and_keys() {
     let xena = issue("xena@esc.test");
     let escrow_global = issue("archive@corp.test");
     let escrow_domain = issue("scanner@corp.test");
+    let escrow_user = issue("legal@corp.test");
+    let zoe = issue("zoe@esc.test");
     let sha = sha256_of;
     let yan = GnupgHome::new();
     yan.gen_key("Yan <yan@esc.test>", "future-default");
@@ -269,7 +280,10 @@ fn additional_certificates_and_keys() {
         std::fs::write(&p, bytes).unwrap();
         p
     };
-    let xena_pem = put("xena.pem", &xena.cert_pem);
+    let xena_pem = put(
+        "xena.pem",
+        &[xena.cert_pem.clone(), zoe.cert_pem.clone()].concat(),
+    );
     let ring = put("yan.asc", &yan.export_armored("yan@esc.test"));
     let root = put("root.pem", &ca.cert_pem);
     let escrows = put(
@@ -277,6 +291,7 @@ fn additional_certificates_and_keys() {
         &[
             escrow_global.cert_pem.clone(),
             escrow_domain.cert_pem.clone(),
+            escrow_user.cert_pem.clone(),
         ]
         .concat(),
     );
@@ -285,14 +300,16 @@ fn additional_certificates_and_keys() {
     let sink = Sink::start();
     let gw = Gateway::start(&format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
-         [store]\nurl = \"sqlite://data/s.db\"\n[keys]\npgp_keyrings = [\"{}\"]\nsmime_certificates = [\"{}\"]\nfiles_require_chain = false\n\
+         [store]\nurl = \"{store}\"\n[keys]\npgp_keyrings = [\"{}\"]\nsmime_certificates = [\"{}\"]\nfiles_require_chain = false\n\
          [policy]\nmode = \"mandatory\"\nadditional_certificates = [\"{}\"]\nadditional_pgp_keys = [\"{escrow_fpr}\"]\n\
-         [policy.domains.\"esc.test\"]\nadditional_certificates = [\"{}\"]\n",
+         [policy.domains.\"esc.test\"]\nadditional_certificates = [\"{}\"]\n\
+         [policy.users.\"Xena@esc.test\"]\nadditional_certificates = [\"{}\"]\n",
         sink.port(),
         ring.display(),
         xena_pem.display(),
         sha(&escrow_global),
         sha(&escrow_domain),
+        sha(&escrow_user),
     ));
     for args in [
         vec!["roots", "import", root.to_str().unwrap()],
@@ -306,11 +323,12 @@ fn additional_certificates_and_keys() {
     for (to, marker) in [
         ("xena@esc.test", "ESCROW-SMIME"),
         ("yan@esc.test", "ESCROW-PGP"),
+        ("zoe@esc.test", "ESCROW-ZOE"),
     ] {
         let msg = format!("From: a@apps.test\r\nTo: {to}\r\nSubject: {marker}\r\n\r\n{marker}\r\n");
         smtp_send(gw.port, "a@apps.test", &[to], msg.as_bytes()).unwrap();
     }
-    let got = sink.wait_for(2, Duration::from_secs(30)).unwrap();
+    let got = sink.wait_for(3, Duration::from_secs(30)).unwrap();
     let smime = got
         .iter()
         .find(|m| m.rcpt_to.iter().any(|r| r == "xena@esc.test"))
@@ -321,13 +339,31 @@ fn additional_certificates_and_keys() {
         xena.recipient_id(),
         escrow_global.recipient_id(),
         escrow_domain.recipient_id(),
+        escrow_user.recipient_id(),
     ];
     expected.sort();
-    assert_eq!(named, expected);
-    for cert in [&xena, &escrow_global, &escrow_domain] {
+    assert_eq!(
+        named, expected,
+        "the recipient and the escrows of all three levels"
+    );
+    for cert in [&xena, &escrow_global, &escrow_domain, &escrow_user] {
         let plain = cms_decrypt(&smime.data, cert).expect("openssl cms -decrypt opens it");
         assert!(String::from_utf8_lossy(&plain).contains("ESCROW-SMIME"));
     }
+    // Zoe, in the same domain, has no user-level escrow.
+    let z = got
+        .iter()
+        .find(|m| m.rcpt_to.iter().any(|r| r == "zoe@esc.test"))
+        .unwrap();
+    let mut named = cms_recipients(&z.data);
+    named.sort();
+    let mut expected = vec![
+        zoe.recipient_id(),
+        escrow_global.recipient_id(),
+        escrow_domain.recipient_id(),
+    ];
+    expected.sort();
+    assert_eq!(named, expected);
     let pgp = got
         .iter()
         .find(|m| m.rcpt_to.iter().any(|r| r == "yan@esc.test"))
@@ -355,10 +391,21 @@ fn additional_certificates_and_keys() {
 /// Manual certificate selection: a certificate that does not name the
 /// recipient is used for them once selected (for the address or its
 /// domain), while it is valid, and dropped once it is revoked;
-/// `auto_select = false` keeps the certificates that name the recipient out,
+/// `auto_select = false` (for a domain, or one user) keeps the certificates
+/// that name the recipient out,
 /// and automatic selections cannot be deselected.
 #[test]
 fn manual_selection_and_auto_select() {
+    selection_flow("sqlite://data/s.db");
+}
+
+/// The same with the stores on PostgreSQL.
+#[test]
+fn manual_selection_and_auto_select_postgres() {
+    on_postgres(selection_flow);
+}
+
+fn selection_flow(store: &str) {
     let ca = TestCa::new("e2e Selection CA");
     let issue = |email: &str| {
         ca.issue(CertOptions {
@@ -375,7 +422,18 @@ fn manual_selection_and_auto_select() {
         std::fs::write(&p, bytes).unwrap();
         p
     };
-    let amy_pem = put("amy.pem", &amy.cert_pem);
+    let uma = issue("uma@sel2.test");
+    let (duo1, duo2) = (issue("duo@two.test"), issue("duo@two.test"));
+    let amy_pem = put(
+        "amy.pem",
+        &[
+            amy.cert_pem.clone(),
+            uma.cert_pem.clone(),
+            duo1.cert_pem.clone(),
+            duo2.cert_pem.clone(),
+        ]
+        .concat(),
+    );
     let root = put("root.pem", &ca.cert_pem);
     let certs = put(
         "certs.pem",
@@ -387,8 +445,9 @@ fn manual_selection_and_auto_select() {
         .concat(),
     );
     let sink = Sink::start();
-    let mut cfg = config(sink.port(), &amy_pem, false);
+    let mut cfg = config_on(sink.port(), &amy_pem, false, store);
     cfg.push_str("[policy.domains.\"noauto.test\"]\nauto_select = false\n");
+    cfg.push_str("[policy.users.\"uma@sel2.test\"]\nauto_select = false\n");
     let gw = Gateway::start(&cfg);
     assert!(gw
         .cli(&["roots", "import", root.to_str().unwrap()])
@@ -417,18 +476,35 @@ fn manual_selection_and_auto_select() {
         assert!(e.contains("550") && e.contains("5.7.1"), "{e}");
     };
 
+    // auto_select = false for one user: her own certificate is not used.
+    refused(send("uma@sel2.test", "SEL-0"));
+
+    // Two valid certificates: one copy, encrypted to both, that either
+    // private key opens.
+    send("duo@two.test", "SEL-DUO").unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    let mut named = sealgate_testkit::pki::cms_recipients(&got[0].data);
+    named.sort();
+    let mut both = vec![duo1.recipient_id(), duo2.recipient_id()];
+    both.sort();
+    assert_eq!(named, both);
+    for c in [&duo1, &duo2] {
+        let plain = cms_decrypt(&got[0].data, c).expect("either key opens it");
+        assert!(String::from_utf8_lossy(&plain).contains("SEL-DUO"));
+    }
+
     // zed has no certificate of his own: refused, until one is selected.
     refused(send("zed@sel.test", "SEL-1"));
     let o = gw.cli(&["certs", "select", "zed@sel.test", &other_sha]);
     assert!(stdout_of(&o).starts_with("selected "), "{}", text(&o));
     hup(&gw, 1);
     send("zed@sel.test", "SEL-2").unwrap();
-    let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    let got = sink.wait_for(2, Duration::from_secs(30)).unwrap();
     assert_eq!(
-        sealgate_testkit::pki::cms_recipients(&got[0].data),
+        sealgate_testkit::pki::cms_recipients(&got[1].data),
         vec![other.recipient_id()]
     );
-    assert!(String::from_utf8_lossy(&cms_decrypt(&got[0].data, &other).unwrap()).contains("SEL-2"));
+    assert!(String::from_utf8_lossy(&cms_decrypt(&got[1].data, &other).unwrap()).contains("SEL-2"));
     let o = gw.cli(&["certs", "selected", "zed@sel.test", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["manual"][0]["selected_for"], "zed@sel.test", "{v}");
@@ -460,7 +536,7 @@ fn manual_selection_and_auto_select() {
         .success());
     hup(&gw, 3);
     send("amy@noauto.test", "SEL-5").unwrap();
-    let got = sink.wait_for(2, Duration::from_secs(30)).unwrap();
+    let got = sink.wait_for(3, Duration::from_secs(30)).unwrap();
     let m = got
         .iter()
         .find(|m| m.rcpt_to.iter().any(|r| r == "amy@noauto.test"))
@@ -471,6 +547,14 @@ fn manual_selection_and_auto_select() {
     );
     let o = gw.cli(&["certs", "deselect", "@noauto.test", &desk_sha]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Runs `flow` with the stores in a fresh PostgreSQL database (dropped
+/// afterwards).
+pub(crate) fn on_postgres(flow: fn(&str)) {
+    let db = sealgate_testkit::postgres::TempDatabase::create()
+        .expect("PostgreSQL on 127.0.0.1:5432 (see test-peers)");
+    flow(&db.url());
 }
 
 /// The SHA-256 thumbprint of `c` as sealgate prints it (lower-case hex).

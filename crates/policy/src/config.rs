@@ -164,6 +164,10 @@ pub struct PolicyConfig {
     /// matches subdomains only).
     #[serde(default)]
     pub domains: BTreeMap<String, DomainPolicy>,
+    /// Keyed by full address (`alice@example.com`, compared
+    /// case-insensitively): the most specific level, over the domain's.
+    #[serde(default)]
+    pub users: BTreeMap<String, UserPolicy>,
 }
 
 impl Default for PolicyConfig {
@@ -181,9 +185,14 @@ impl Default for PolicyConfig {
             sign: SignMode::default(),
             sign_unavailable: SignUnavailable::default(),
             domains: BTreeMap::new(),
+            users: BTreeMap::new(),
         }
     }
 }
+
+/// `[policy.users."alice@example.com"]`: the same settings for one
+/// address; any left out comes from its domain, then the global ones.
+pub type UserPolicy = DomainPolicy;
 
 /// `[policy.domains."example.com"]`: any setting left out is inherited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -232,8 +241,17 @@ impl PolicyConfig {
             &[40, 64],
             fpr,
         )?;
-        for (domain, d) in &self.domains {
-            let key = |k: &str| format!("policy.domains.\"{domain}\".{k}");
+        let levels = self
+            .domains
+            .iter()
+            .map(|(k, d)| (format!("policy.domains.\"{k}\""), d))
+            .chain(
+                self.users
+                    .iter()
+                    .map(|(k, d)| (format!("policy.users.\"{k}\""), d)),
+            );
+        for (level, d) in levels {
+            let key = |k: &str| format!("{level}.{k}");
             hex(
                 &key("additional_certificates"),
                 d.additional_certificates.as_deref().unwrap_or(&[]),
@@ -246,8 +264,24 @@ impl PolicyConfig {
                 &[40, 64],
                 fpr,
             )?;
+            if d.methods.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!("{level}.methods: must name at least one method"));
+            }
         }
-        for (domain, d) in &self.domains {
+        for address in self.users.keys() {
+            let ok = address.rsplit_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('*')
+                    && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+            });
+            if !ok {
+                return Err(format!(
+                    "policy.users.\"{address}\": not an address (user@domain)"
+                ));
+            }
+        }
+        for domain in self.domains.keys() {
             let bare = domain.strip_prefix("*.").unwrap_or(domain);
             if bare.is_empty()
                 || bare.contains('*')
@@ -257,11 +291,6 @@ impl PolicyConfig {
             {
                 return Err(format!(
                     "policy.domains.\"{domain}\": not a domain or *.domain wildcard"
-                ));
-            }
-            if d.methods.as_ref().is_some_and(Vec::is_empty) {
-                return Err(format!(
-                    "policy.domains.\"{domain}\".methods: must name at least one method"
                 ));
             }
         }

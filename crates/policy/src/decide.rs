@@ -24,7 +24,8 @@ pub struct Settings {
     /// Signing, when this address is the sender.
     pub sign: SignMode,
     pub sign_unavailable: SignUnavailable,
-    /// The policy entry that supplied the mode: `global` or the domain key.
+    /// The most specific policy entry that applied: `global`, a domain key
+    /// or an address (`policy.users`).
     pub matched: String,
 }
 
@@ -81,6 +82,16 @@ pub fn canonical_domain(domain: &str) -> String {
     }
 }
 
+/// The form a user-level key and an address are compared in: the local
+/// part lower-cased (as sealgate compares addresses everywhere), the domain
+/// as [`canonical_domain`].
+pub fn canonical_address(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => format!("{}@{}", local.to_lowercase(), canonical_domain(domain)),
+        None => address.to_lowercase(),
+    }
+}
+
 impl Policy {
     pub fn new(config: PolicyConfig) -> Result<Policy, String> {
         config.validate()?;
@@ -98,11 +109,22 @@ impl Policy {
             }
         }
         config.domains = domains;
+        let mut users = BTreeMap::new();
+        for (k, v) in std::mem::take(&mut config.users) {
+            let canonical = canonical_address(&k);
+            if users.insert(canonical.clone(), v).is_some() {
+                return Err(format!(
+                    "policy.users.\"{k}\": the same address as another entry (both are {canonical})"
+                ));
+            }
+        }
+        config.users = users;
         Ok(Policy { config })
     }
 
-    /// Global settings, overridden by the most specific matching domain entry:
-    /// the exact domain first, then the longest matching `*.` wildcard.
+    /// Global settings, overridden by the most specific matching domain entry
+    /// (the exact domain first, then the longest matching `*.` wildcard),
+    /// then by the address's own entry, setting by setting.
     pub fn settings_for(&self, address: &str) -> Settings {
         let c = &self.config;
         let mut s = Settings {
@@ -132,7 +154,8 @@ impl Policy {
                     .is_some_and(|base| domain.ends_with(&format!(".{base}")))
             })
             .max_by_key(|(k, _)| k.len());
-        if let Some((key, d)) = exact.or(wildcard) {
+        let user = c.users.get_key_value(canonical_address(address).as_str());
+        for (key, d) in exact.or(wildcard).into_iter().chain(user) {
             if let Some(m) = d.mode {
                 s.mode = m;
             }
@@ -183,6 +206,7 @@ impl Policy {
                 .config
                 .domains
                 .values()
+                .chain(self.config.users.values())
                 .any(|d| d.sign.is_some_and(|m| m != SignMode::Off))
     }
 
@@ -366,6 +390,72 @@ mod tests {
             ..Default::default()
         };
         assert!(Policy::new(c).unwrap_err().contains("policy.methods"));
+    }
+
+    /// The user level: over the domain's, setting by setting; additional
+    /// keys add up over all three; matched case-insensitively; keys that
+    /// are not addresses, or the same address twice, name their entry.
+    #[test]
+    fn the_user_level_overrides_the_domain_setting_by_setting() {
+        let (g, d, u) = ("11".repeat(32), "22".repeat(32), "33".repeat(32));
+        let mut c = PolicyConfig {
+            additional_certificates: vec![g.clone()],
+            ..Default::default()
+        };
+        c.domains.insert(
+            "corp.test".into(),
+            DomainPolicy {
+                mode: Some(Mode::Mandatory),
+                smime_cipher: Some(SmimeCipherName::Aes256Gcm),
+                additional_certificates: Some(vec![d.clone()]),
+                ..Default::default()
+            },
+        );
+        c.users.insert(
+            "Ann@CORP.test".into(),
+            DomainPolicy {
+                mode: Some(Mode::Off),
+                auto_select: Some(false),
+                sign: Some(SignMode::Mandatory),
+                additional_certificates: Some(vec![u.clone()]),
+                ..Default::default()
+            },
+        );
+        let p = Policy::new(c.clone()).unwrap();
+        assert!(p.signs_anywhere());
+        let s = p.settings_for("ann@corp.test");
+        assert_eq!(s.matched, "ann@corp.test");
+        assert_eq!(s.mode, Mode::Off);
+        assert_eq!(
+            s.smime_cipher,
+            SmimeCipherName::Aes256Gcm,
+            "from the domain"
+        );
+        assert!(!s.auto_select);
+        assert_eq!(s.sign, SignMode::Mandatory);
+        assert_eq!(
+            s.additional_certificates,
+            vec![g.to_uppercase(), d.to_uppercase(), u.to_uppercase()]
+        );
+        let s = p.settings_for("bob@corp.test");
+        assert_eq!((s.matched.as_str(), s.mode), ("corp.test", Mode::Mandatory));
+        assert!(s.auto_select);
+        assert_eq!(s.sign, SignMode::Off);
+
+        let mut twice = c.clone();
+        twice
+            .users
+            .insert("ann@corp.test".into(), DomainPolicy::default());
+        let e = Policy::new(twice).unwrap_err();
+        assert!(e.contains("the same address as another entry"), "{e}");
+        let mut bad = c;
+        bad.users
+            .insert("corp.test".into(), DomainPolicy::default());
+        let e = Policy::new(bad).unwrap_err();
+        assert_eq!(
+            e,
+            "policy.users.\"corp.test\": not an address (user@domain)"
+        );
     }
 
     /// Signing: off by default and nowhere on; a domain turns it on (and

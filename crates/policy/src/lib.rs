@@ -12,6 +12,6 @@ mod decide;
 
 pub use config::{
     DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, RsaPaddingName,
-    SignMode, SignUnavailable, SmimeCipherName,
+    SignMode, SignUnavailable, SmimeCipherName, UserPolicy,
 };
-pub use decide::{canonical_domain, Decision, Policy, Refusal, Settings};
+pub use decide::{canonical_address, canonical_domain, Decision, Policy, Refusal, Settings};

@@ -44,7 +44,7 @@ impl LiveAdditionalKeys {
                 .iter()
                 .map(|t| t.to_ascii_uppercase()),
         );
-        for d in policy.domains.values() {
+        for d in policy.domains.values().chain(policy.users.values()) {
             smime.extend(
                 d.additional_certificates
                     .iter()

@@ -513,7 +513,7 @@ pub fn describe(settings: &Settings) -> String {
          relay to {} (tls {:?}, verify {})\n\
          store {}\n\
          key files: {} OpenPGP keyring(s), {} S/MIME certificate file(s)\n\
-         policy: mode {:?}, methods {:?}, S/MIME cipher {:?}, {} domain override(s)",
+         policy: mode {:?}, methods {:?}, S/MIME cipher {:?}, signing {:?}, {} domain and {} user override(s)",
         s.listen,
         s.hostname,
         s.allowed_networks.join(", "),
@@ -530,6 +530,8 @@ pub fn describe(settings: &Settings) -> String {
         settings.policy.mode,
         settings.policy.methods,
         settings.policy.smime_cipher,
+        settings.policy.sign,
         settings.policy.domains.len(),
+        settings.policy.users.len(),
     )
 }
