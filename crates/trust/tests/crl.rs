@@ -86,6 +86,18 @@ async fn status(trust: &TrustStore, sha: &str) -> Status {
 
 #[tokio::test]
 async fn a_certificate_revoked_on_the_crl_of_its_http_distribution_point_is_not_used() {
+    let (_d, trust) = sqlite(TrustOptions::default()).await;
+    http_crl(trust).await;
+}
+
+/// The same with the stores on PostgreSQL.
+#[tokio::test]
+async fn a_certificate_revoked_on_the_crl_of_its_http_distribution_point_is_not_used_postgres() {
+    let (_db, trust) = common::postgres_with(TrustOptions::default()).await;
+    http_crl(trust).await;
+}
+
+async fn http_crl(trust: TrustStore) {
     let web = WebDir::start();
     let p = pki();
     let ee = p.inter.issue(CertOptions {
@@ -93,7 +105,6 @@ async fn a_certificate_revoked_on_the_crl_of_its_http_distribution_point_is_not_
         crl_url: Some(web.url("inter.crl")),
         ..Default::default()
     });
-    let (_d, trust) = sqlite(TrustOptions::default()).await;
     let sha = trusting(&trust, &p, &ee).await;
     assert_eq!(status(&trust, &sha).await, Status::Valid);
 

@@ -1,4 +1,5 @@
-//! What the trust tests share: a store on SQLite in a temporary directory.
+//! What the trust tests share: a store on SQLite in a temporary directory
+//! (or on a temporary PostgreSQL database), a root and an intermediate.
 
 use sealgate_store::Store;
 use sealgate_testkit::pki::TestCa;
@@ -11,6 +12,17 @@ pub async fn sqlite_with(options: TrustOptions) -> (tempfile::TempDir, TrustStor
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let store = Store::open(&url).await.unwrap();
     (dir, TrustStore::with_options(store, options))
+}
+
+/// A trust stage on a fresh PostgreSQL database (dropped with the guard).
+#[allow(dead_code)]
+pub async fn postgres_with(
+    options: TrustOptions,
+) -> (sealgate_testkit::postgres::TempDatabase, TrustStore) {
+    let db = sealgate_testkit::postgres::TempDatabase::create()
+        .expect("PostgreSQL on 127.0.0.1:5432 (see test-peers)");
+    let store = Store::open(&db.url()).await.unwrap();
+    (db, TrustStore::with_options(store, options))
 }
 
 #[allow(dead_code)]
