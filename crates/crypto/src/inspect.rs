@@ -63,19 +63,7 @@ impl Encryption {
         let Encryption::Cms { recipients } = self else {
             return false;
         };
-        let issuer = cert.issuer_name().to_der().ok();
-        let serial = cert.serial_number().to_bn().ok().map(|bn| bn.to_vec());
-        let ski = cert.subject_key_id().map(|s| s.as_slice().to_vec());
-        recipients.iter().any(|r| match r {
-            CmsRecipient::IssuerSerial {
-                issuer: i,
-                serial: s,
-            } => {
-                issuer.as_deref() == Some(i.as_slice())
-                    && serial.as_deref().map(strip_leading_zeros) == Some(s.as_slice())
-            }
-            CmsRecipient::SubjectKeyId(k) => ski.as_deref() == Some(k.as_slice()),
-        })
+        recipients.iter().any(|r| r.names(cert))
     }
 }
 

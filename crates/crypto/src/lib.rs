@@ -33,6 +33,7 @@ pub mod inspect;
 pub mod mime;
 pub mod pgp;
 pub mod sign;
+pub mod signed;
 pub mod smime;
 
 pub use error::CryptoError;

@@ -10,7 +10,7 @@
 mod content_type;
 mod encrypted;
 mod header;
-mod multipart;
+pub(crate) mod multipart;
 
 pub use content_type::ContentType;
 pub use header::{header_value_unfolded, Header, HeaderLimitExceeded, HeaderLimits};

@@ -13,6 +13,7 @@
 mod bcc;
 pub mod build;
 pub mod group;
+pub mod incoming;
 pub mod outcome;
 mod queue_id;
 mod recipient;
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest client-supplied header value written to logs and the audit table.
-const MAX_LOGGED_VALUE: usize = 256;
+pub(crate) const MAX_LOGGED_VALUE: usize = 256;
 
 /// Knobs of the pipeline that come from the config.
 #[derive(Debug, Clone)]
@@ -233,21 +234,9 @@ impl Handler for Pipeline {
             .iter()
             .any(|g| matches!(g.kind, group::GroupKind::Encrypt { .. }))
             .then(|| Arc::new(parsed.parts_sharing(&data, bcc::is_bcc)));
-        let client = format!("{} [{}]", envelope.client.peer.ip(), envelope.client.helo);
-        let mut draft = self.queue.draft(NewMessage {
-            id: queue_id.clone(),
-            received_at: sealgate_queue::now_ms(),
-            sender: envelope.sender.clone(),
-            envid: envelope.envid.clone(),
-            ret: envelope.ret.map(|r| match r {
-                DsnRet::Full => Ret::Full,
-                DsnRet::Hdrs => Ret::Hdrs,
-            }),
-            body_8bitmime: envelope.body_8bitmime,
-            smtputf8: envelope.smtputf8,
-            client,
-            kind: MessageKind::Mail,
-        });
+        let mut draft = self
+            .queue
+            .draft(new_message(&queue_id, &envelope, MessageKind::Mail));
         let mut results = Vec::with_capacity(groups.len());
         for g in &groups {
             let attempt = async {
@@ -391,6 +380,28 @@ impl Handler for Pipeline {
         self.queue.metrics().message_received(counted);
         self.queue.audit(record);
         out.reply
+    }
+}
+
+/// The queue's message row for `envelope`.
+pub(crate) fn new_message<T>(
+    queue_id: &str,
+    envelope: &Envelope<T>,
+    kind: MessageKind,
+) -> NewMessage {
+    NewMessage {
+        id: queue_id.to_string(),
+        received_at: sealgate_queue::now_ms(),
+        sender: envelope.sender.clone(),
+        envid: envelope.envid.clone(),
+        ret: envelope.ret.map(|r| match r {
+            DsnRet::Full => Ret::Full,
+            DsnRet::Hdrs => Ret::Hdrs,
+        }),
+        body_8bitmime: envelope.body_8bitmime,
+        smtputf8: envelope.smtputf8,
+        client: format!("{} [{}]", envelope.client.peer.ip(), envelope.client.helo),
+        kind,
     }
 }
 

@@ -3,7 +3,6 @@
 //! (a message that already carries more `Received:` fields than
 //! `smtp.max_hops` is refused with 554 5.4.6, as Postfix's hopcount_limit does).
 
-use crate::RecipientDecision;
 use sealgate_crypto::mime::Message;
 use sealgate_smtp_server::Envelope;
 use std::time::SystemTime;
@@ -24,8 +23,8 @@ pub fn hops(message: &Message<'_>) -> usize {
 /// as IPv4). The protocol follows RFC 3848: SMTP after HELO; ESMTP, ESMTPS,
 /// ESMTPA, ESMTPSA after EHLO; UTF8SMTP[S][A] for SMTPUTF8. The HELO text is
 /// the client's, so it goes in reduced to printable ASCII ([`clean_helo`]).
-pub fn received(
-    envelope: &Envelope<RecipientDecision>,
+pub fn received<T>(
+    envelope: &Envelope<T>,
     hostname: &str,
     queue_id: &str,
     single_recipient: Option<&str>,

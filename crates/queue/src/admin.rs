@@ -372,10 +372,7 @@ pub async fn bounce(
         .execute(&mut *tx)
         .await
         .map_err(write)?;
-        if !recipients.is_empty()
-            && !sender.is_empty()
-            && MessageKind::parse(&kind) == MessageKind::Mail
-        {
+        if !recipients.is_empty() && !sender.is_empty() && MessageKind::parse(&kind).reported() {
             let method: String = sqlx::query_scalar("SELECT method FROM queue_copy WHERE id = $1")
                 .bind(c)
                 .fetch_one(&mut *tx)

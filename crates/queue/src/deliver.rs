@@ -63,15 +63,25 @@ impl Workers {
     }
 }
 
-pub(crate) fn start(inner: Arc<Inner>, relay: Arc<dyn Relay>, remote_mta: String) -> Workers {
+/// Where copies go: a relay and its name in DSNs (Remote-MTA).
+pub struct Upstream {
+    pub relay: Arc<dyn Relay>,
+    pub name: String,
+}
+
+pub(crate) fn start(inner: Arc<Inner>, outbound: Upstream, incoming: Option<Upstream>) -> Workers {
     let stop_rx = inner.stop.subscribe();
     let concurrency = inner.schedule.concurrency;
     let slots = Arc::new(Semaphore::new(concurrency));
+    let route = |u: Upstream| Route {
+        relay: u.relay,
+        remote_mta: u.name,
+        health: Health::default(),
+    };
     let ctx = Arc::new(Ctx {
         inner: inner.clone(),
-        relay,
-        remote_mta,
-        health: Health::default(),
+        outbound: route(outbound),
+        incoming: incoming.map(route),
     });
     let job_rx = inner
         .job_rx
@@ -97,10 +107,29 @@ pub(crate) fn start(inner: Arc<Inner>, relay: Arc<dyn Relay>, remote_mta: String
 
 struct Ctx {
     inner: Arc<Inner>,
+    outbound: Route,
+    /// `None` when the incoming listener is off.
+    incoming: Option<Route>,
+}
+
+/// One upstream and what the workers know about it.
+struct Route {
     relay: Arc<dyn Relay>,
     /// The upstream's name in DSNs (Remote-MTA).
     remote_mta: String,
     health: Health,
+}
+
+impl Ctx {
+    /// The route of a message of `kind`; `None` for incoming mail when no
+    /// incoming upstream is configured (it waits, deferred).
+    fn route(&self, kind: MessageKind) -> Option<&Route> {
+        if kind.incoming() {
+            self.incoming.as_ref()
+        } else {
+            Some(&self.outbound)
+        }
+    }
 }
 
 /// Hands jobs to workers as slots free up.
@@ -317,7 +346,8 @@ async fn attempt(ctx: &Ctx, mut job: Job) {
         finish(ctx, &job, now, Vec::new(), false, Vec::new()).await;
         return;
     }
-    if let Some(until) = ctx.health.gate(now, probe) {
+    let route = ctx.route(loaded.kind);
+    if let Some(until) = route.and_then(|r| r.health.gate(now, probe)) {
         let updates = loaded
             .due
             .iter()
@@ -336,22 +366,35 @@ async fn attempt(ctx: &Ctx, mut job: Job) {
     let recipients: Vec<String> = loaded.due.iter().map(|r| r.address.clone()).collect();
     let notify: Vec<Option<String>> = loaded.due.iter().map(|r| r.notify.clone()).collect();
     let orcpt: Vec<Option<String>> = loaded.due.iter().map(|r| r.orcpt.clone()).collect();
-    let send = ctx.relay.send(Outbound {
-        sender: &loaded.sender,
-        recipients: &recipients,
-        body_8bitmime: loaded.body_8bitmime,
-        smtputf8: loaded.smtputf8,
-        data: &loaded.data,
-        dsn: Some(DsnParams {
-            ret: loaded.ret.map(Ret::as_str),
-            envid: loaded.envid.as_deref(),
-            notify: &notify,
-            orcpt: &orcpt,
-        }),
-    });
-    let deliveries = with_renewal(inner, &job, send).await;
+    let deliveries = match route {
+        Some(route) => {
+            let send = route.relay.send(Outbound {
+                sender: &loaded.sender,
+                recipients: &recipients,
+                body_8bitmime: loaded.body_8bitmime,
+                smtputf8: loaded.smtputf8,
+                data: &loaded.data,
+                dsn: Some(DsnParams {
+                    ret: loaded.ret.map(Ret::as_str),
+                    envid: loaded.envid.as_deref(),
+                    notify: &notify,
+                    orcpt: &orcpt,
+                }),
+            });
+            let deliveries = with_renewal(inner, &job, send).await;
+            route
+                .health
+                .record(&route.remote_mta, &deliveries, now_ms(), probe);
+            deliveries
+        }
+        None => {
+            vec![
+                Delivery::Transient("incoming mail and no incoming.upstream is configured".into());
+                recipients.len()
+            ]
+        }
+    };
     let now = now_ms();
-    ctx.health.record(&ctx.remote_mta, &deliveries, now, probe);
     let (updates, delay_sent, reports) = outcome(ctx, &loaded, &deliveries, now);
     log_attempt(&job, &loaded, &deliveries, &updates);
     let counted: Vec<State> = updates.iter().map(|u| u.state).collect();
@@ -406,6 +449,7 @@ fn outcome(
     now: i64,
 ) -> (Vec<RcptUpdate>, bool, Vec<Generated>) {
     let s = &ctx.inner.schedule;
+    let mta = ctx.route(l.kind).map(|r| r.remote_mta.as_str());
     let mut updates = Vec::with_capacity(l.due.len());
     let mut failed = Vec::new();
     let mut delayed = Vec::new();
@@ -415,13 +459,13 @@ fn outcome(
         let (state, next, error) = match d {
             Delivery::Accepted => (State::Delivered, now, None),
             Delivery::Relayed => {
-                relayed.push(report_for(ctx, r, "2.0.0".into(), None, now, None));
+                relayed.push(report_for(mta, r, "2.0.0".into(), None, now, None));
                 (State::Delivered, now, None)
             }
             Delivery::Permanent(t) => {
                 if wants(r.notify.as_deref(), "FAILURE") {
                     failed.push(report_for(
-                        ctx,
+                        mta,
                         r,
                         dsn::status_of(t, true),
                         Some(t.clone()),
@@ -438,7 +482,7 @@ fn outcome(
                 );
                 if wants(r.notify.as_deref(), "FAILURE") {
                     failed.push(report_for(
-                        ctx,
+                        mta,
                         r,
                         "4.4.7".into(),
                         Some(why.clone()),
@@ -453,7 +497,7 @@ fn outcome(
                 let next = now.saturating_add(wait).min(l.expires_at);
                 if wants(r.notify.as_deref(), "DELAY") {
                     delayed.push(report_for(
-                        ctx,
+                        mta,
                         r,
                         dsn::status_of(t, false),
                         Some(t.clone()),
@@ -473,7 +517,7 @@ fn outcome(
             attempted: true,
         });
     }
-    let reportable = l.kind == MessageKind::Mail && !l.sender.is_empty();
+    let reportable = l.kind.reported() && !l.sender.is_empty();
     let mut reports = Vec::new();
     if reportable && !failed.is_empty() {
         reports.push(generated(ctx, l, ReportKind::Failed, failed, now));
@@ -490,7 +534,7 @@ fn outcome(
 }
 
 fn report_for(
-    ctx: &Ctx,
+    remote_mta: Option<&str>,
     r: &DueRecipient,
     status: String,
     diagnostic: Option<String>,
@@ -502,7 +546,7 @@ fn report_for(
         orcpt: r.orcpt.clone(),
         status,
         diagnostic,
-        remote_mta: Some(ctx.remote_mta.clone()),
+        remote_mta: remote_mta.map(str::to_string),
         last_attempt: Some(now),
         will_retry_until: until,
     }

@@ -27,7 +27,7 @@ mod sql;
 mod writer;
 
 pub use config::{QueueConfig, Schedule};
-pub use deliver::Workers;
+pub use deliver::{Upstream, Workers};
 pub use model::{MessageKind, NewCopy, NewMessage, NewRecipient, Ret, State};
 
 use sealgate_metrics::Metrics;
@@ -242,7 +242,19 @@ impl Queue {
 
     /// Starts the delivery workers and the scanner, relaying through `relay`.
     pub fn start(&self, relay: Arc<dyn sealgate_relay::Relay>, remote_mta: &str) -> Workers {
-        deliver::start(self.inner.clone(), relay, remote_mta.to_string())
+        self.start_routes(
+            Upstream {
+                relay,
+                name: remote_mta.to_string(),
+            },
+            None,
+        )
+    }
+
+    /// [`Queue::start`] with a second upstream for incoming mail
+    /// ([`MessageKind::Incoming`]).
+    pub fn start_routes(&self, outbound: Upstream, incoming: Option<Upstream>) -> Workers {
+        deliver::start(self.inner.clone(), outbound, incoming)
     }
 
     /// Begins queuing a message; add its copies, then commit.
@@ -481,7 +493,7 @@ impl Draft {
         let mut reports = Vec::new();
         if !self.failed.is_empty()
             && !self.message.sender.is_empty()
-            && self.message.kind == MessageKind::Mail
+            && self.message.kind.reported()
         {
             let report = dsn::Report {
                 kind: dsn::ReportKind::Failed,

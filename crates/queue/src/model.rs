@@ -30,6 +30,9 @@ pub enum MessageKind {
     Mail,
     /// A delivery status notification sealgate generated: it never gets one.
     Dsn,
+    /// Mail from outside for the organisation, taken on the incoming
+    /// listener: relayed unchanged to `incoming.upstream`.
+    Incoming,
 }
 
 impl MessageKind {
@@ -37,12 +40,28 @@ impl MessageKind {
         match self {
             MessageKind::Mail => "mail",
             MessageKind::Dsn => "dsn",
+            MessageKind::Incoming => "incoming",
         }
+    }
+
+    /// Whether its sender gets delivery status notifications (all mail but
+    /// the notifications themselves).
+    pub fn reported(self) -> bool {
+        self != MessageKind::Dsn
+    }
+
+    /// Which upstream it goes to: incoming mail to `incoming.upstream`,
+    /// everything else (DSNs for incoming mail too: they go out to its
+    /// sender) to `relay.upstream`.
+    pub(crate) fn incoming(self) -> bool {
+        self == MessageKind::Incoming
     }
 
     pub(crate) fn parse(s: &str) -> MessageKind {
         if s == "dsn" {
             MessageKind::Dsn
+        } else if s == "incoming" {
+            MessageKind::Incoming
         } else {
             MessageKind::Mail
         }

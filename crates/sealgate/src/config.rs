@@ -34,6 +34,8 @@ pub struct Settings {
     #[serde(default)]
     pub admin: sealgate_admin::AdminConfig,
     #[serde(default)]
+    pub incoming: crate::incoming::IncomingSettings,
+    #[serde(default)]
     pub log: LogSettings,
 }
 
@@ -475,6 +477,7 @@ impl Settings {
         self.queue.schedule()?;
         self.trust.validate()?;
         self.admin.validate()?;
+        self.incoming.validate(self)?;
         Ok(())
     }
 
@@ -489,20 +492,20 @@ impl Settings {
 
     /// `smtp.allowed_networks` as networks; a bare address means that host.
     pub fn networks(&self) -> std::result::Result<Vec<IpNet>, String> {
-        self.smtp
-            .allowed_networks
-            .iter()
-            .map(|n| {
-                n.parse::<IpNet>()
-                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        format!(
-                            "smtp.allowed_networks: {n:?} is not a network (e.g. \"192.0.2.0/24\")"
-                        )
-                    })
-            })
-            .collect()
+        parse_networks("smtp.allowed_networks", &self.smtp.allowed_networks)
     }
+}
+
+/// A list of networks (`192.0.2.0/24`) or hosts (a bare address) from the
+/// config key `key`.
+pub fn parse_networks(key: &str, list: &[String]) -> std::result::Result<Vec<IpNet>, String> {
+    list.iter()
+        .map(|n| {
+            n.parse::<IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{key}: {n:?} is not a network (e.g. \"192.0.2.0/24\")"))
+        })
+        .collect()
 }
 
 /// Reads the whole config file as text (for `check-config` diagnostics).
@@ -513,7 +516,8 @@ pub fn describe(settings: &Settings) -> String {
          relay to {} (tls {:?}, verify {})\n\
          store {}\n\
          key files: {} OpenPGP keyring(s), {} S/MIME certificate file(s)\n\
-         policy: mode {:?}, methods {:?}, S/MIME cipher {:?}, signing {:?}, {} domain and {} user override(s)",
+         policy: mode {:?}, methods {:?}, S/MIME cipher {:?}, signing {:?}, {} domain and {} user override(s)\n\
+         incoming: {}",
         s.listen,
         s.hostname,
         s.allowed_networks.join(", "),
@@ -533,5 +537,15 @@ pub fn describe(settings: &Settings) -> String {
         settings.policy.sign,
         settings.policy.domains.len(),
         settings.policy.users.len(),
+        if settings.incoming.enabled() {
+            format!(
+                "listen {} for {}, relay to {}",
+                settings.incoming.listen,
+                settings.incoming.allowed_networks.join(", "),
+                settings.incoming.upstream
+            )
+        } else {
+            "off".to_string()
+        },
     )
 }

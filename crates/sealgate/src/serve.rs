@@ -48,7 +48,23 @@ pub async fn run(settings: Settings) -> Result<()> {
     .await
     .context("cannot open the queue")?;
     let admin = crate::observe::start(&settings, &metrics, &store, &queue).await?;
-    let workers = queue.start(Arc::new(relay), &settings.relay.upstream);
+    let incoming_upstream = if settings.incoming.upstream.is_empty() {
+        None
+    } else {
+        let relay = SmtpRelay::new(settings.incoming.relay_config(&settings))
+            .map_err(|e| anyhow::anyhow!("incoming.upstream: {e}"))?;
+        Some(sealgate_queue::Upstream {
+            relay: Arc::new(relay),
+            name: settings.incoming.upstream.clone(),
+        })
+    };
+    let workers = queue.start_routes(
+        sealgate_queue::Upstream {
+            relay: Arc::new(relay),
+            name: settings.relay.upstream.clone(),
+        },
+        incoming_upstream,
+    );
     let resolver = Arc::new(resolver);
     crate::observe::sample_breakers(resolver.clone(), metrics.clone());
     let additional = Arc::new(crate::additional::LiveAdditionalKeys::default());
@@ -94,6 +110,20 @@ pub async fn run(settings: Settings) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("smtp.listen: cannot listen on {addr}"))?;
+    let incoming_listener = if settings.incoming.enabled() {
+        let mut config = settings.incoming.server_config(&settings)?;
+        config.metrics = Some(metrics.clone());
+        let listener = settings.incoming.bind().await?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            upstream = %settings.incoming.upstream,
+            allowed_networks = %settings.incoming.allowed_networks.join(","),
+            "incoming listener ready: mail from these networks is relayed unchanged to incoming.upstream"
+        );
+        Some((listener, Arc::new(config)))
+    } else {
+        None
+    };
     tracing::info!(
         listen = %listener.local_addr()?,
         upstream = %settings.relay.upstream,
@@ -142,6 +172,32 @@ pub async fn run(settings: Settings) -> Result<()> {
             }
         }
     });
+    // Both listeners stop on the same signal.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let incoming = match incoming_listener {
+        Some((listener, config)) => {
+            let handler = Arc::new(sealgate_pipeline::incoming::Incoming::new(
+                queue.clone(),
+                sealgate_pipeline::incoming::IncomingOptions {
+                    hostname: settings.smtp.hostname.clone(),
+                    max_hops: settings.smtp.max_hops,
+                    header_limits: sealgate_crypto::mime::HeaderLimits {
+                        max_bytes: settings.smtp.max_header_size,
+                        max_fields: settings.smtp.max_header_fields,
+                    },
+                },
+                Arc::new(sealgate_pipeline::incoming::NoObserver),
+            ));
+            let stop = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move {
+                sealgate_smtp_server::serve(listener, config, handler, stop).await
+            }))
+        }
+        None => None,
+    };
     let admin_ref = admin.as_ref();
     let shutdown = async move {
         tokio::select! {
@@ -151,8 +207,16 @@ pub async fn run(settings: Settings) -> Result<()> {
         if let Some(a) = admin_ref {
             a.shutting_down();
         }
+        let _ = stop_tx.send(true);
     };
     sealgate_smtp_server::serve(listener, server_config, pipeline, shutdown).await?;
+    if let Some(task) = incoming {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("incoming listener: {e}"),
+            Err(e) => tracing::error!("incoming listener: {e}"),
+        }
+    }
     workers
         .shutdown(Duration::from_secs(settings.smtp.shutdown_grace_secs))
         .await;

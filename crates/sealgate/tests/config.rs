@@ -260,3 +260,37 @@ fn zero_durations_are_errors_naming_the_key() {
         assert!(!t.contains("panicked"), "{t}");
     }
 }
+
+/// `[incoming]`: off by default; when on, a bad address, a missing
+/// upstream, the outbound listener's port or no networks name the key.
+#[test]
+fn incoming_settings_name_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = sealgate(dir.path(), &["check-config"], &[]);
+    assert!(text(&o).contains("incoming: off"), "{}", text(&o));
+    for (incoming, expected) in [
+        ("listen = \"nope\"\nupstream = \"127.0.0.1:25\"", "incoming.listen: \"nope\" is not an IP address and port"),
+        ("listen = \"127.0.0.1:10027\"", "incoming.upstream: the internal MTA"),
+        ("listen = \"127.0.0.1:10025\"\nupstream = \"127.0.0.1:25\"", "is smtp.listen too"),
+        ("listen = \"127.0.0.1:10027\"\nupstream = \"127.0.0.1:25\"\nallowed_networks = []", "incoming.allowed_networks: name the MX hosts"),
+        ("listen = \"127.0.0.1:10027\"\nupstream = \"127.0.0.1:25\"\nallowed_networks = [\"mx\"]", "incoming.allowed_networks: \"mx\" is not a network"),
+    ] {
+        std::fs::write(dir.path().join("s.toml"), format!("[incoming]\n{incoming}\n")).unwrap();
+        let o = sealgate(dir.path(), &["--config", "s.toml", "check-config"], &[]);
+        assert!(!o.status.success(), "{incoming}: {}", text(&o));
+        assert!(text(&o).contains(expected), "{incoming}: {}", text(&o));
+    }
+    std::fs::write(
+        dir.path().join("s.toml"),
+        "[incoming]\nlisten = \"127.0.0.1:10027\"\nupstream = \"127.0.0.1:2525\"\nallowed_networks = [\"192.0.2.25\"]\n",
+    )
+    .unwrap();
+    let o = sealgate(dir.path(), &["--config", "s.toml", "check-config"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("incoming: listen 127.0.0.1:10027 for 192.0.2.25, relay to 127.0.0.1:2525"),
+        "{}",
+        text(&o)
+    );
+}

@@ -462,6 +462,36 @@ pub fn cms_verify(message: &[u8], root_pem: &Path) -> Result<(Vec<u8>, Vec<u8>),
     ))
 }
 
+/// A signed mail as a client makes it: `headers` (`From: ...\r\n` lines)
+/// in front of what `openssl cms -sign -binary -crlfeol -md sha256` makes
+/// of `entity` (a MIME entity with CRLF lines) with `signer`'s certificate
+/// and key; `extra` adds options (`-nodetach` for opaque signed-data,
+/// `-certfile F`, `-nosmimecap`, `-nocerts`).
+///
+/// # Panics
+/// If openssl fails.
+pub fn cms_sign_mail(headers: &str, entity: &[u8], signer: &IssuedCert, extra: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("entity");
+    let out = dir.path().join("signed.eml");
+    std::fs::write(&input, entity).expect("write entity");
+    openssl(|c| {
+        c.args([
+            "cms", "-sign", "-binary", "-crlfeol", "-md", "sha256", "-in",
+        ])
+        .arg(&input)
+        .arg("-signer")
+        .arg(&signer.cert_pem_path)
+        .arg("-inkey")
+        .arg(&signer.key_path)
+        .args(extra)
+        .arg("-out")
+        .arg(&out);
+    });
+    let signed = std::fs::read(&out).expect("read signed mail");
+    [headers.as_bytes(), &signed].concat()
+}
+
 /// The two parts of a `multipart/signed` message: the signed content (the
 /// first part's bytes, exactly what a verifier hashes) and the detached
 /// signature (DER, from `openssl cms -cmsout`), for verifiers that take

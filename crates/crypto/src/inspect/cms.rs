@@ -131,7 +131,7 @@ fn recipient_info(info: Tlv<'_>, out: &mut Vec<CmsRecipient>) -> Result<(), ()> 
 }
 
 /// `RecipientIdentifier ::= CHOICE { issuerAndSerialNumber, [0] subjectKeyIdentifier }`.
-fn recipient_identifier(rid: Tlv<'_>) -> Result<CmsRecipient, ()> {
+pub(crate) fn recipient_identifier(rid: Tlv<'_>) -> Result<CmsRecipient, ()> {
     if rid.tag == der::context_primitive(0) {
         return Ok(CmsRecipient::SubjectKeyId(rid.contents.to_vec()));
     }
@@ -152,7 +152,7 @@ fn recipient_identifier(rid: Tlv<'_>) -> Result<CmsRecipient, ()> {
 
 /// The DER encoding of a SEQUENCE with these contents (definite length), so
 /// that it compares with `X509NameRef::to_der`.
-fn reencode(t: Tlv<'_>) -> Vec<u8> {
+pub(crate) fn reencode(t: Tlv<'_>) -> Vec<u8> {
     let n = t.contents.len();
     let mut out = vec![t.tag];
     if n < 0x80 {

@@ -1,0 +1,178 @@
+//! The incoming listener's handler: mail from outside for the organisation
+//! (`[incoming]`, handed over by the MX hosts), relayed unchanged to the
+//! internal MTA (`incoming.upstream`) through the durable queue.
+//!
+//! Nothing is encrypted or refused by policy here. The message is checked
+//! as on the outbound side (header limits, hop count), gets sealgate's
+//! `Received:` field in front of its bytes, which are otherwise the ones
+//! received, and is committed as one copy for every recipient
+//! ([`MessageKind::Incoming`]) before the client hears 250. Only then is it
+//! offered to the [`Observer`] (harvesting), which must not block: what it
+//! does can neither delay, refuse nor alter the mail.
+
+use crate::trace;
+use sealgate_crypto::mime::{header_value_unfolded, HeaderLimits, Message};
+use sealgate_metrics::MessageOutcome;
+use sealgate_queue::{MessageKind, NewCopy, NewRecipient, Queue};
+use sealgate_smtp_server::{ClientInfo, Envelope, Handler, Reply};
+use std::sync::Arc;
+
+/// Sees each incoming message once it is queued.
+pub trait Observer: Send + Sync {
+    /// Called after the commit with the message as received (without
+    /// sealgate's `Received:` field). Must return at once (hand the work to
+    /// a task); it cannot change what happens to the message.
+    fn queued(&self, queue_id: &str, message: Arc<Vec<u8>>);
+}
+
+/// Sees nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn queued(&self, _: &str, _: Arc<Vec<u8>>) {}
+}
+
+/// What the incoming handler needs from the config.
+#[derive(Debug, Clone)]
+pub struct IncomingOptions {
+    /// The name in sealgate's `Received:` field.
+    pub hostname: String,
+    /// A message already carrying more `Received:` fields is refused (loop).
+    pub max_hops: usize,
+    pub header_limits: HeaderLimits,
+}
+
+/// The handler of the incoming listener.
+pub struct Incoming {
+    queue: Queue,
+    options: IncomingOptions,
+    observer: Arc<dyn Observer>,
+}
+
+impl Incoming {
+    pub fn new(queue: Queue, options: IncomingOptions, observer: Arc<dyn Observer>) -> Incoming {
+        Incoming {
+            queue,
+            options,
+            observer,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Incoming {
+    type Token = ();
+
+    async fn transaction(&self, client: &ClientInfo, sender: &str) -> Result<(), Reply> {
+        self.queue.accepting().map_err(|why| {
+            tracing::warn!(peer = %client.peer, sender, listener = "incoming", "transaction refused: {why}");
+            Reply::new(
+                452,
+                (4, 3, 1),
+                "Insufficient system storage, try again later",
+            )
+        })
+    }
+
+    /// Every recipient: the MX hosts that may connect have decided who
+    /// receives mail here.
+    async fn recipient(&self, _: &ClientInfo, _: &str, _: &str) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    async fn message(&self, envelope: Envelope<()>, data: Vec<u8>) -> Reply {
+        let queue_id = crate::queue_id::next();
+        let size = data.len();
+        let parsed = match Message::parse_limited(&data, self.options.header_limits) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(queue_id = %queue_id, peer = %envelope.client.peer, size, listener = "incoming", "message refused: {e}");
+                return Reply::new(
+                    552,
+                    (5, 3, 4),
+                    format!("{queue_id}: message header too big: {e}"),
+                );
+            }
+        };
+        let message_id = parsed
+            .header("Message-ID")
+            .map(|h| trace::log_safe(&header_value_unfolded(h), crate::MAX_LOGGED_VALUE));
+        let hops = trace::hops(&parsed);
+        drop(parsed);
+        if hops > self.options.max_hops {
+            tracing::warn!(queue_id = %queue_id, hops, listener = "incoming", "message refused: too many hops");
+            return Reply::new(
+                554,
+                (5, 4, 6),
+                format!(
+                    "Too many hops ({hops} Received: fields, limit {}): mail loop?",
+                    self.options.max_hops
+                ),
+            );
+        }
+        let single =
+            (envelope.recipients.len() == 1).then(|| envelope.recipients[0].address.as_str());
+        let received = trace::received(
+            &envelope,
+            &self.options.hostname,
+            &queue_id,
+            single,
+            std::time::SystemTime::now(),
+        );
+        let mut copy = Vec::with_capacity(received.len() + data.len());
+        copy.extend_from_slice(&received);
+        copy.extend_from_slice(&data);
+        let mut draft = self.queue.draft(crate::new_message(
+            &queue_id,
+            &envelope,
+            MessageKind::Incoming,
+        ));
+        let recipients = envelope
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| NewRecipient {
+                seq: i as u32,
+                address: r.address.clone(),
+                orcpt: r.orcpt.clone(),
+                notify: r.notify.clone(),
+            })
+            .collect();
+        let queued = async {
+            draft
+                .add(NewCopy {
+                    method: "incoming".into(),
+                    recipients,
+                    data: copy,
+                })
+                .await?;
+            draft.commit().await
+        };
+        if let Err(e) = queued.await {
+            tracing::error!(queue_id = %queue_id, listener = "incoming", "message not queued: {e}");
+            self.queue
+                .metrics()
+                .message_received(MessageOutcome::Deferred);
+            return Reply::new(
+                452,
+                (4, 3, 1),
+                format!("{queue_id}: cannot queue the message now, try again later"),
+            );
+        }
+        tracing::info!(
+            queue_id = %queue_id,
+            message_id = message_id.as_deref().unwrap_or("-"),
+            peer = %envelope.client.peer,
+            sender = %envelope.sender,
+            size,
+            recipients = envelope.recipients.len(),
+            listener = "incoming",
+            "incoming message queued"
+        );
+        self.queue
+            .metrics()
+            .message_received(MessageOutcome::Queued);
+        self.observer.queued(&queue_id, Arc::new(data));
+        Reply::new(250, (2, 0, 0), format!("Ok: queued as {queue_id}"))
+    }
+}
