@@ -7,6 +7,7 @@ mod bad_input;
 mod crash;
 mod flow;
 mod gateway;
+mod harvest;
 mod incoming;
 mod limits;
 mod observe;

@@ -170,6 +170,33 @@ impl<'a> Message<'a> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
     }
 
+    /// Every address (lower-case, in order) in the header fields named
+    /// `names` (`From`, `To`, ...), read as RFC 5322 address lists by
+    /// mail-parser (groups, comments, quoted display names); an address
+    /// inside a display name or comment is not one.
+    pub fn addresses(&self, names: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in self
+            .headers
+            .iter()
+            .filter(|h| names.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
+        {
+            let value = match h.raw.iter().position(|&b| b == b':') {
+                Some(i) => &h.raw[i + 1..],
+                None => continue,
+            };
+            let mut stream = mail_parser::parsers::MessageStream::new(value);
+            if let mail_parser::HeaderValue::Address(list) = stream.parse_address() {
+                for addr in list.iter() {
+                    if let Some(a) = addr.address() {
+                        out.push(a.to_lowercase());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The body: everything after the empty line that ends the headers.
     pub fn body(&self) -> &'a [u8] {
         self.body

@@ -114,6 +114,34 @@ label_enum! {
 }
 
 label_enum! {
+    /// What a harvest decision was about.
+    HarvestKind {
+        /// An S/MIME signer's (encryption) certificate.
+        Smime => "smime",
+        /// An OpenPGP key attached to signed mail.
+        Pgp => "pgp",
+        /// An Autocrypt header.
+        Autocrypt => "autocrypt",
+        /// An `OpenPGP: url=` header.
+        OpenPgpHeader => "openpgp-header",
+    }
+}
+
+label_enum! {
+    /// How a harvest decision ended.
+    HarvestOutcome {
+        /// The key or certificate was stored.
+        Kept => "kept",
+        /// A gate refused it (the log and `sealgate harvest log` say why).
+        Refused => "refused",
+        /// Harvesting failed (store, timeout); the mail went on.
+        Error => "error",
+        /// Not looked at: too many messages waiting for harvesting.
+        Skipped => "skipped",
+    }
+}
+
+label_enum! {
     /// The result of one delivery attempt for one recipient.
     DeliveryResult {
         /// Accepted by the upstream.
@@ -182,6 +210,12 @@ struct MethodLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HarvestLabels {
+    kind: HarvestKind,
+    outcome: HarvestOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SignLabels {
     result: SignResult,
 }
@@ -223,6 +257,7 @@ struct Inner {
     messages: Family<OutcomeLabels, Counter>,
     copies: Family<MethodLabels, Counter>,
     signing: Family<SignLabels, Counter>,
+    harvest: Family<HarvestLabels, Counter>,
     deliveries: Family<ResultLabels, Counter>,
     dsns: Family<KindLabels, Counter>,
     queue_length: Family<StateLabels, Gauge>,
@@ -271,6 +306,12 @@ impl Metrics {
             "messages_signing",
             "Messages whose sender's policy signs, by what happened (signed, unsigned, already-signed, refused)",
             signing.clone(),
+        );
+        let harvest = Family::<HarvestLabels, Counter>::default();
+        registry.register(
+            "harvest_decisions",
+            "Keys and certificates harvested from incoming mail, by kind and outcome (kept, refused, error, skipped)",
+            harvest.clone(),
         );
         let deliveries = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -342,6 +383,11 @@ impl Metrics {
         for &method in CopyMethod::ALL {
             let _ = copies.get_or_create(&MethodLabels { method });
         }
+        for &kind in HarvestKind::ALL {
+            for &outcome in HarvestOutcome::ALL {
+                let _ = harvest.get_or_create(&HarvestLabels { kind, outcome });
+            }
+        }
         for &result in SignResult::ALL {
             let _ = signing.get_or_create(&SignLabels { result });
         }
@@ -364,6 +410,7 @@ impl Metrics {
                 messages,
                 copies,
                 signing,
+                harvest,
                 deliveries,
                 dsns,
                 queue_length,
@@ -399,6 +446,14 @@ impl Metrics {
         self.inner
             .signing
             .get_or_create(&SignLabels { result })
+            .inc();
+    }
+
+    /// One harvest decision about a `kind` of key ended with `outcome`.
+    pub fn harvest(&self, kind: HarvestKind, outcome: HarvestOutcome) {
+        self.inner
+            .harvest
+            .get_or_create(&HarvestLabels { kind, outcome })
             .inc();
     }
 
@@ -577,6 +632,7 @@ mod tests {
         ("sealgate_messages_received", "counter"),
         ("sealgate_copies_built", "counter"),
         ("sealgate_messages_signing", "counter"),
+        ("sealgate_harvest_decisions", "counter"),
         ("sealgate_deliveries", "counter"),
         ("sealgate_dsns", "counter"),
         ("sealgate_queue_length", "gauge"),

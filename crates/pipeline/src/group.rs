@@ -228,26 +228,7 @@ pub fn visible_addresses(parsed: &Message<'_>) -> HashSet<String> {
 /// Every address (lower-case, in order) in the fields named `names`; the
 /// addresses inside display names and comments are not addresses.
 pub fn header_addresses(parsed: &Message<'_>, names: &[&str]) -> Vec<String> {
-    let mut out = Vec::new();
-    for h in parsed
-        .headers()
-        .iter()
-        .filter(|h| names.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
-    {
-        let value = match h.raw.iter().position(|&b| b == b':') {
-            Some(i) => &h.raw[i + 1..],
-            None => continue,
-        };
-        let mut stream = mail_parser::parsers::MessageStream::new(value);
-        if let mail_parser::HeaderValue::Address(list) = stream.parse_address() {
-            for addr in list.iter() {
-                if let Some(a) = addr.address() {
-                    out.push(a.to_lowercase());
-                }
-            }
-        }
-    }
-    out
+    parsed.addresses(names)
 }
 
 #[cfg(test)]

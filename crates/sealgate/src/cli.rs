@@ -62,8 +62,27 @@ pub enum Command {
     /// certificates' distribution points or imported.
     #[command(subcommand)]
     Crl(CrlCommand),
+    /// What harvesting learned from incoming mail, and what it refused.
+    #[command(subcommand)]
+    Harvest(HarvestCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HarvestCommand {
+    /// The newest harvest decisions (kept or refused, and why), newest first.
+    Log {
+        /// Only the decisions about this address.
+        #[arg(long)]
+        address: Option<String>,
+        /// How many at most.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Roots(r) => crate::trust_cmd::roots(&settings, r).await,
         Command::Ctl(c) => crate::trust_cmd::ctl(&settings, c).await,
         Command::Crl(c) => crate::trust_cmd::crl(&settings, c).await,
+        Command::Harvest(h) => harvest(&settings, h).await,
         Command::HashPassword => unreachable!("handled above"),
     }
 }
@@ -357,5 +358,52 @@ fn hash_password() -> Result<ExitCode> {
         bail!("hash-password: give the password on standard input (e.g. `read -rs P; echo \"$P\" | sealgate hash-password`)");
     }
     out!("{}", sealgate_smtp_server::hash_password(password));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sealgate harvest log`.
+async fn harvest(settings: &Settings, cmd: crate::cli::HarvestCommand) -> Result<ExitCode> {
+    let crate::cli::HarvestCommand::Log {
+        address,
+        limit,
+        json,
+    } = cmd;
+    if limit < 1 {
+        anyhow::bail!("--limit: must be at least 1");
+    }
+    let store = crate::wiring::open_store(settings).await?;
+    let harvester = sealgate_harvest::Harvester::new(
+        crate::trust_cmd::trust_store(settings, &store),
+        store.clone(),
+        sealgate_metrics::Metrics::new(),
+    );
+    let address = address.map(|a| a.to_lowercase());
+    let entries = harvester
+        .log(address.as_deref(), limit)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else if entries.is_empty() {
+        println!("no harvest decisions yet");
+    } else {
+        for e in &entries {
+            println!(
+                "{} {} {} {} <{}> {}{}: {}",
+                e.at,
+                e.queue_id,
+                e.kind,
+                e.outcome,
+                e.address.as_deref().unwrap_or("-"),
+                e.fingerprint.as_deref().unwrap_or("-"),
+                e.message_id
+                    .as_deref()
+                    .map(|m| format!(" {m}"))
+                    .unwrap_or_default(),
+                e.reason
+            );
+        }
+    }
+    store.close().await;
     Ok(ExitCode::SUCCESS)
 }

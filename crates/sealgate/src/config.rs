@@ -36,6 +36,8 @@ pub struct Settings {
     #[serde(default)]
     pub incoming: crate::incoming::IncomingSettings,
     #[serde(default)]
+    pub harvest: sealgate_harvest::HarvestConfig,
+    #[serde(default)]
     pub log: LogSettings,
 }
 
@@ -478,6 +480,7 @@ impl Settings {
         self.trust.validate()?;
         self.admin.validate()?;
         self.incoming.validate(self)?;
+        self.harvest.validate()?;
         Ok(())
     }
 

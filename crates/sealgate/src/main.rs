@@ -25,6 +25,7 @@ mod additional;
 mod cli;
 mod commands;
 mod config;
+mod harvesting;
 mod incoming;
 mod logging;
 mod observe;

@@ -140,6 +140,8 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings.policy.clone(),
         store.clone(),
     );
+    let harvest_trust = trust_store.clone();
+    let harvest_live = trust.clone();
     let hup_additional = additional.clone();
     let hup_policy = settings.policy.clone();
     let hup_store = store.clone();
@@ -189,7 +191,17 @@ pub async fn run(settings: Settings) -> Result<()> {
                         max_fields: settings.smtp.max_header_fields,
                     },
                 },
-                Arc::new(sealgate_pipeline::incoming::NoObserver),
+                Arc::new(crate::harvesting::Harvesting::start(
+                    sealgate_harvest::Harvester::new(
+                        harvest_trust.clone(),
+                        store.clone(),
+                        metrics.clone(),
+                    ),
+                    metrics.clone(),
+                    settings.harvest.max_pending,
+                    harvest_live,
+                    harvest_trust.clone(),
+                )),
             ));
             let stop = stopped(stop_rx.clone());
             Some(tokio::spawn(async move {

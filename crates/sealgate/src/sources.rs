@@ -3,7 +3,10 @@
 //! Names in `keys.pgp_sources` / `keys.smime_sources`: `upload`, `import`
 //! (keys in the store), `files` (key-store files), `ldap` (every `[[keys.ldap]]`
 //! directory in config order) or `ldap:<name>`, `keyservers` (every entry of
-//! `keys.keyservers`) or `keyserver:<url>`, and `wkd`. Remote sources sit behind
+//! `keys.keyservers`) or `keyserver:<url>`, `wkd`, and for S/MIME `harvested`
+//! (certificates learned from signed incoming mail; added right after
+//! `upload` when the list leaves it out and `harvest.smime_override` is on,
+//! else last). Remote sources sit behind
 //! the memory cache (`keys.memory_cache_entries`, `keys.memory_cache_secs`),
 //! the lookup cache and a circuit breaker; `verify` asks them directly.
 
@@ -54,7 +57,11 @@ pub fn validate(k: &KeysSettings) -> std::result::Result<(), String> {
     }
     for (key, list, allowed_remote) in [
         ("keys.pgp_sources", &k.pgp_sources, ["keyservers", "wkd"]),
-        ("keys.smime_sources", &k.smime_sources, ["ldap", "ldap"]),
+        (
+            "keys.smime_sources",
+            &k.smime_sources,
+            ["ldap", "harvested"],
+        ),
     ] {
         for name in list {
             let ok = match name.as_str() {
@@ -73,7 +80,7 @@ pub fn validate(k: &KeysSettings) -> std::result::Result<(), String> {
                     if key == "keys.pgp_sources" {
                         "keyservers, keyserver:<url from keys.keyservers>, wkd"
                     } else {
-                        "ldap, ldap:<name from [[keys.ldap]]>"
+                        "ldap, ldap:<name from [[keys.ldap]]>, harvested"
                     }
                 ));
             }
@@ -131,6 +138,7 @@ pub fn build(
     store: &Store,
     metrics: Option<&sealgate_metrics::Metrics>,
     trust: Arc<dyn CertificateTrust>,
+    harvested: Harvested,
 ) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
     for w in insecure_warnings(k) {
         tracing::warn!("{w}");
@@ -180,6 +188,7 @@ pub fn build(
         local(Arc::new(StoreSource::new(store.clone(), "upload")), true),
         local(Arc::new(StoreSource::new(store.clone(), "import")), true),
         local(files.clone(), k.files_require_chain),
+        local(harvested.source, true),
     ];
     for d in &k.ldap {
         let text = serde_json::to_string(d)?;
@@ -243,14 +252,37 @@ pub fn build(
         }
         out
     };
-    let resolver = Resolver::with_order(
-        all,
-        &expand(&k.pgp_sources),
-        &expand(&k.smime_sources),
-        trust,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let mut smime_order = expand(&k.smime_sources);
+    if !smime_order.iter().any(|n| n == "harvested") {
+        let at = match smime_order.iter().position(|n| n == "upload") {
+            Some(i) if harvested.smime_override => i + 1,
+            None if harvested.smime_override => 0,
+            _ => smime_order.len(),
+        };
+        smime_order.insert(at, "harvested".into());
+    }
+    let resolver = Resolver::with_order(all, &expand(&k.pgp_sources), &smime_order, trust)
+        .map_err(anyhow::Error::msg)?;
     Ok((resolver, files, summary))
+}
+
+/// The harvested certificates' source and where it goes in
+/// `keys.smime_sources` when the list does not name it.
+pub struct Harvested {
+    pub source: Arc<dyn Source>,
+    pub smime_override: bool,
+}
+
+impl Harvested {
+    pub fn of(settings: &crate::config::Settings, store: &Store) -> Harvested {
+        Harvested {
+            source: Arc::new(sealgate_harvest::source::Harvested::new(
+                store.clone(),
+                crate::trust_cmd::trust_store(settings, store),
+            )),
+            smime_override: settings.harvest.smime_override,
+        }
+    }
 }
 
 /// Marks stale the cached answers of sources whose configuration changed

@@ -22,7 +22,13 @@ pub fn resolver(
     store: &Store,
     trust: Arc<sealgate_trust::LiveTrust>,
 ) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
-    crate::sources::build(&settings.keys, store, None, trust)
+    crate::sources::build(
+        &settings.keys,
+        store,
+        None,
+        trust,
+        crate::sources::Harvested::of(settings, store),
+    )
 }
 
 /// [`resolver`], counting lookups and cache hits in `metrics` (`serve`).
@@ -32,8 +38,13 @@ pub fn counted_resolver(
     metrics: &sealgate_metrics::Metrics,
     trust: Arc<sealgate_trust::LiveTrust>,
 ) -> Result<(Resolver, Arc<FileSource>, LoadSummary)> {
-    let (resolver, files, summary) =
-        crate::sources::build(&settings.keys, store, Some(metrics), trust)?;
+    let (resolver, files, summary) = crate::sources::build(
+        &settings.keys,
+        store,
+        Some(metrics),
+        trust,
+        crate::sources::Harvested::of(settings, store),
+    )?;
     Ok((resolver.with_metrics(metrics.clone()), files, summary))
 }
 

@@ -462,7 +462,7 @@ pub fn cms_verify(message: &[u8], root_pem: &Path) -> Result<(Vec<u8>, Vec<u8>),
     ))
 }
 
-/// A signed mail as a client makes it: `headers` (`From: ...\r\n` lines)
+/// A signed mail as a client sends it (CRLF lines): `headers` (`From: ...\r\n` lines)
 /// in front of what `openssl cms -sign -binary -crlfeol -md sha256` makes
 /// of `entity` (a MIME entity with CRLF lines) with `signer`'s certificate
 /// and key; `extra` adds options (`-nodetach` for opaque signed-data,
@@ -489,7 +489,16 @@ pub fn cms_sign_mail(headers: &str, entity: &[u8], signer: &IssuedCert, extra: &
         .arg(&out);
     });
     let signed = std::fs::read(&out).expect("read signed mail");
-    [headers.as_bytes(), &signed].concat()
+    // OpenSSL ends the base64 lines with bare LF even with -crlfeol; a mail
+    // client sends CRLF (the signed content has CRLF lines already).
+    let mut crlf = Vec::with_capacity(signed.len() + signed.len() / 64);
+    for (i, &b) in signed.iter().enumerate() {
+        if b == b'\n' && (i == 0 || signed[i - 1] != b'\r') {
+            crlf.push(b'\r');
+        }
+        crlf.push(b);
+    }
+    [headers.as_bytes(), &crlf].concat()
 }
 
 /// The two parts of a `multipart/signed` message: the signed content (the

@@ -1,0 +1,188 @@
+//! The harvest tables (`migrations/20261205000001_harvest.sql`): key
+//! bindings, the capabilities an address announced, and the harvest log.
+
+use sqlx::{AnyPool, Row};
+
+/// Most rows kept in `harvest_log`; older ones are pruned as new ones come.
+pub const LOG_ROWS: i64 = 10_000;
+
+/// One row of the harvest log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogEntry {
+    /// Unix seconds.
+    pub at: i64,
+    pub queue_id: String,
+    pub message_id: Option<String>,
+    pub address: Option<String>,
+    pub kind: String,
+    pub outcome: String,
+    pub fingerprint: Option<String>,
+    pub reason: String,
+}
+
+/// An address bound to a key.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    pub address: &'a str,
+    pub fingerprint: &'a str,
+    /// `pgp` or `x509`.
+    pub kind: &'a str,
+    pub level: &'a str,
+    pub source: &'a str,
+    /// A signature made with it was verified on this message.
+    pub sign_used: bool,
+}
+
+/// Records a binding (first seen now, or seen again).
+pub async fn bind(pool: &AnyPool, b: &Binding<'_>, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO key_binding (address, fingerprint, kind, level, source, first_seen, last_seen, sign_used)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+         ON CONFLICT (address, fingerprint) DO UPDATE SET last_seen = $6,
+           sign_used = CASE WHEN $7 = 1 THEN 1 ELSE key_binding.sign_used END",
+    )
+    .bind(b.address)
+    .bind(b.fingerprint)
+    .bind(b.kind)
+    .bind(b.level)
+    .bind(b.source)
+    .bind(now)
+    .bind(i64::from(b.sign_used))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The fingerprints of `kind` bound to `address`, newest first.
+pub async fn bound(pool: &AnyPool, address: &str, kind: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT fingerprint FROM key_binding WHERE address = $1 AND kind = $2
+         ORDER BY last_seen DESC, fingerprint",
+    )
+    .bind(address)
+    .bind(kind)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// Remembers the capabilities `address` announced last.
+pub async fn set_capabilities(
+    pool: &AnyPool,
+    address: &str,
+    sha256: &str,
+    capabilities: Option<&[u8]>,
+    aes256_gcm: bool,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO smime_capability (address, sha256, capabilities, aes256_gcm, seen_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (address) DO UPDATE SET sha256 = $2, capabilities = $3, aes256_gcm = $4, seen_at = $5",
+    )
+    .bind(address)
+    .bind(sha256)
+    .bind(capabilities.map(<[u8]>::to_vec))
+    .bind(i64::from(aes256_gcm))
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Whether the capabilities `address` announced last list AES-256-GCM.
+pub async fn reads_gcm(pool: &AnyPool, address: &str) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT aes256_gcm FROM smime_capability WHERE address = $1")
+        .bind(address)
+        .fetch_optional(pool)
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get::<i64, _>(0)? == 1,
+        None => false,
+    })
+}
+
+/// Adds a log row and prunes beyond [`LOG_ROWS`].
+pub async fn log(pool: &AnyPool, e: &LogEntry) -> Result<(), sqlx::Error> {
+    let id = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+        & 0x00ff_ffff_ffff_ffff)
+        * 128
+        + i64::from(rand_u8() & 0x7f);
+    sqlx::query(
+        "INSERT INTO harvest_log (id, at, queue_id, message_id, address, kind, outcome, fingerprint, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(e.at)
+    .bind(&e.queue_id)
+    .bind(&e.message_id)
+    .bind(&e.address)
+    .bind(&e.kind)
+    .bind(&e.outcome)
+    .bind(&e.fingerprint)
+    .bind(&e.reason)
+    .execute(pool)
+    .await?;
+    // Every hundredth row: keep the newest LOG_ROWS.
+    if id % 100 == 0 {
+        sqlx::query(
+            "DELETE FROM harvest_log WHERE id < (SELECT MIN(id) FROM
+               (SELECT id FROM harvest_log ORDER BY id DESC LIMIT $1) AS newest)",
+        )
+        .bind(LOG_ROWS)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The newest `limit` log rows, for `address` or all.
+pub async fn recent(
+    pool: &AnyPool,
+    address: Option<&str>,
+    limit: i64,
+) -> Result<Vec<LogEntry>, sqlx::Error> {
+    const COLUMNS: &str = "at, queue_id, message_id, address, kind, outcome, fingerprint, reason";
+    let rows = match address {
+        Some(a) => {
+            // COLUMNS is a constant: nothing from outside in the text.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM harvest_log WHERE address = $1 ORDER BY id DESC LIMIT $2"
+            )))
+            .bind(a)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        None => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM harvest_log ORDER BY id DESC LIMIT $1"
+            )))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(LogEntry {
+                at: r.try_get(0)?,
+                queue_id: r.try_get(1)?,
+                message_id: r.try_get(2)?,
+                address: r.try_get(3)?,
+                kind: r.try_get(4)?,
+                outcome: r.try_get(5)?,
+                fingerprint: r.try_get(6)?,
+                reason: r.try_get(7)?,
+            })
+        })
+        .collect()
+}
+
+fn rand_u8() -> u8 {
+    let mut b = [0u8; 1];
+    let _ = openssl::rand::rand_bytes(&mut b);
+    b[0]
+}

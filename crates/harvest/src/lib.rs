@@ -1,0 +1,213 @@
+//! Harvesting: learning partners' keys from the mail they send.
+//!
+//! In the flow it sits on the incoming path, after the queue's commit: the
+//! incoming listener hands each queued message over, and the harvester
+//! looks for what it can learn (today: S/MIME signer certificates,
+//! [`smime`]). Every gate is a must, since this is the easiest place to
+//! slip an attacker's key in; every decision, kept or refused and why, goes
+//! to the log, to `harvest_log` (`sealgate harvest log`) and to `/metrics`.
+//! Harvesting never delays, refuses or changes mail: it runs after the 250,
+//! its errors are logged and counted, and the mail goes on.
+//!
+//! What it learns is used through the key source [`source::Harvested`]
+//! (`harvested` in `keys.smime_sources`), and only while the trust stage
+//! finds the certificate valid (a chain to a root, or the CTL; not revoked;
+//! the usages; the address).
+
+pub mod db;
+pub mod smime;
+pub mod source;
+
+use sealgate_metrics::{HarvestKind, HarvestOutcome, Metrics};
+use sealgate_store::Store;
+use sealgate_trust::TrustStore;
+
+pub use db::LogEntry;
+
+/// The validation level of a harvested key (Bitmask's weakest useful one).
+pub const HARVESTED_LEVEL: &str = "weak_chain";
+
+/// `[harvest]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HarvestConfig {
+    /// Also harvest on the outbound listener (internal users' own
+    /// certificates from their signed mail).
+    pub outgoing: bool,
+    /// Valid harvested certificates come right after uploads in
+    /// `keys.smime_sources` (as in S/Notify); `false`: last.
+    pub smime_override: bool,
+    /// Messages waiting to be harvested at most; beyond, a message is not
+    /// looked at (counted as skipped).
+    pub max_pending: usize,
+}
+
+impl Default for HarvestConfig {
+    fn default() -> Self {
+        HarvestConfig {
+            outgoing: false,
+            smime_override: true,
+            max_pending: 256,
+        }
+    }
+}
+
+impl HarvestConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_pending == 0 {
+            return Err("harvest.max_pending: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where a message came from, for the log.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub queue_id: String,
+    pub message_id: Option<String>,
+}
+
+/// Learns from messages into the stores.
+#[derive(Clone)]
+pub struct Harvester {
+    trust: TrustStore,
+    store: Store,
+    metrics: Metrics,
+}
+
+impl Harvester {
+    pub fn new(trust: TrustStore, store: Store, metrics: Metrics) -> Harvester {
+        Harvester {
+            trust,
+            store,
+            metrics,
+        }
+    }
+
+    /// Looks at one message; what it decided is logged, stored and counted
+    /// (never an error for the caller). True when the certificate store
+    /// gained a certificate (the caller refreshes its trust snapshot, so
+    /// that a new intermediate serves chains at once).
+    pub async fn harvest(&self, origin: &Origin, message: std::sync::Arc<Vec<u8>>) -> bool {
+        let examined = sealgate_crypto::cpu::run(move |_| smime::examine(&message)).await;
+        let now = sealgate_store::now_unix();
+        let entry = |address: Option<String>,
+                     outcome: &str,
+                     fingerprint: Option<String>,
+                     reason: String| LogEntry {
+            at: now,
+            queue_id: origin.queue_id.clone(),
+            message_id: origin.message_id.clone(),
+            address,
+            kind: "smime".into(),
+            outcome: outcome.into(),
+            fingerprint,
+            reason,
+        };
+        let mut added = false;
+        let (e, outcome) = match examined {
+            Ok(Ok(None)) => return false,
+            Ok(Ok(Some(found))) => match self.keep(&found, now).await {
+                Ok((sha, new)) => {
+                    added = new;
+                    (
+                        entry(
+                            Some(found.address.clone()),
+                            "kept",
+                            Some(sha),
+                            format!(
+                                "certificate learned ({}){}",
+                                found.how,
+                                if found.aes256_gcm {
+                                    "; its capabilities list AES-256-GCM"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        ),
+                        HarvestOutcome::Kept,
+                    )
+                }
+                Err(why) => (
+                    entry(Some(found.address.clone()), "error", None, why),
+                    HarvestOutcome::Error,
+                ),
+            },
+            Ok(Err(r)) => (
+                entry(r.address, "refused", None, r.reason),
+                HarvestOutcome::Refused,
+            ),
+            Err(e) => (entry(None, "error", None, e), HarvestOutcome::Error),
+        };
+        self.metrics.harvest(HarvestKind::Smime, outcome);
+        tracing::info!(
+            queue_id = %e.queue_id,
+            message_id = e.message_id.as_deref().unwrap_or("-"),
+            address = e.address.as_deref().unwrap_or("-"),
+            fingerprint = e.fingerprint.as_deref().unwrap_or("-"),
+            kind = %e.kind,
+            outcome = %e.outcome,
+            reason = %e.reason,
+            "harvest"
+        );
+        if let Err(err) = db::log(self.store.pool(), &e).await {
+            tracing::warn!("harvest log not written: {err}");
+        }
+        added
+    }
+
+    /// Stores a found certificate, its issuers, the binding and the
+    /// capabilities; the certificate's thumbprint, and whether the
+    /// certificate store gained one.
+    async fn keep(&self, found: &smime::Found, now: i64) -> Result<(String, bool), String> {
+        let mut added = false;
+        for ca in &found.intermediates {
+            added |= self
+                .trust
+                .add_cert(ca, "harvest", false)
+                .await
+                .map_err(|e| e.to_string())?
+                .added;
+        }
+        let imported = self
+            .trust
+            .add_cert(&found.cert, "harvest", false)
+            .await
+            .map_err(|e| e.to_string())?;
+        added |= imported.added;
+        let pool = self.store.pool();
+        db::bind(
+            pool,
+            &db::Binding {
+                address: &found.address,
+                fingerprint: &imported.sha256,
+                kind: "x509",
+                level: HARVESTED_LEVEL,
+                source: "harvest:smime",
+                sign_used: true,
+            },
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        db::set_capabilities(
+            pool,
+            &found.address,
+            &imported.sha256,
+            found.capabilities.as_deref(),
+            found.aes256_gcm,
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok((imported.sha256, added))
+    }
+
+    /// The newest harvest decisions, for `address` or all.
+    pub async fn log(&self, address: Option<&str>, limit: i64) -> Result<Vec<LogEntry>, String> {
+        db::recent(self.store.pool(), address, limit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

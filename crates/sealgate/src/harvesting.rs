@@ -1,0 +1,83 @@
+//! Wiring of harvesting: the incoming listener (and, with
+//! `harvest.outgoing`, the outbound one) hands each queued message to a
+//! bounded queue that one task drains into the harvester. A full queue
+//! skips the message (counted), so harvesting can neither hold a listener
+//! nor grow without bound; the mail itself is already queued either way.
+//! When a harvest adds a certificate, the trust snapshot is refreshed (at
+//! most once a second; the periodic reload catches the rest) so that a
+//! partner's intermediate serves the very next lookup.
+
+use sealgate_crypto::mime::{header_value_unfolded, Message};
+use sealgate_harvest::{Harvester, Origin};
+use sealgate_metrics::{HarvestKind, HarvestOutcome, Metrics};
+use sealgate_pipeline::incoming::Observer;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Least time between two trust reloads caused by harvests.
+const REFRESH_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Longest Message-ID kept for the log.
+const MAX_MESSAGE_ID: usize = 256;
+
+pub struct Harvesting {
+    tx: mpsc::Sender<(String, Arc<Vec<u8>>)>,
+    metrics: Metrics,
+}
+
+impl Harvesting {
+    /// Starts the task; `max_pending` messages wait at most.
+    pub fn start(
+        harvester: Harvester,
+        metrics: Metrics,
+        max_pending: usize,
+        live: Arc<sealgate_trust::LiveTrust>,
+        trust: sealgate_trust::TrustStore,
+    ) -> Harvesting {
+        let (tx, mut rx) = mpsc::channel::<(String, Arc<Vec<u8>>)>(max_pending);
+        tokio::spawn(async move {
+            let mut refreshed = tokio::time::Instant::now() - REFRESH_GAP;
+            // A certificate was added since the last refresh.
+            let mut pending = false;
+            loop {
+                let due = refreshed + REFRESH_GAP;
+                tokio::select! {
+                    next = rx.recv() => {
+                        let Some((queue_id, message)) = next else { return };
+                        let message_id = Message::parse(&message).header("Message-ID").map(|h| {
+                            header_value_unfolded(h)
+                                .chars()
+                                .filter(|c| !c.is_control())
+                                .take(MAX_MESSAGE_ID)
+                                .collect()
+                        });
+                        let origin = Origin { queue_id, message_id };
+                        pending |= harvester.harvest(&origin, message).await;
+                    }
+                    _ = tokio::time::sleep_until(due), if pending => {}
+                }
+                if pending && tokio::time::Instant::now() >= due {
+                    pending = false;
+                    refreshed = tokio::time::Instant::now();
+                    if let Err(e) = live.refresh(&trust).await {
+                        tracing::warn!("trust stores not reloaded after a harvest: {e}");
+                    }
+                }
+            }
+        });
+        Harvesting { tx, metrics }
+    }
+}
+
+impl Observer for Harvesting {
+    fn queued(&self, queue_id: &str, message: Arc<Vec<u8>>) {
+        if self.tx.try_send((queue_id.to_string(), message)).is_err() {
+            tracing::warn!(
+                queue_id,
+                "not harvested: too many messages wait for harvesting (harvest.max_pending)"
+            );
+            self.metrics
+                .harvest(HarvestKind::Smime, HarvestOutcome::Skipped);
+        }
+    }
+}

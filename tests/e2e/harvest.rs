@@ -1,0 +1,211 @@
+//! S/MIME harvesting through the real binary (issue 9, item 4): signed
+//! mail from partners arrives on the incoming listener and is relayed
+//! unchanged; a detached-signed and an opaque-signed message teach their
+//! signers' certificates, and the next outbound mail to each partner is
+//! S/MIME-encrypted to it (`openssl cms -decrypt`). Refused, with the
+//! reason in `sealgate harvest log`: a broken signature, a certificate that
+//! names another address than From, a signing-only certificate; a
+//! certificate that does not chain is learned but not used (550 5.7.1 for
+//! a mandatory recipient). Every one of these messages still reaches the
+//! internal MTA.
+
+use crate::gateway::Gateway;
+use crate::trust::{hup, on_postgres, text};
+use sealgate_testkit::pki::{cms_decrypt, cms_sign_mail, CertOptions, IssuedCert, TestCa};
+use sealgate_testkit::ports::free_port;
+use sealgate_testkit::postfix::smtp_send;
+use sealgate_testkit::process::wait_until;
+use sealgate_testkit::sink::Sink;
+use std::time::Duration;
+
+#[test]
+fn signed_incoming_mail_teaches_certificates() {
+    harvest_flow("sqlite://data/s.db");
+}
+
+/// The same with the stores on PostgreSQL.
+#[test]
+fn signed_incoming_mail_teaches_certificates_postgres() {
+    on_postgres(harvest_flow);
+}
+
+fn harvest_flow(store: &str) {
+    let root = TestCa::new("e2e Harvest Root");
+    let inter = root.intermediate("e2e Harvest Intermediate");
+    let issue = |email: &str, usage: &str| {
+        inter.issue(CertOptions {
+            email: Some(email.into()),
+            key_usage: Some(usage.into()),
+            ..Default::default()
+        })
+    };
+    let pat = issue("pat@partner.test", "digitalSignature,keyEncipherment");
+    let quinn = issue("quinn@partner.test", "digitalSignature,keyEncipherment");
+    let sam = issue("sam@partner.test", "digitalSignature");
+    let stranger_ca = TestCa::new("e2e Unknown CA");
+    let eve = stranger_ca.issue(CertOptions {
+        email: Some("eve@partner.test".into()),
+        ..Default::default()
+    });
+    let files = tempfile::tempdir().unwrap();
+    let root_pem = files.path().join("root.pem");
+    std::fs::write(&root_pem, &root.cert_pem).unwrap();
+
+    let outbound = Sink::start();
+    let internal = Sink::start();
+    let listen = free_port();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         [store]\nurl = \"{store}\"\n\
+         [policy]\nmode = \"mandatory\"\nmethods = [\"smime\"]\n\
+         [incoming]\nlisten = \"127.0.0.1:{listen}\"\nupstream = \"127.0.0.1:{}\"\n",
+        outbound.port(),
+        internal.port()
+    ));
+    let o = gw.cli(&["roots", "import", root_pem.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    hup(&gw, 1);
+
+    let chain = inter.cert_pem_path.to_str().unwrap().to_string();
+    let entity = b"Content-Type: text/plain\r\n\r\nsigned by a partner\r\n";
+    // The Message-ID names the case; the envelope sender is the From.
+    let signed = |from: &str, id: &str, cert: &IssuedCert, extra: &[&str]| {
+        let mut opts = vec!["-certfile", chain.as_str()];
+        opts.extend_from_slice(extra);
+        cms_sign_mail(
+            &format!("From: {from}\r\nTo: ian@corp.test\r\nSubject: hello\r\nMessage-ID: <{id}@partner.test>\r\n"),
+            entity,
+            cert,
+            &opts,
+        )
+    };
+    let mut tampered = signed("pat@partner.test", "tampered", &pat, &[]);
+    let at = tampered.windows(9).position(|w| w == b"by a part").unwrap();
+    tampered[at] = b'B';
+    let messages: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("tampered", "pat@partner.test", tampered),
+        (
+            "mallory",
+            "mallory@partner.test",
+            signed("mallory@partner.test", "mallory", &pat, &[]),
+        ),
+        (
+            "sam",
+            "sam@partner.test",
+            signed("sam@partner.test", "sam", &sam, &[]),
+        ),
+        (
+            "eve",
+            "eve@partner.test",
+            signed("eve@partner.test", "eve", &eve, &[]),
+        ),
+        (
+            "pat",
+            "pat@partner.test",
+            signed("pat@partner.test", "pat", &pat, &[]),
+        ),
+        (
+            "quinn",
+            "quinn@partner.test",
+            signed("quinn@partner.test", "quinn", &quinn, &["-nodetach"]),
+        ),
+    ];
+    for (_, from, m) in &messages {
+        smtp_send(listen, from, &["ian@corp.test"], m).unwrap();
+    }
+    // Every one reaches the internal MTA, unchanged.
+    let got = internal
+        .wait_for(messages.len(), Duration::from_secs(30))
+        .unwrap();
+    for (id, _, m) in &messages {
+        assert!(
+            got.iter().any(|g| g.data.ends_with(m)),
+            "{id}: relayed unchanged"
+        );
+    }
+    let log = || -> Vec<serde_json::Value> {
+        let o = gw.cli(&["harvest", "log", "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
+    };
+    wait_until(Duration::from_secs(30), "six harvest decisions", || {
+        log().len() >= 6
+    })
+    .unwrap();
+    let entries = log();
+    let about = |id: &str| -> &serde_json::Value {
+        entries
+            .iter()
+            .find(|e| e["message_id"].as_str() == Some(id))
+            .unwrap_or_else(|| panic!("no decision on {id}: {entries:?}"))
+    };
+    let refused = |id: &str, why: &str| {
+        let e = about(id);
+        assert_eq!(e["outcome"], "refused", "{e}");
+        assert!(e["reason"].as_str().unwrap().contains(why), "{e}");
+    };
+    refused("<tampered@partner.test>", "does not verify");
+    assert_eq!(
+        about("<tampered@partner.test>")["address"],
+        "pat@partner.test"
+    );
+    refused(
+        "<mallory@partner.test>",
+        "no signer's certificate names the From address <mallory@partner.test>",
+    );
+    refused("<sam@partner.test>", "may not encrypt");
+    for id in [
+        "<pat@partner.test>",
+        "<quinn@partner.test>",
+        "<eve@partner.test>",
+    ] {
+        assert_eq!(about(id)["outcome"], "kept", "{}", about(id));
+    }
+    let text_log = text(&gw.cli(&["harvest", "log", "--address", "pat@partner.test"]));
+    assert!(
+        text_log.contains("smime kept <pat@partner.test>"),
+        "{text_log}"
+    );
+
+    // Outbound mail to the partners: encrypted to what was learned (the
+    // gateway reloads its trust snapshot within a second of a harvest that
+    // added certificates).
+    for (n, (to, cert)) in [("pat@partner.test", &pat), ("quinn@partner.test", &quinn)]
+        .into_iter()
+        .enumerate()
+    {
+        let msg =
+            format!("From: ian@corp.test\r\nTo: {to}\r\nSubject: reply\r\n\r\nREPLY-TO-{to}\r\n");
+        let mut last = String::new();
+        wait_until(
+            Duration::from_secs(15),
+            "the learned certificate in use",
+            || match smtp_send(gw.port, "ian@corp.test", &[to], msg.as_bytes()) {
+                Ok(()) => true,
+                Err(e) => {
+                    last = e;
+                    false
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{to}: {e}: {last}"));
+        let out = outbound.wait_for(n + 1, Duration::from_secs(30)).unwrap();
+        let m = out
+            .iter()
+            .find(|m| m.rcpt_to.iter().any(|r| r == to))
+            .unwrap_or_else(|| panic!("{to}: nothing sent"));
+        let plain = cms_decrypt(&m.data, cert).expect("openssl cms -decrypt");
+        assert!(String::from_utf8_lossy(&plain).contains(&format!("REPLY-TO-{to}")));
+    }
+    let t = text(&gw.cli(&["verify", "pat@partner.test"]));
+    assert!(t.contains("harvested"), "{t}");
+    // Learned, but without a path to a root: not used.
+    let e = smtp_send(
+        gw.port,
+        "ian@corp.test",
+        &["eve@partner.test"],
+        b"From: ian@corp.test\r\nTo: eve@partner.test\r\n\r\nx\r\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("550") && e.contains("5.7.1"), "{e}");
+}
