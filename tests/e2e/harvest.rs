@@ -2,7 +2,9 @@
 //! mail from partners arrives on the incoming listener and is relayed
 //! unchanged; a detached-signed and an opaque-signed message teach their
 //! signers' certificates, and the next outbound mail to each partner is
-//! S/MIME-encrypted to it (`openssl cms -decrypt`). Refused, with the
+//! S/MIME-encrypted to it (`openssl cms -decrypt`), with AES-256-GCM only
+//! for the partner whose signature listed it in its SMIMECapabilities
+//! (`smime_cipher = "auto"`, the default). Refused, with the
 //! reason in `sealgate harvest log`: a broken signature, a certificate that
 //! names another address than From, a signing-only certificate; a
 //! certificate that does not chain is learned but not used (550 5.7.1 for
@@ -11,7 +13,10 @@
 
 use crate::gateway::Gateway;
 use crate::trust::{hup, on_postgres, text};
-use sealgate_testkit::pki::{cms_decrypt, cms_sign_mail, CertOptions, IssuedCert, TestCa};
+use sealgate_testkit::pki::{
+    cms_content_type, cms_decrypt, cms_sign_mail, sign_mail_with_capabilities, CertOptions,
+    IssuedCert, TestCa,
+};
 use sealgate_testkit::ports::free_port;
 use sealgate_testkit::postfix::smtp_send;
 use sealgate_testkit::process::wait_until;
@@ -41,6 +46,7 @@ fn harvest_flow(store: &str) {
     };
     let pat = issue("pat@partner.test", "digitalSignature,keyEncipherment");
     let quinn = issue("quinn@partner.test", "digitalSignature,keyEncipherment");
+    let gina = issue("gina@partner.test", "digitalSignature,keyEncipherment");
     let sam = issue("sam@partner.test", "digitalSignature");
     let stranger_ca = TestCa::new("e2e Unknown CA");
     let eve = stranger_ca.issue(CertOptions {
@@ -109,6 +115,17 @@ fn harvest_flow(store: &str) {
             "quinn@partner.test",
             signed("quinn@partner.test", "quinn", &quinn, &["-nodetach"]),
         ),
+        // A client that announces AES-256-GCM (then AES-256-CBC).
+        (
+            "gina",
+            "gina@partner.test",
+            sign_mail_with_capabilities(
+                "From: gina@partner.test\r\nTo: ian@corp.test\r\nMessage-ID: <gina@partner.test>\r\n",
+                entity,
+                &gina,
+                &["2.16.840.1.101.3.4.1.46", "2.16.840.1.101.3.4.1.42"],
+            ),
+        ),
     ];
     for (_, from, m) in &messages {
         smtp_send(listen, from, &["ian@corp.test"], m).unwrap();
@@ -128,8 +145,8 @@ fn harvest_flow(store: &str) {
         assert!(o.status.success(), "{}", text(&o));
         serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
     };
-    wait_until(Duration::from_secs(30), "six harvest decisions", || {
-        log().len() >= 6
+    wait_until(Duration::from_secs(30), "seven harvest decisions", || {
+        log().len() >= 7
     })
     .unwrap();
     let entries = log();
@@ -158,6 +175,7 @@ fn harvest_flow(store: &str) {
         "<pat@partner.test>",
         "<quinn@partner.test>",
         "<eve@partner.test>",
+        "<gina@partner.test>",
     ] {
         assert_eq!(about(id)["outcome"], "kept", "{}", about(id));
     }
@@ -170,9 +188,15 @@ fn harvest_flow(store: &str) {
     // Outbound mail to the partners: encrypted to what was learned (the
     // gateway reloads its trust snapshot within a second of a harvest that
     // added certificates).
-    for (n, (to, cert)) in [("pat@partner.test", &pat), ("quinn@partner.test", &quinn)]
-        .into_iter()
-        .enumerate()
+    // smime_cipher = "auto" (the default): GCM only for gina, whose
+    // signature listed it; OpenSSL's own list (pat, quinn) has no GCM.
+    for (n, (to, cert, content_type)) in [
+        ("pat@partner.test", &pat, "pkcs7-envelopedData"),
+        ("quinn@partner.test", &quinn, "pkcs7-envelopedData"),
+        ("gina@partner.test", &gina, "id-smime-ct-authEnvelopedData"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let msg =
             format!("From: ian@corp.test\r\nTo: {to}\r\nSubject: reply\r\n\r\nREPLY-TO-{to}\r\n");
@@ -194,6 +218,7 @@ fn harvest_flow(store: &str) {
             .iter()
             .find(|m| m.rcpt_to.iter().any(|r| r == to))
             .unwrap_or_else(|| panic!("{to}: nothing sent"));
+        assert_eq!(cms_content_type(&m.data), content_type, "{to}");
         let plain = cms_decrypt(&m.data, cert).expect("openssl cms -decrypt");
         assert!(String::from_utf8_lossy(&plain).contains(&format!("REPLY-TO-{to}")));
     }

@@ -210,7 +210,9 @@ pub fn method_label(group: &Group) -> &'static str {
 /// The policy's cipher choice as the encryptor's parameter.
 fn cipher(c: SmimeCipherName) -> SmimeCipher {
     match c {
-        SmimeCipherName::Aes256Cbc => SmimeCipher::Aes256Cbc,
+        // `auto` is settled per recipient at RCPT (recipient::decide); CBC
+        // is what every client reads.
+        SmimeCipherName::Aes256Cbc | SmimeCipherName::Auto => SmimeCipher::Aes256Cbc,
         SmimeCipherName::Aes256Gcm => SmimeCipher::Aes256Gcm,
     }
 }

@@ -20,7 +20,9 @@ mod recipient;
 pub mod sign;
 pub mod trace;
 
-pub use recipient::{AdditionalKeys, NoAdditionalKeys, RecipientDecision};
+pub use recipient::{
+    AdditionalKeys, Capabilities, NoAdditionalKeys, NoCapabilities, RecipientDecision,
+};
 pub use sign::{NoSigningKeys, Signer, SigningKeys};
 
 use outcome::Origin;
@@ -78,6 +80,7 @@ pub struct Pipeline {
     resolver: Arc<Resolver>,
     additional: Arc<dyn AdditionalKeys>,
     signing: Arc<dyn SigningKeys>,
+    capabilities: Arc<dyn Capabilities>,
     queue: Queue,
     options: PipelineOptions,
 }
@@ -94,6 +97,7 @@ impl Pipeline {
             resolver,
             additional: Arc::new(NoAdditionalKeys),
             signing: Arc::new(NoSigningKeys),
+            capabilities: Arc::new(NoCapabilities),
             queue,
             options,
         }
@@ -102,6 +106,13 @@ impl Pipeline {
     /// Encrypts copies to the additional keys `additional` provides too.
     pub fn with_additional_keys(mut self, additional: Arc<dyn AdditionalKeys>) -> Pipeline {
         self.additional = additional;
+        self
+    }
+
+    /// Learns from `capabilities` which recipients read AES-GCM
+    /// (`smime_cipher = "auto"`).
+    pub fn with_capabilities(mut self, capabilities: Arc<dyn Capabilities>) -> Pipeline {
+        self.capabilities = capabilities;
         self
     }
 
@@ -138,6 +149,7 @@ impl Handler for Pipeline {
             &self.policy,
             &self.resolver,
             self.additional.as_ref(),
+            self.capabilities.as_ref(),
             self.options.lookup_timeout,
             address,
         )

@@ -37,6 +37,25 @@ pub trait AdditionalKeys: Send + Sync {
     }
 }
 
+/// What a recipient's client announced it reads (SMIMECapabilities of its
+/// signed mail, learned by harvesting), for `smime_cipher = "auto"`.
+#[async_trait::async_trait]
+pub trait Capabilities: Send + Sync {
+    /// True when `address`'s signed mail listed AES-256-GCM; false when
+    /// unknown (or the answer cannot be had: CBC is what every client reads).
+    async fn reads_gcm(&self, address: &str) -> bool;
+}
+
+/// Nothing known: `auto` is always CBC.
+pub struct NoCapabilities;
+
+#[async_trait::async_trait]
+impl Capabilities for NoCapabilities {
+    async fn reads_gcm(&self, _: &str) -> bool {
+        false
+    }
+}
+
 /// No additional keys.
 pub struct NoAdditionalKeys;
 
@@ -118,6 +137,7 @@ pub async fn decide(
     policy: &Policy,
     resolver: &Resolver,
     additional: &dyn AdditionalKeys,
+    capabilities: &dyn Capabilities,
     timeout: Duration,
     address: &str,
 ) -> Result<RecipientDecision, Reply> {
@@ -147,6 +167,18 @@ pub async fn decide(
             // Every copy for this recipient is also encrypted to the
             // additional keys of its method; the copy then names them too.
             let mut added = Vec::new();
+            if let Decision::Encrypt {
+                method: Method::Smime,
+                smime_cipher: c @ sealgate_policy::SmimeCipherName::Auto,
+                ..
+            } = &mut decision
+            {
+                *c = if capabilities.reads_gcm(address).await {
+                    sealgate_policy::SmimeCipherName::Aes256Gcm
+                } else {
+                    sealgate_policy::SmimeCipherName::Aes256Cbc
+                };
+            }
             if let Decision::Encrypt { method, keys, .. } = &mut decision {
                 let extra = match method {
                     Method::Smime => additional.smime(&settings.additional_certificates),

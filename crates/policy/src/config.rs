@@ -35,6 +35,10 @@ impl From<MethodName> for sealgate_keys::Method {
 /// The S/MIME content cipher as written in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum SmimeCipherName {
+    /// AES-256-GCM for a recipient whose signed mail announced it
+    /// (SMIMECapabilities, learned by harvesting), AES-256-CBC otherwise.
+    #[serde(rename = "auto")]
+    Auto,
     #[serde(rename = "aes-256-cbc")]
     Aes256Cbc,
     #[serde(rename = "aes-256-gcm")]
@@ -121,7 +125,7 @@ fn default_methods() -> Vec<MethodName> {
     vec![MethodName::Pgp, MethodName::Smime]
 }
 fn default_cipher() -> SmimeCipherName {
-    SmimeCipherName::Aes256Cbc
+    SmimeCipherName::Auto
 }
 
 /// `[policy]`: global settings and per-domain overrides.

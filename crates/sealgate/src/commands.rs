@@ -117,12 +117,25 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
         )
         .await;
     let decision = policy.decide(&policy_settings, &resolution);
+    let cipher = match policy_settings.smime_cipher {
+        sealgate_policy::SmimeCipherName::Auto => {
+            let gcm = sealgate_harvest::db::reads_gcm(store.pool(), &address.to_lowercase())
+                .await
+                .unwrap_or(false);
+            if gcm {
+                "auto: Aes256Gcm (its signed mail listed AES-256-GCM)".to_string()
+            } else {
+                "auto: Aes256Cbc (no signed mail of its listed AES-256-GCM)".to_string()
+            }
+        }
+        c => format!("{c:?}"),
+    };
     let methods: Vec<&str> = policy_settings.methods.iter().map(|m| m.as_str()).collect();
     let decision_text = match &decision {
         Ok(Decision::Encrypt { method, keys, source, .. }) => format!(
             "encrypt with {method} to {} (from source {source}, the first in precedence order with a usable {method} key{})",
             keys.iter().map(|k| k.fingerprint()).collect::<Vec<_>>().join(", "),
-            if *method == Method::Smime { format!(", cipher {:?}", policy_settings.smime_cipher) } else { String::new() }
+            if *method == Method::Smime { format!(", cipher {cipher}") } else { String::new() }
         ),
         Ok(Decision::Plain { reason }) => format!("send unencrypted: {reason}"),
         Err(Refusal::NoKey(r)) => format!("refuse at RCPT with 550 5.7.1: {r}"),

@@ -81,3 +81,26 @@ impl Observer for Harvesting {
         }
     }
 }
+
+/// `smime_cipher = "auto"`: what the recipient's signed mail announced
+/// (the `smime_capability` rows harvesting writes); CBC when unknown or
+/// when the store cannot say.
+pub struct StoredCapabilities {
+    pub store: sealgate_store::Store,
+}
+
+#[async_trait::async_trait]
+impl sealgate_pipeline::Capabilities for StoredCapabilities {
+    async fn reads_gcm(&self, address: &str) -> bool {
+        match sealgate_harvest::db::reads_gcm(self.store.pool(), &address.to_lowercase()).await {
+            Ok(yes) => yes,
+            Err(e) => {
+                tracing::warn!(
+                    recipient = address,
+                    "capabilities unknown, using AES-256-CBC: {e}"
+                );
+                false
+            }
+        }
+    }
+}

@@ -101,7 +101,10 @@ pub async fn run(settings: Settings) -> Result<()> {
             },
         )
         .with_additional_keys(additional.clone())
-        .with_signing_keys(signing.clone()),
+        .with_signing_keys(signing.clone())
+        .with_capabilities(Arc::new(crate::harvesting::StoredCapabilities {
+            store: store.clone(),
+        })),
     );
     let mut server_config = wiring::server_config(&settings)?;
     server_config.metrics = Some(metrics.clone());

@@ -501,6 +501,69 @@ pub fn cms_sign_mail(headers: &str, entity: &[u8], signer: &IssuedCert, extra: &
     [headers.as_bytes(), &crlf].concat()
 }
 
+/// Like [`cms_sign_mail`] (detached), but the signature's
+/// SMIMECapabilities list exactly `capabilities` (dotted OIDs, e.g.
+/// `2.16.840.1.101.3.4.1.46` for AES-256-GCM), which `openssl cms -sign`
+/// cannot do: the SignedData is made by `sign_with_capabilities.py`
+/// (Python's `cryptography`) and checked with `openssl cms -verify` before
+/// it is returned.
+///
+/// # Panics
+/// If python3, cryptography or openssl fail, or the signature does not
+/// verify.
+pub fn sign_mail_with_capabilities(
+    headers: &str,
+    entity: &[u8],
+    signer: &IssuedCert,
+    capabilities: &[&str],
+) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let content = dir.path().join("entity");
+    let der = dir.path().join("sig.der");
+    std::fs::write(&content, entity).expect("write entity");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sign_with_capabilities.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .arg(&signer.cert_pem_path)
+        .arg(&signer.key_path)
+        .arg(&content)
+        .arg(&der)
+        .arg(capabilities.join(","));
+    run_ok(cmd, OPENSSL_TIMEOUT).unwrap_or_else(|e| panic!("sign_with_capabilities.py: {e}"));
+    openssl(|c| {
+        c.args([
+            "cms",
+            "-verify",
+            "-binary",
+            "-noverify",
+            "-inform",
+            "DER",
+            "-in",
+        ])
+        .arg(&der)
+        .arg("-content")
+        .arg(&content)
+        .args(["-out", "/dev/null"]);
+    });
+    let b64 = openssl(|c| {
+        c.args(["base64", "-e", "-in"]).arg(&der);
+    });
+    let boundary = "sealgate-test-boundary-7f3a";
+    let mut out = format!(
+        "{headers}MIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(entity);
+    out.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--{boundary}--\r\n",
+            b64.trim_end().replace('\n', "\r\n")
+        )
+        .as_bytes(),
+    );
+    out
+}
+
 /// The two parts of a `multipart/signed` message: the signed content (the
 /// first part's bytes, exactly what a verifier hashes) and the detached
 /// signature (DER, from `openssl cms -cmsout`), for verifiers that take
