@@ -234,3 +234,51 @@ fn harvest_flow(store: &str) {
     .unwrap_err();
     assert!(e.contains("550") && e.contains("5.7.1"), "{e}");
 }
+
+/// `harvest.outgoing = true`: an internal user's own signed mail, sent out
+/// through the outbound listener, teaches sealgate that user's certificate
+/// (and the copy still goes out as sent); without it, it does not.
+#[test]
+fn outgoing_signed_mail_is_harvested_only_when_asked() {
+    let ca = TestCa::new("e2e Outgoing Harvest CA");
+    let dora = ca.issue(CertOptions {
+        email: Some("dora@corp.test".into()),
+        ..Default::default()
+    });
+    let mail = cms_sign_mail(
+        "From: dora@corp.test\r\nTo: x@elsewhere.test\r\nMessage-ID: <dora-out@corp.test>\r\n",
+        b"Content-Type: text/plain\r\n\r\nfrom inside\r\n",
+        &dora,
+        &[],
+    );
+    for outgoing in [false, true] {
+        let sink = Sink::start();
+        let gw = Gateway::start(&format!(
+            "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+             [store]\nurl = \"sqlite://data/s.db\"\n[policy]\nmode = \"off\"\n[harvest]\noutgoing = {outgoing}\n",
+            sink.port()
+        ));
+        smtp_send(gw.port, "dora@corp.test", &["x@elsewhere.test"], &mail).unwrap();
+        let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
+        assert!(got[0].data.ends_with(&mail), "sent as it came");
+        let decisions = || {
+            let o = gw.cli(&["harvest", "log", "--json"]);
+            serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
+        };
+        if outgoing {
+            wait_until(
+                Duration::from_secs(20),
+                "dora's certificate learned",
+                || {
+                    decisions()
+                        .iter()
+                        .any(|e| e["address"] == "dora@corp.test" && e["outcome"] == "kept")
+                },
+            )
+            .unwrap();
+        } else {
+            std::thread::sleep(Duration::from_secs(2));
+            assert!(decisions().is_empty(), "{:?}", decisions());
+        }
+    }
+}

@@ -32,7 +32,7 @@ pub const HARVESTED_LEVEL: &str = "weak_chain";
 #[serde(deny_unknown_fields, default)]
 pub struct HarvestConfig {
     /// Also harvest on the outbound listener (internal users' own
-    /// certificates from their signed mail).
+    /// certificates from their signed mail, as the client sent it).
     pub outgoing: bool,
     /// Valid harvested certificates come right after uploads in
     /// `keys.smime_sources` (as in S/Notify); `false`: last.

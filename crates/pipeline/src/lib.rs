@@ -81,6 +81,8 @@ pub struct Pipeline {
     additional: Arc<dyn AdditionalKeys>,
     signing: Arc<dyn SigningKeys>,
     capabilities: Arc<dyn Capabilities>,
+    /// Sees each queued message as received (`harvest.outgoing`).
+    observer: Option<Arc<dyn incoming::Observer>>,
     queue: Queue,
     options: PipelineOptions,
 }
@@ -98,6 +100,7 @@ impl Pipeline {
             additional: Arc::new(NoAdditionalKeys),
             signing: Arc::new(NoSigningKeys),
             capabilities: Arc::new(NoCapabilities),
+            observer: None,
             queue,
             options,
         }
@@ -113,6 +116,14 @@ impl Pipeline {
     /// (`smime_cipher = "auto"`).
     pub fn with_capabilities(mut self, capabilities: Arc<dyn Capabilities>) -> Pipeline {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// Shows each message, as received, to `observer` once it is queued
+    /// (harvesting on the outbound listener). The received bytes are then
+    /// held until the commit returns.
+    pub fn with_observer(mut self, observer: Arc<dyn incoming::Observer>) -> Pipeline {
+        self.observer = Some(observer);
         self
     }
 
@@ -171,6 +182,7 @@ impl Handler for Pipeline {
         let size = data.len();
         // Shared with the encryptors, which read the body in place.
         let mut data = Arc::new(data);
+        let observed = self.observer.as_ref().map(|_| data.clone());
         let deadline = tokio::time::Instant::now() + self.options.message_timeout;
         let mut signed = false;
         // The one split of this message (two when it gets signed: the
@@ -391,6 +403,9 @@ impl Handler for Pipeline {
         handled(&out);
         self.queue.metrics().message_received(counted);
         self.queue.audit(record);
+        if let (Some(o), Some(d)) = (&self.observer, observed) {
+            o.queued(&queue_id, d);
+        }
         out.reply
     }
 }

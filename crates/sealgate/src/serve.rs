@@ -84,28 +84,41 @@ pub async fn run(settings: Settings) -> Result<()> {
         trust_store.clone(),
         kek,
     ));
-    let pipeline = Arc::new(
-        Pipeline::new(
-            policy,
-            resolver.clone(),
-            queue.clone(),
-            PipelineOptions {
-                lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
-                message_timeout: Duration::from_secs(settings.relay.message_timeout_secs),
-                hostname: settings.smtp.hostname.clone(),
-                max_hops: settings.smtp.max_hops,
-                header_limits: sealgate_crypto::mime::HeaderLimits {
-                    max_bytes: settings.smtp.max_header_size,
-                    max_fields: settings.smtp.max_header_fields,
-                },
+    // Harvesting, fed by the incoming listener (and the outbound one with
+    // harvest.outgoing).
+    let harvesting = Arc::new(crate::harvesting::Harvesting::start(
+        sealgate_harvest::Harvester::new(trust_store.clone(), store.clone(), metrics.clone()),
+        metrics.clone(),
+        settings.harvest.max_pending,
+        trust.clone(),
+        trust_store.clone(),
+    ));
+    let pipeline = Pipeline::new(
+        policy,
+        resolver.clone(),
+        queue.clone(),
+        PipelineOptions {
+            lookup_timeout: Duration::from_secs(settings.keys.lookup_timeout_secs),
+            message_timeout: Duration::from_secs(settings.relay.message_timeout_secs),
+            hostname: settings.smtp.hostname.clone(),
+            max_hops: settings.smtp.max_hops,
+            header_limits: sealgate_crypto::mime::HeaderLimits {
+                max_bytes: settings.smtp.max_header_size,
+                max_fields: settings.smtp.max_header_fields,
             },
-        )
-        .with_additional_keys(additional.clone())
-        .with_signing_keys(signing.clone())
-        .with_capabilities(Arc::new(crate::harvesting::StoredCapabilities {
-            store: store.clone(),
-        })),
-    );
+        },
+    )
+    .with_additional_keys(additional.clone())
+    .with_signing_keys(signing.clone())
+    .with_capabilities(Arc::new(crate::harvesting::StoredCapabilities {
+        store: store.clone(),
+    }));
+    let pipeline = Arc::new(if settings.harvest.outgoing {
+        tracing::info!("harvest.outgoing: signed mail on the outbound listener is harvested too");
+        pipeline.with_observer(harvesting.clone())
+    } else {
+        pipeline
+    });
     let mut server_config = wiring::server_config(&settings)?;
     server_config.metrics = Some(metrics.clone());
     let server_config = Arc::new(server_config);
@@ -143,8 +156,6 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings.policy.clone(),
         store.clone(),
     );
-    let harvest_trust = trust_store.clone();
-    let harvest_live = trust.clone();
     let hup_additional = additional.clone();
     let hup_policy = settings.policy.clone();
     let hup_store = store.clone();
@@ -194,17 +205,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                         max_fields: settings.smtp.max_header_fields,
                     },
                 },
-                Arc::new(crate::harvesting::Harvesting::start(
-                    sealgate_harvest::Harvester::new(
-                        harvest_trust.clone(),
-                        store.clone(),
-                        metrics.clone(),
-                    ),
-                    metrics.clone(),
-                    settings.harvest.max_pending,
-                    harvest_live,
-                    harvest_trust.clone(),
-                )),
+                harvesting.clone(),
             ));
             let stop = stopped(stop_rx.clone());
             Some(tokio::spawn(async move {
