@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod crash;
+mod decrypt;
 mod flow;
 mod gateway;
 mod harvest;

@@ -28,6 +28,7 @@ mod boundary;
 mod cms_ffi;
 mod compose;
 pub mod cpu;
+pub mod decrypt;
 mod error;
 pub mod inspect;
 pub mod mime;

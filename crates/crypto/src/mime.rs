@@ -197,6 +197,20 @@ impl<'a> Message<'a> {
         out
     }
 
+    /// The message without the header fields named `names` (any case),
+    /// every other byte as it was.
+    pub fn without_fields(&self, names: &[&str]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw.len());
+        for h in &self.headers {
+            if !names.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+                out.extend_from_slice(h.raw);
+            }
+        }
+        out.extend_from_slice(self.separator);
+        out.extend_from_slice(self.body);
+        out
+    }
+
     /// The body: everything after the empty line that ends the headers.
     pub fn body(&self) -> &'a [u8] {
         self.body

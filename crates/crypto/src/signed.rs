@@ -172,7 +172,7 @@ pub fn verify(message: &[u8]) -> Result<Signed, SignedError> {
 }
 
 /// The base64 body of a part, decoded (bounded).
-fn decode_body(part: &Message<'_>) -> Result<Vec<u8>, SignedError> {
+pub(crate) fn decode_body(part: &Message<'_>) -> Result<Vec<u8>, SignedError> {
     let body = part.body();
     if body.len() > MAX_SIGNATURE_BYTES / 3 * 4 + MAX_SIGNATURE_BYTES / 38 + 1024 {
         return Err(SignedError::Malformed("the signature is too large".into()));

@@ -25,6 +25,25 @@ pub trait Observer: Send + Sync {
     fn queued(&self, queue_id: &str, message: Arc<Vec<u8>>);
 }
 
+/// Decrypts incoming mail for internal recipients whose private key
+/// sealgate holds (`incoming.decrypt`).
+#[async_trait::async_trait]
+pub trait Decryptor: Send + Sync {
+    /// The message decrypted (with the marking fields) and the indices of
+    /// the recipients who get it: those the encryption names by a key
+    /// sealgate holds for them. `None`: relay it unchanged to everyone.
+    async fn decrypt(
+        &self,
+        queue_id: &str,
+        message: &Arc<Vec<u8>>,
+        recipients: &[String],
+    ) -> Option<(Vec<u8>, Vec<usize>)>;
+
+    /// The header fields its marking uses: removed from every incoming
+    /// message first, so that none can arrive forged.
+    fn marking_fields(&self) -> &'static [&'static str];
+}
+
 /// Sees nothing.
 pub struct NoObserver;
 
@@ -47,6 +66,7 @@ pub struct Incoming {
     queue: Queue,
     options: IncomingOptions,
     observer: Arc<dyn Observer>,
+    decryptor: Option<Arc<dyn Decryptor>>,
 }
 
 impl Incoming {
@@ -55,7 +75,14 @@ impl Incoming {
             queue,
             options,
             observer,
+            decryptor: None,
         }
+    }
+
+    /// Decrypts mail for the internal recipients `decryptor` holds keys of.
+    pub fn with_decryptor(mut self, decryptor: Arc<dyn Decryptor>) -> Incoming {
+        self.decryptor = Some(decryptor);
+        self
     }
 }
 
@@ -110,42 +137,85 @@ impl Handler for Incoming {
                 ),
             );
         }
-        let single =
-            (envelope.recipients.len() == 1).then(|| envelope.recipients[0].address.as_str());
-        let received = trace::received(
-            &envelope,
-            &self.options.hostname,
-            &queue_id,
-            single,
-            std::time::SystemTime::now(),
-        );
-        let mut copy = Vec::with_capacity(received.len() + data.len());
-        copy.extend_from_slice(&received);
-        copy.extend_from_slice(&data);
+        let mut data = Arc::new(data);
+        // Copies: (bytes, recipient indices). One unless some recipients
+        // get the message decrypted.
+        let mut copies: Vec<(Arc<Vec<u8>>, Vec<usize>)> = Vec::new();
+        if let Some(d) = &self.decryptor {
+            let marks = d.marking_fields();
+            let parsed = Message::parse(&data);
+            let forged = parsed
+                .headers()
+                .iter()
+                .any(|h| marks.iter().any(|m| h.name.eq_ignore_ascii_case(m)));
+            let cleaned = forged.then(|| parsed.without_fields(marks));
+            drop(parsed);
+            if let Some(c) = cleaned {
+                tracing::warn!(queue_id = %queue_id, listener = "incoming", "removed header fields only sealgate may write ({})", marks.join(", "));
+                data = Arc::new(c);
+            }
+            let addresses: Vec<String> = envelope
+                .recipients
+                .iter()
+                .map(|r| r.address.clone())
+                .collect();
+            if let Some((plain, members)) = d.decrypt(&queue_id, &data, &addresses).await {
+                let rest: Vec<usize> = (0..addresses.len())
+                    .filter(|i| !members.contains(i))
+                    .collect();
+                copies.push((Arc::new(plain), members));
+                if !rest.is_empty() {
+                    copies.push((data.clone(), rest));
+                }
+            }
+        }
+        if copies.is_empty() {
+            copies.push((data.clone(), (0..envelope.recipients.len()).collect()));
+        }
         let mut draft = self.queue.draft(crate::new_message(
             &queue_id,
             &envelope,
             MessageKind::Incoming,
         ));
-        let recipients = envelope
-            .recipients
-            .iter()
-            .enumerate()
-            .map(|(i, r)| NewRecipient {
-                seq: i as u32,
-                address: r.address.clone(),
-                orcpt: r.orcpt.clone(),
-                notify: r.notify.clone(),
-            })
-            .collect();
         let queued = async {
-            draft
-                .add(NewCopy {
-                    method: "incoming".into(),
-                    recipients,
-                    data: copy,
-                })
-                .await?;
+            for (bytes, members) in &copies {
+                let single =
+                    (members.len() == 1).then(|| envelope.recipients[members[0]].address.as_str());
+                let received = trace::received(
+                    &envelope,
+                    &self.options.hostname,
+                    &queue_id,
+                    single,
+                    std::time::SystemTime::now(),
+                );
+                let mut copy = Vec::with_capacity(received.len() + bytes.len());
+                copy.extend_from_slice(&received);
+                copy.extend_from_slice(bytes);
+                let recipients = members
+                    .iter()
+                    .map(|&i| {
+                        let r = &envelope.recipients[i];
+                        NewRecipient {
+                            seq: i as u32,
+                            address: r.address.clone(),
+                            orcpt: r.orcpt.clone(),
+                            notify: r.notify.clone(),
+                        }
+                    })
+                    .collect();
+                let method = if Arc::ptr_eq(bytes, &data) {
+                    "incoming"
+                } else {
+                    "decrypted"
+                };
+                draft
+                    .add(NewCopy {
+                        method: method.into(),
+                        recipients,
+                        data: copy,
+                    })
+                    .await?;
+            }
             draft.commit().await
         };
         if let Err(e) = queued.await {
@@ -172,7 +242,10 @@ impl Handler for Incoming {
         self.queue
             .metrics()
             .message_received(MessageOutcome::Queued);
-        self.observer.queued(&queue_id, Arc::new(data));
+        // What was delivered (decrypted, when it was: a signature inside
+        // teaches the signer's certificate).
+        let observed = copies.into_iter().next().map_or(data, |(b, _)| b);
+        self.observer.queued(&queue_id, observed);
         Reply::new(250, (2, 0, 0), format!("Ok: queued as {queue_id}"))
     }
 }

@@ -21,6 +21,9 @@ pub struct IncomingSettings {
     /// `listen`. The other `[relay]` settings (TLS, timeouts, connections)
     /// apply to it too.
     pub upstream: String,
+    /// Decrypt S/MIME mail for internal recipients whose private key
+    /// sealgate holds (docs/harvesting.md).
+    pub decrypt: bool,
 }
 
 impl Default for IncomingSettings {
@@ -29,6 +32,7 @@ impl Default for IncomingSettings {
             listen: String::new(),
             allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             upstream: String::new(),
+            decrypt: false,
         }
     }
 }

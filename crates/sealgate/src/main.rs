@@ -25,6 +25,7 @@ mod additional;
 mod cli;
 mod commands;
 mod config;
+mod decrypting;
 mod harvesting;
 mod incoming;
 mod logging;

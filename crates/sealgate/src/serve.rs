@@ -79,6 +79,15 @@ pub async fn run(settings: Settings) -> Result<()> {
             sealgate_trust::kek::KEK_ENV
         );
     }
+    let decrypt_kek = kek.clone();
+    if settings.incoming.decrypt && decrypt_kek.is_none() {
+        anyhow::bail!(
+            "incoming.decrypt: the private keys are sealed; set store.key_encryption_key_file or {}",
+            sealgate_trust::kek::KEK_ENV
+        );
+    }
+    let trust_store_for_incoming = trust_store.clone();
+    let trust_for_incoming = trust.clone();
     let signing = Arc::new(crate::signing::LiveSigning::new(
         trust.clone(),
         trust_store.clone(),
@@ -195,7 +204,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     let incoming = match incoming_listener {
         Some((listener, config)) => {
-            let handler = Arc::new(sealgate_pipeline::incoming::Incoming::new(
+            let handler = sealgate_pipeline::incoming::Incoming::new(
                 queue.clone(),
                 sealgate_pipeline::incoming::IncomingOptions {
                     hostname: settings.smtp.hostname.clone(),
@@ -206,7 +215,17 @@ pub async fn run(settings: Settings) -> Result<()> {
                     },
                 },
                 harvesting.clone(),
-            ));
+            );
+            let handler = Arc::new(match (&decrypt_kek, settings.incoming.decrypt) {
+                (Some(kek), true) => {
+                    handler.with_decryptor(Arc::new(crate::decrypting::LiveDecryptor {
+                        trust: trust_store_for_incoming.clone(),
+                        live: trust_for_incoming.clone(),
+                        kek: kek.clone(),
+                    }))
+                }
+                _ => handler,
+            });
             let stop = stopped(stop_rx.clone());
             Some(tokio::spawn(async move {
                 sealgate_smtp_server::serve(listener, config, handler, stop).await

@@ -437,6 +437,19 @@ impl TrustStore {
             .map(|c| (c, "automatic".to_string())))
     }
 
+    /// The stored certificates that name `email` and whose private key
+    /// sealgate holds, unjudged (decrypting with one's own key needs no
+    /// trust decision).
+    pub async fn keyed_certs_for(&self, email: &str) -> Result<Vec<StoredCert>, TrustError> {
+        Ok(
+            db::list_certs(self.store.pool(), Some(&email.to_lowercase()))
+                .await?
+                .into_iter()
+                .filter(|c| c.has_key)
+                .collect(),
+        )
+    }
+
     /// Every manual selection: (target, certificate).
     pub async fn manual_selections(&self) -> Result<Vec<(String, StoredCert)>, TrustError> {
         let mut out = Vec::new();

@@ -489,16 +489,44 @@ pub fn cms_sign_mail(headers: &str, entity: &[u8], signer: &IssuedCert, extra: &
         .arg(&out);
     });
     let signed = std::fs::read(&out).expect("read signed mail");
-    // OpenSSL ends the base64 lines with bare LF even with -crlfeol; a mail
-    // client sends CRLF (the signed content has CRLF lines already).
-    let mut crlf = Vec::with_capacity(signed.len() + signed.len() / 64);
-    for (i, &b) in signed.iter().enumerate() {
-        if b == b'\n' && (i == 0 || signed[i - 1] != b'\r') {
+    [headers.as_bytes(), &crlf_lines(&signed)].concat()
+}
+
+/// OpenSSL ends base64 lines with bare LF even with -crlfeol; a mail client
+/// sends CRLF (the content it signed has CRLF lines already).
+fn crlf_lines(data: &[u8]) -> Vec<u8> {
+    let mut crlf = Vec::with_capacity(data.len() + data.len() / 64);
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
             crlf.push(b'\r');
         }
         crlf.push(b);
     }
-    [headers.as_bytes(), &crlf].concat()
+    crlf
+}
+
+/// An encrypted mail as a client sends it: `headers` in front of what
+/// `openssl cms -encrypt -binary -aes256` makes of `entity` for
+/// `recipients` (S/MIME, CRLF lines).
+///
+/// # Panics
+/// If openssl fails.
+pub fn cms_encrypt_mail(headers: &str, entity: &[u8], recipients: &[&IssuedCert]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("entity");
+    let out = dir.path().join("encrypted.eml");
+    std::fs::write(&input, entity).expect("write entity");
+    openssl(|c| {
+        c.args(["cms", "-encrypt", "-binary", "-aes256", "-in"])
+            .arg(&input)
+            .arg("-out")
+            .arg(&out);
+        for r in recipients {
+            c.arg("-recip").arg(&r.cert_pem_path);
+        }
+    });
+    let encrypted = std::fs::read(&out).expect("read encrypted mail");
+    [headers.as_bytes(), &crlf_lines(&encrypted)].concat()
 }
 
 /// Like [`cms_sign_mail`] (detached), but the signature's

@@ -382,3 +382,15 @@ fn shared_parts_match_copied_parts() {
         assert_eq!(std::sync::Arc::strong_count(&other), 1);
     }
 }
+
+#[test]
+fn without_fields_keeps_every_other_byte() {
+    let raw = b"From: a@x\r\nX-Sealgate-Decrypted: forged\r\n\tfolded\r\nTo: b@x\r\n\r\nbody\r\nX-Sealgate-Decrypted: in the body\r\n";
+    let out = Message::parse(raw).without_fields(&["x-sealgate-decrypted"]);
+    assert_eq!(
+        out,
+        b"From: a@x\r\nTo: b@x\r\n\r\nbody\r\nX-Sealgate-Decrypted: in the body\r\n"
+    );
+    let none = b"From: a@x\r\n\r\nbody\r\n";
+    assert_eq!(Message::parse(none).without_fields(&["Bcc"]), none);
+}
