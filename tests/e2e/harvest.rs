@@ -282,3 +282,43 @@ fn outgoing_signed_mail_is_harvested_only_when_asked() {
         }
     }
 }
+
+/// A message beyond what may wait for harvesting
+/// (`harvest.max_pending_bytes`) is not looked at, and is delivered all
+/// the same.
+#[test]
+fn mail_beyond_the_harvest_budget_is_skipped_and_delivered() {
+    let ca = TestCa::new("e2e Harvest Budget CA");
+    let pat = ca.issue(CertOptions {
+        email: Some("pat@partner.test".into()),
+        ..Default::default()
+    });
+    let mail = cms_sign_mail(
+        "From: pat@partner.test\r\nTo: ian@corp.test\r\n",
+        b"Content-Type: text/plain\r\n\r\nsigned\r\n",
+        &pat,
+        &[],
+    );
+    let outbound = Sink::start();
+    let internal = Sink::start();
+    let listen = free_port();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         [store]\nurl = \"sqlite://data/s.db\"\n[harvest]\nmax_pending_bytes = 1000\n\
+         [incoming]\nlisten = \"127.0.0.1:{listen}\"\nupstream = \"127.0.0.1:{}\"\n",
+        outbound.port(),
+        internal.port()
+    ));
+    assert!(mail.len() > 1000);
+    smtp_send(listen, "pat@partner.test", &["ian@corp.test"], &mail).unwrap();
+    let got = internal.wait_for(1, Duration::from_secs(30)).unwrap();
+    assert!(got[0].data.ends_with(&mail));
+    gw.child
+        .wait_for_output(
+            "not harvested: too much mail waits",
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    let o = gw.cli(&["harvest", "log", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
+}

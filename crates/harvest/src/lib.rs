@@ -40,6 +40,9 @@ pub struct HarvestConfig {
     /// Messages waiting to be harvested at most; beyond, a message is not
     /// looked at (counted as skipped).
     pub max_pending: usize,
+    /// Bytes of messages waiting to be harvested at most (they are held in
+    /// memory until harvested); beyond, a message is skipped too.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for HarvestConfig {
@@ -48,6 +51,7 @@ impl Default for HarvestConfig {
             outgoing: false,
             smime_override: true,
             max_pending: 256,
+            max_pending_bytes: 64 << 20,
         }
     }
 }
@@ -56,6 +60,9 @@ impl HarvestConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_pending == 0 {
             return Err("harvest.max_pending: must be at least 1".into());
+        }
+        if self.max_pending_bytes == 0 {
+            return Err("harvest.max_pending_bytes: must be at least 1".into());
         }
         Ok(())
     }

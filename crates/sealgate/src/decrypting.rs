@@ -27,6 +27,9 @@ pub struct LiveDecryptor {
     pub trust: TrustStore,
     pub live: Arc<LiveTrust>,
     pub kek: Kek,
+    /// Longest a decryption may take (`relay.message_timeout_secs`); past
+    /// it the message goes on unchanged.
+    pub timeout: std::time::Duration,
 }
 
 /// A header value from certificate text: no control characters, bounded.
@@ -106,10 +109,14 @@ impl Decryptor for LiveDecryptor {
         };
         let job_message = message.clone();
         let job_cert = cert.clone();
-        let entity = sealgate_crypto::cpu::run(move |_| {
-            sealgate_crypto::decrypt::decrypt_entity(&job_message, &job_cert, &key)
-        })
-        .await;
+        let entity = tokio::time::timeout(
+            self.timeout,
+            sealgate_crypto::cpu::run(move |_| {
+                sealgate_crypto::decrypt::decrypt_entity(&job_message, &job_cert, &key)
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| Err("decryption timed out".into()));
         let entity = match entity {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => {

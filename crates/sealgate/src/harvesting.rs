@@ -1,8 +1,9 @@
 //! Wiring of harvesting: the incoming listener (and, with
 //! `harvest.outgoing`, the outbound one) hands each queued message to a
 //! bounded queue that one task drains into the harvester. A full queue
-//! skips the message (counted), so harvesting can neither hold a listener
-//! nor grow without bound; the mail itself is already queued either way.
+//! (`harvest.max_pending` messages or `harvest.max_pending_bytes`) skips
+//! the message (counted), so harvesting can neither hold a listener nor
+//! grow without bound; the mail itself is already queued either way.
 //! When a harvest adds a certificate, the trust snapshot is refreshed (at
 //! most once a second; the periodic reload catches the rest) so that a
 //! partner's intermediate serves the very next lookup.
@@ -11,6 +12,7 @@ use sealgate_crypto::mime::{header_value_unfolded, Message};
 use sealgate_harvest::{Harvester, Origin};
 use sealgate_metrics::{HarvestKind, HarvestOutcome, Metrics};
 use sealgate_pipeline::incoming::Observer;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -23,6 +25,9 @@ const MAX_MESSAGE_ID: usize = 256;
 pub struct Harvesting {
     tx: mpsc::Sender<(String, Arc<Vec<u8>>)>,
     metrics: Metrics,
+    /// Bytes of the messages waiting, and the most allowed.
+    pending_bytes: Arc<AtomicUsize>,
+    max_pending_bytes: usize,
 }
 
 impl Harvesting {
@@ -31,10 +36,13 @@ impl Harvesting {
         harvester: Harvester,
         metrics: Metrics,
         max_pending: usize,
+        max_pending_bytes: usize,
         live: Arc<sealgate_trust::LiveTrust>,
         trust: sealgate_trust::TrustStore,
     ) -> Harvesting {
         let (tx, mut rx) = mpsc::channel::<(String, Arc<Vec<u8>>)>(max_pending);
+        let pending_bytes = Arc::new(AtomicUsize::new(0));
+        let waiting = pending_bytes.clone();
         tokio::spawn(async move {
             let mut refreshed = tokio::time::Instant::now() - REFRESH_GAP;
             // A certificate was added since the last refresh.
@@ -52,7 +60,9 @@ impl Harvesting {
                                 .collect()
                         });
                         let origin = Origin { queue_id, message_id };
+                        let len = message.len();
                         pending |= harvester.harvest(&origin, message).await;
+                        waiting.fetch_sub(len, Ordering::Relaxed);
                     }
                     _ = tokio::time::sleep_until(due), if pending => {}
                 }
@@ -65,16 +75,25 @@ impl Harvesting {
                 }
             }
         });
-        Harvesting { tx, metrics }
+        Harvesting {
+            tx,
+            metrics,
+            pending_bytes,
+            max_pending_bytes,
+        }
     }
 }
 
 impl Observer for Harvesting {
     fn queued(&self, queue_id: &str, message: Arc<Vec<u8>>) {
-        if self.tx.try_send((queue_id.to_string(), message)).is_err() {
+        let len = message.len();
+        let before = self.pending_bytes.fetch_add(len, Ordering::Relaxed);
+        let fits = before + len <= self.max_pending_bytes;
+        if !fits || self.tx.try_send((queue_id.to_string(), message)).is_err() {
+            self.pending_bytes.fetch_sub(len, Ordering::Relaxed);
             tracing::warn!(
                 queue_id,
-                "not harvested: too many messages wait for harvesting (harvest.max_pending)"
+                "not harvested: too much mail waits for harvesting (harvest.max_pending, harvest.max_pending_bytes)"
             );
             self.metrics
                 .harvest(HarvestKind::Smime, HarvestOutcome::Skipped);

@@ -99,6 +99,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         sealgate_harvest::Harvester::new(trust_store.clone(), store.clone(), metrics.clone()),
         metrics.clone(),
         settings.harvest.max_pending,
+        settings.harvest.max_pending_bytes,
         trust.clone(),
         trust_store.clone(),
     ));
@@ -222,6 +223,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                         trust: trust_store_for_incoming.clone(),
                         live: trust_for_incoming.clone(),
                         kek: kek.clone(),
+                        timeout: Duration::from_secs(settings.relay.message_timeout_secs),
                     }))
                 }
                 _ => handler,
