@@ -322,3 +322,102 @@ fn mail_beyond_the_harvest_budget_is_skipped_and_delivered() {
     let o = gw.cli(&["harvest", "log", "--json"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 }
+
+/// Harvesting fails, mail still flows: a garbage signature, a truncated
+/// opaque signature, an oversized signature part and 10 MB of attached key
+/// material each reach the internal MTA unchanged; the harvest log says
+/// why nothing was learned.
+#[test]
+fn broken_signatures_and_big_attachments_still_flow() {
+    let outbound = Sink::start();
+    let internal = Sink::start();
+    let listen = free_port();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         [store]\nurl = \"sqlite://data/s.db\"\n\
+         [incoming]\nlisten = \"127.0.0.1:{listen}\"\nupstream = \"127.0.0.1:{}\"\n",
+        outbound.port(),
+        internal.port()
+    ));
+    let head = |id: &str| {
+        format!("From: pat@partner.test\r\nTo: ian@corp.test\r\nMessage-ID: <{id}@partner.test>\r\nMIME-Version: 1.0\r\n")
+    };
+    let signed = |id: &str, sig: &str| {
+        format!(
+            "{}Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\n{sig}\r\n--b--\r\n",
+            head(id)
+        )
+        .into_bytes()
+    };
+    let big_sig: String = "QUJD".repeat(400_000);
+    let big_sig = big_sig
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let keys: String = "mQINBGN".repeat(1_500_000);
+    let keys = keys
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let attached = format!(
+        "{}Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nmy key\r\n--m\r\nContent-Type: application/pgp-keys\r\n\r\n-----BEGIN PGP PUBLIC KEY BLOCK-----\r\n\r\n{keys}\r\n-----END PGP PUBLIC KEY BLOCK-----\r\n--m--\r\n",
+        head("keys")
+    )
+    .into_bytes();
+    let messages = vec![
+        ("garbage", signed("garbage", "bm90IGEgc2lnbmF0dXJl")),
+        (
+            "truncated",
+            format!(
+                "{}Content-Type: application/pkcs7-mime; smime-type=signed-data\r\nContent-Transfer-Encoding: base64\r\n\r\nMIIGzAYJKoZIhvcNAQcCoIIGvTCCBrkCAQE=\r\n",
+                head("truncated")
+            )
+            .into_bytes(),
+        ),
+        ("big", signed("big", &big_sig)),
+        ("keys", attached),
+    ];
+    for (_, m) in &messages {
+        smtp_send(listen, "pat@partner.test", &["ian@corp.test"], m).unwrap();
+    }
+    let got = internal
+        .wait_for(messages.len(), Duration::from_secs(60))
+        .unwrap();
+    for (id, m) in &messages {
+        assert!(
+            got.iter().any(|g| g.data.ends_with(m)),
+            "{id}: delivered unchanged"
+        );
+    }
+    let log = || {
+        let o = gw.cli(&["harvest", "log", "--json"]);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
+    };
+    wait_until(Duration::from_secs(30), "three refusals", || {
+        log().len() >= 3
+    })
+    .unwrap();
+    let entries = log();
+    for (id, why) in [
+        ("garbage", "malformed S/MIME signature"),
+        ("truncated", "malformed S/MIME signature"),
+        ("big", "the signature is too large"),
+    ] {
+        let e = entries
+            .iter()
+            .find(|e| e["message_id"] == format!("<{id}@partner.test>"))
+            .unwrap_or_else(|| panic!("{id}: {entries:?}"));
+        assert_eq!(e["outcome"], "refused", "{e}");
+        assert!(e["reason"].as_str().unwrap().contains(why), "{id}: {e}");
+    }
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e["message_id"] == "<keys@partner.test>"),
+        "an unsigned key attachment teaches nothing"
+    );
+}

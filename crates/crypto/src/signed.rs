@@ -123,10 +123,24 @@ pub fn verify(message: &[u8]) -> Result<Signed, SignedError> {
             (decode_body(&sig)?, Some(parts.parts[0]))
         }
         "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
-            let der = decode_body(&parsed)?;
-            if !is_signed_data(&der) {
+            let labelled = ct
+                .param("smime-type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"));
+            let der = match decode_body(&parsed) {
+                Ok(d) => d,
+                Err(e) if labelled => return Err(e),
+                Err(_) => return Err(SignedError::NotSigned),
+            };
+            match content_type_of(&der) {
+                Some(oid) if oid == OID_SIGNED_DATA => {}
                 // Enveloped data or anything else: not a signature.
-                return Err(SignedError::NotSigned);
+                Some(_) => return Err(SignedError::NotSigned),
+                None if labelled => {
+                    return Err(SignedError::Malformed(
+                        "labelled signed-data, but not a CMS structure".into(),
+                    ))
+                }
+                None => return Err(SignedError::NotSigned),
             }
             (der, None)
         }
@@ -203,11 +217,16 @@ pub(crate) fn decode_body(part: &Message<'_>) -> Result<Vec<u8>, SignedError> {
     }
 }
 
-fn is_signed_data(der: &[u8]) -> bool {
-    der::read_all(der).ok().is_some_and(|ci| {
-        let mut f = ci.children();
-        matches!(f.next_tlv(), Ok(Some(t)) if t.tag == der::OID && t.contents == OID_SIGNED_DATA)
-    })
+/// The content type OID of a CMS ContentInfo, `None` when `der` is not one.
+fn content_type_of(der: &[u8]) -> Option<&[u8]> {
+    let ci = der::read_all(der).ok()?;
+    if ci.tag != der::SEQUENCE {
+        return None;
+    }
+    match ci.children().next_tlv() {
+        Ok(Some(t)) if t.tag == der::OID => Some(t.contents),
+        _ => None,
+    }
 }
 
 struct SignerInfo {
