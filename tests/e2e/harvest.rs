@@ -223,7 +223,22 @@ fn harvest_flow(store: &str) {
         assert!(String::from_utf8_lossy(&plain).contains(&format!("REPLY-TO-{to}")));
     }
     let t = text(&gw.cli(&["verify", "pat@partner.test"]));
-    assert!(t.contains("harvested"), "{t}");
+    assert!(t.contains("source harvested:"), "{t}");
+    assert!(t.contains("learned from mail (key bindings):"), "{t}");
+    let pat_sha = about("<pat@partner.test>")["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        t.contains(&format!(
+            "x509 {pat_sha} level weak_chain from harvest:smime"
+        )) && t.contains("signature verified"),
+        "{t}"
+    );
+    let o = gw.cli(&["verify", "pat@partner.test", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["bindings"][0]["fingerprint"], pat_sha.as_str(), "{v}");
+    assert_eq!(v["bindings"][0]["level"], "weak_chain");
     // Learned, but without a path to a root: not used.
     let e = smtp_send(
         gw.port,

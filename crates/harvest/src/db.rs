@@ -53,6 +53,44 @@ pub async fn bind(pool: &AnyPool, b: &Binding<'_>, now: i64) -> Result<(), sqlx:
     Ok(())
 }
 
+/// A stored binding, as `verify` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BindingRow {
+    pub fingerprint: String,
+    pub kind: String,
+    pub level: String,
+    pub source: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub encr_used: bool,
+    pub sign_used: bool,
+}
+
+/// Every binding of `address`, newest first.
+pub async fn bindings(pool: &AnyPool, address: &str) -> Result<Vec<BindingRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT fingerprint, kind, level, source, first_seen, last_seen, encr_used, sign_used
+         FROM key_binding WHERE address = $1 ORDER BY last_seen DESC, fingerprint",
+    )
+    .bind(address)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(BindingRow {
+                fingerprint: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                level: r.try_get(2)?,
+                source: r.try_get(3)?,
+                first_seen: r.try_get(4)?,
+                last_seen: r.try_get(5)?,
+                encr_used: r.try_get::<i64, _>(6)? == 1,
+                sign_used: r.try_get::<i64, _>(7)? == 1,
+            })
+        })
+        .collect()
+}
+
 /// The fingerprints of `kind` bound to `address`, newest first.
 pub async fn bound(pool: &AnyPool, address: &str, kind: &str) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query(

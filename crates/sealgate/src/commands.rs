@@ -117,6 +117,9 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
         )
         .await;
     let decision = policy.decide(&policy_settings, &resolution);
+    let bindings = sealgate_harvest::db::bindings(store.pool(), &address.to_lowercase())
+        .await
+        .unwrap_or_default();
     let cipher = match policy_settings.smime_cipher {
         sealgate_policy::SmimeCipherName::Auto => {
             let gcm = sealgate_harvest::db::reads_gcm(store.pool(), &address.to_lowercase())
@@ -187,6 +190,7 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
             "policy": { "matched": policy_settings.matched, "mode": format!("{:?}", policy_settings.mode).to_lowercase(), "methods": methods },
             "order": { "pgp": resolver.order(Method::Pgp), "smime": resolver.order(Method::Smime) },
             "sources": sources,
+            "bindings": bindings,
             "decision": decision_text,
         });
         out!("{}", serde_json::to_string_pretty(&out)?);
@@ -229,6 +233,26 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
                         out!("    chain: {}", chain.join(" > "));
                     }
                 }
+            }
+        }
+        if !bindings.is_empty() {
+            out!("learned from mail (key bindings):");
+            for b in &bindings {
+                out!(
+                    "  {} {} level {} from {}, first seen {}, last seen {}{}{}",
+                    b.kind,
+                    b.fingerprint,
+                    b.level,
+                    b.source,
+                    fmt_time(Some(b.first_seen)),
+                    fmt_time(Some(b.last_seen)),
+                    if b.sign_used {
+                        ", signature verified"
+                    } else {
+                        ""
+                    },
+                    if b.encr_used { ", encrypted to" } else { "" },
+                );
             }
         }
         out!("decision: {decision_text}");
