@@ -222,6 +222,13 @@ fn harvest_flow(store: &str) {
         let plain = cms_decrypt(&m.data, cert).expect("openssl cms -decrypt");
         assert!(String::from_utf8_lossy(&plain).contains(&format!("REPLY-TO-{to}")));
     }
+    // The binding records the use (encr_used), written off the reply path.
+    wait_until(
+        Duration::from_secs(20),
+        "encr_used on pat's binding",
+        || text(&gw.cli(&["verify", "pat@partner.test"])).contains(", encrypted to"),
+    )
+    .unwrap();
     let t = text(&gw.cli(&["verify", "pat@partner.test"]));
     assert!(t.contains("source harvested:"), "{t}");
     assert!(t.contains("learned from mail (key bindings):"), "{t}");
@@ -239,6 +246,12 @@ fn harvest_flow(store: &str) {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["bindings"][0]["fingerprint"], pat_sha.as_str(), "{v}");
     assert_eq!(v["bindings"][0]["level"], "weak_chain");
+    assert_eq!(v["bindings"][0]["encr_used"], true);
+    assert_eq!(v["bindings"][0]["sign_used"], true);
+    // Eve's binding was never encrypted to.
+    let o = gw.cli(&["verify", "eve@partner.test", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["bindings"][0]["encr_used"], false, "{v}");
     // Learned, but without a path to a root: not used.
     let e = smtp_send(
         gw.port,

@@ -91,6 +91,23 @@ pub async fn bindings(pool: &AnyPool, address: &str) -> Result<Vec<BindingRow>, 
         .collect()
 }
 
+/// Records that sealgate encrypted to the key `fingerprint` bound to
+/// `address`.
+pub async fn mark_encrypted(
+    pool: &AnyPool,
+    address: &str,
+    fingerprint: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE key_binding SET encr_used = 1 WHERE address = $1 AND fingerprint = $2 AND encr_used = 0",
+    )
+    .bind(address)
+    .bind(fingerprint)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The fingerprints of `kind` bound to `address`, newest first.
 pub async fn bound(pool: &AnyPool, address: &str, kind: &str) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query(

@@ -21,7 +21,8 @@ pub mod sign;
 pub mod trace;
 
 pub use recipient::{
-    AdditionalKeys, Capabilities, NoAdditionalKeys, NoCapabilities, RecipientDecision,
+    AdditionalKeys, Capabilities, KeyUse, NoAdditionalKeys, NoCapabilities, NoKeyUse,
+    RecipientDecision,
 };
 pub use sign::{NoSigningKeys, Signer, SigningKeys};
 
@@ -81,6 +82,7 @@ pub struct Pipeline {
     additional: Arc<dyn AdditionalKeys>,
     signing: Arc<dyn SigningKeys>,
     capabilities: Arc<dyn Capabilities>,
+    key_use: Arc<dyn KeyUse>,
     /// Sees each queued message as received (`harvest.outgoing`).
     observer: Option<Arc<dyn incoming::Observer>>,
     queue: Queue,
@@ -100,6 +102,7 @@ impl Pipeline {
             additional: Arc::new(NoAdditionalKeys),
             signing: Arc::new(NoSigningKeys),
             capabilities: Arc::new(NoCapabilities),
+            key_use: Arc::new(NoKeyUse),
             observer: None,
             queue,
             options,
@@ -116,6 +119,12 @@ impl Pipeline {
     /// (`smime_cipher = "auto"`).
     pub fn with_capabilities(mut self, capabilities: Arc<dyn Capabilities>) -> Pipeline {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// Tells `key_use` which keys each queued copy was encrypted to.
+    pub fn with_key_use(mut self, key_use: Arc<dyn KeyUse>) -> Pipeline {
+        self.key_use = key_use;
         self
     }
 
@@ -405,6 +414,17 @@ impl Handler for Pipeline {
         self.queue.audit(record);
         if let (Some(o), Some(d)) = (&self.observer, observed) {
             o.queued(&queue_id, d);
+        }
+        for (g, deliveries, _) in &results {
+            for (&i, d) in g.members.iter().zip(deliveries) {
+                let r = &envelope.recipients[i];
+                if let (Delivery::Accepted, sealgate_policy::Decision::Encrypt { source, .. }) =
+                    (d, &r.token.decision)
+                {
+                    self.key_use
+                        .encrypted_to(&r.address, source, &r.token.fingerprints());
+                }
+            }
         }
         out.reply
     }

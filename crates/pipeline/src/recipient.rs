@@ -46,6 +46,22 @@ pub trait Capabilities: Send + Sync {
     async fn reads_gcm(&self, address: &str) -> bool;
 }
 
+/// Told which learned keys a queued copy was encrypted to, so that their
+/// bindings record the use (`encr_used`).
+pub trait KeyUse: Send + Sync {
+    /// `address` got a copy encrypted to `fingerprints` (as
+    /// [`sealgate_keys::RecipientKey::fingerprint`] writes them), all from
+    /// the key source `source`. Must return at once.
+    fn encrypted_to(&self, address: &str, source: &str, fingerprints: &[String]);
+}
+
+/// Nothing is recorded.
+pub struct NoKeyUse;
+
+impl KeyUse for NoKeyUse {
+    fn encrypted_to(&self, _: &str, _: &str, _: &[String]) {}
+}
+
 /// Nothing known: `auto` is always CBC.
 pub struct NoCapabilities;
 

@@ -122,6 +122,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     .with_signing_keys(signing.clone())
     .with_capabilities(Arc::new(crate::harvesting::StoredCapabilities {
         store: store.clone(),
+    }))
+    .with_key_use(Arc::new(crate::harvesting::BindingUse {
+        store: store.clone(),
+        seen: Default::default(),
     }));
     let pipeline = Arc::new(if settings.harvest.outgoing {
         tracing::info!("harvest.outgoing: signed mail on the outbound listener is harvested too");
