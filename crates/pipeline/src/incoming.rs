@@ -114,11 +114,7 @@ impl Handler for Incoming {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(queue_id = %queue_id, peer = %envelope.client.peer, size, listener = "incoming", "message refused: {e}");
-                return Reply::new(
-                    552,
-                    (5, 3, 4),
-                    format!("{queue_id}: message header too big: {e}"),
-                );
+                return trace::header_too_big(&queue_id, &e);
             }
         };
         let message_id = parsed
@@ -128,14 +124,7 @@ impl Handler for Incoming {
         drop(parsed);
         if hops > self.options.max_hops {
             tracing::warn!(queue_id = %queue_id, hops, listener = "incoming", "message refused: too many hops");
-            return Reply::new(
-                554,
-                (5, 4, 6),
-                format!(
-                    "Too many hops ({hops} Received: fields, limit {}): mail loop?",
-                    self.options.max_hops
-                ),
-            );
+            return trace::too_many_hops(hops, self.options.max_hops);
         }
         let mut data = Arc::new(data);
         // Copies: (bytes, recipient indices). One unless some recipients

@@ -201,11 +201,7 @@ impl Handler for Pipeline {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(queue_id = %queue_id, peer = %envelope.client.peer, size, "message refused: {e}");
-                    return Reply::new(
-                        552,
-                        (5, 3, 4),
-                        format!("{queue_id}: message header too big: {e}"),
-                    );
+                    return trace::header_too_big(&queue_id, &e);
                 }
             };
             if signed {
@@ -217,14 +213,7 @@ impl Handler for Pipeline {
                     .header("Message-ID")
                     .map(|h| trace::log_safe(&header_value_unfolded(h), MAX_LOGGED_VALUE));
                 tracing::warn!(queue_id = %queue_id, message_id = message_id.as_deref().unwrap_or("-"), hops, "message refused: too many hops");
-                return Reply::new(
-                    554,
-                    (5, 4, 6),
-                    format!(
-                        "Too many hops ({hops} Received: fields, limit {}): mail loop?",
-                        self.options.max_hops
-                    ),
-                );
+                return trace::too_many_hops(hops, self.options.max_hops);
             }
             match self
                 .sign(&queue_id, &envelope.sender, &parsed, &data, deadline)

@@ -4,7 +4,7 @@
 //! `smtp.max_hops` is refused with 554 5.4.6, as Postfix's hopcount_limit does).
 
 use sealgate_crypto::mime::Message;
-use sealgate_smtp_server::Envelope;
+use sealgate_smtp_server::{Envelope, Reply};
 use std::time::SystemTime;
 
 /// How many `Received:` fields the message's header carries.
@@ -60,6 +60,25 @@ pub fn received<T>(
     }
     field.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(now)));
     field.into_bytes()
+}
+
+/// The reply to a header section beyond `smtp.max_header_size` /
+/// `max_header_fields` (both listeners).
+pub(crate) fn header_too_big(queue_id: &str, e: &impl std::fmt::Display) -> Reply {
+    Reply::new(
+        552,
+        (5, 3, 4),
+        format!("{queue_id}: message header too big: {e}"),
+    )
+}
+
+/// The reply to a message with more than `max_hops` `Received:` fields.
+pub(crate) fn too_many_hops(hops: usize, max_hops: usize) -> Reply {
+    Reply::new(
+        554,
+        (5, 4, 6),
+        format!("Too many hops ({hops} Received: fields, limit {max_hops}): mail loop?"),
+    )
 }
 
 /// A client-supplied value as it may appear in a log line or the audit

@@ -68,6 +68,8 @@ pub enum Refusal {
 #[derive(Debug, Clone)]
 pub struct Policy {
     config: PolicyConfig,
+    /// Some level turns signing on (worked out once: read per message).
+    signs: bool,
 }
 
 /// The form a domain is compared in: IDNA (UTS #46) ASCII, lower case,
@@ -119,7 +121,13 @@ impl Policy {
             }
         }
         config.users = users;
-        Ok(Policy { config })
+        let signs = config.sign != SignMode::Off
+            || config
+                .domains
+                .values()
+                .chain(config.users.values())
+                .any(|d| d.sign.is_some_and(|m| m != SignMode::Off));
+        Ok(Policy { config, signs })
     }
 
     /// Global settings, overridden by the most specific matching domain entry
@@ -201,13 +209,7 @@ impl Policy {
     /// True when some level turns signing on: without that, the pipeline
     /// does not look at the sender at all.
     pub fn signs_anywhere(&self) -> bool {
-        self.config.sign != SignMode::Off
-            || self
-                .config
-                .domains
-                .values()
-                .chain(self.config.users.values())
-                .any(|d| d.sign.is_some_and(|m| m != SignMode::Off))
+        self.signs
     }
 
     /// The decision for `address` given the keys the resolver found. `Off`
