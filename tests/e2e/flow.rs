@@ -555,7 +555,15 @@ fn end_to_end_with_postgres_store() {
     let w = full_run(Some(db.url()));
     check_audit(&audit_rows(&db.url()), &w);
     // The data really is in PostgreSQL.
-    let n = db.psql("SELECT count(*) FROM keys").unwrap();
+    let n = db
+        .psql("SELECT count(*) FROM keys WHERE source = 'import'")
+        .unwrap();
     assert_eq!(n.trim(), "1", "dave's imported key is in PostgreSQL");
+    // So are the bindings, with the active key of every address mail was
+    // encrypted to with OpenPGP.
+    let n = db
+        .psql("SELECT count(*) FROM key_binding WHERE kind = 'pgp' AND active = 1")
+        .unwrap();
+    assert!(n.trim().parse::<u32>().unwrap() >= 1, "{n}");
     drop(w);
 }

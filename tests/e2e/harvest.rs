@@ -231,7 +231,7 @@ fn harvest_flow(store: &str) {
     .unwrap();
     let t = text(&gw.cli(&["verify", "pat@partner.test"]));
     assert!(t.contains("source harvested:"), "{t}");
-    assert!(t.contains("learned from mail (key bindings):"), "{t}");
+    assert!(t.contains("key bindings (* active):"), "{t}");
     let pat_sha = about("<pat@partner.test>")["fingerprint"]
         .as_str()
         .unwrap()
@@ -442,10 +442,34 @@ fn broken_signatures_and_big_attachments_still_flow() {
         assert_eq!(e["outcome"], "refused", "{e}");
         assert!(e["reason"].as_str().unwrap().contains(why), "{id}: {e}");
     }
-    assert!(
-        !entries
-            .iter()
-            .any(|e| e["message_id"] == "<keys@partner.test>"),
-        "an unsigned key attachment teaches nothing"
+    // An unsigned key attachment teaches nothing: refused, logged and
+    // counted (issue 9 item 5).
+    wait_until(
+        Duration::from_secs(30),
+        "the key attachment's refusal",
+        || {
+            log()
+                .iter()
+                .any(|e| e["message_id"] == "<keys@partner.test>")
+        },
+    )
+    .unwrap();
+    let entries = log();
+    let e = entries
+        .iter()
+        .find(|e| e["message_id"] == "<keys@partner.test>")
+        .unwrap();
+    assert_eq!(
+        (e["kind"].as_str(), e["outcome"].as_str()),
+        (Some("pgp"), Some("refused")),
+        "{e}"
     );
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not PGP/MIME signed"),
+        "{e}"
+    );
+    assert!(e["fingerprint"].is_null(), "{e}");
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const PYTHON: &str = "/usr/bin/python3";
 
 /// `GET path` over HTTP/1.0: (status, body).
-fn get(port: u16, path: &str) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();

@@ -197,7 +197,9 @@ mode = "mandatory"
     assert_eq!(hkp_requests(), 1, "served from the cache");
     let o = gw.cli(&["cache", "expire", "hank@hkp.test"]);
     assert!(
-        o.status.success() && text(&o).contains("marked 1"),
+        // hank's answers of the key server and of WKD: WKD (provider_trust)
+        // outranks a key-server key (weak_chain), so it was asked too.
+        o.status.success() && text(&o).contains("marked 2"),
         "{}",
         text(&o)
     );
@@ -338,9 +340,20 @@ fn precedence_between_sources() {
         r#"["keyservers", "files"]"#,
         r#"["ldap", "files"]"#,
     );
+    // OpenPGP: levels decide, precedence only breaks ties (issue 9): the
+    // key file (provider_trust) outranks the key server (weak_chain) even
+    // when the key server comes first; with the key server alone, it serves.
     let d = decision(&hkp_first, "pat@prec.test");
     assert!(
-        d.contains(&from_hkp) && d.contains("source keyserver:hkp://"),
+        d.contains(&from_file) && d.contains("source files") && d.contains("level provider_trust"),
+        "{d}"
+    );
+    let hkp_only = config("hkp-only", r#"["keyservers"]"#, r#"["ldap", "files"]"#);
+    let d = decision(&hkp_only, "pat@prec.test");
+    assert!(
+        d.contains(&from_hkp)
+            && d.contains("source keyserver:hkp://")
+            && d.contains("level weak_chain"),
         "{d}"
     );
     // S/MIME: files before LDAP by default; LDAP first when configured so.
@@ -394,9 +407,9 @@ fn precedence_between_sources() {
     let d = decision(&pgp_only, "sam@prec.test");
     assert!(d.starts_with("send unencrypted"), "{d}");
     // pat's PGP keys do not depend on the directory (policy methods put pgp
-    // first and it has keys), so pat is still served from HKP.
+    // first and it has keys), so pat is still served from the key file.
     let d = decision(&hkp_first, "pat@prec.test");
-    assert!(d.contains(&from_hkp), "{d}");
+    assert!(d.contains(&from_file), "{d}");
     // A name in a precedence list that is not configured is a config error naming the key.
     let bad = config("bad", r#"["files", "ldap:nope"]"#, r#"["files"]"#);
     let o = crate::gateway::cli(dir.path(), &bad, &["check-config"]);

@@ -12,6 +12,37 @@ mod encrypted;
 mod header;
 pub(crate) mod multipart;
 
+/// A parameter of a structured field such as Content-Disposition (`name`
+/// case-insensitive; the value unquoted, RFC 2231 decoded).
+pub fn field_param(h: &Header<'_>, name: &str) -> Option<String> {
+    let (_, params) = content_type::parse_value(&header_value_unfolded(h));
+    params
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// A base64 body decoded, line breaks and other white space ignored.
+pub fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let clean: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&clean)
+        .map_err(|e| format!("bad base64: {e}"))
+}
+
+/// The parts of a multipart body (each part's headers and body, exactly as
+/// sent, without the line ending that belongs to the next delimiter), and
+/// whether the close delimiter was seen.
+pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> (Vec<&'a [u8]>, bool) {
+    let m = multipart::split(body, boundary);
+    (m.parts, m.closed)
+}
+
 pub use content_type::ContentType;
 pub use header::{header_value_unfolded, Header, HeaderLimitExceeded, HeaderLimits};
 

@@ -197,17 +197,7 @@ pub(crate) fn decode_body(part: &Message<'_>) -> Result<Vec<u8>, SignedError> {
             .to_ascii_lowercase()
     });
     match cte.as_deref() {
-        Some("base64") => {
-            let clean: Vec<u8> = body
-                .iter()
-                .copied()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect();
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(&clean)
-                .map_err(|e| SignedError::Malformed(format!("bad base64: {e}")))
-        }
+        Some("base64") => crate::mime::decode_base64(body).map_err(SignedError::Malformed),
         Some("binary") | Some("8bit") | Some("7bit") | None if body.first() == Some(&0x30) => {
             Ok(body.to_vec())
         }

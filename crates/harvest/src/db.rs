@@ -1,5 +1,6 @@
-//! The harvest tables (`migrations/20261205000001_harvest.sql`): key
-//! bindings, the capabilities an address announced, and the harvest log.
+//! The harvest tables (`migrations/20261205000001_harvest.sql`): the
+//! capabilities an address announced, and the harvest log. Bindings are the
+//! store's (`sealgate_store::Binding`).
 
 use sqlx::{AnyPool, Row};
 
@@ -18,107 +19,6 @@ pub struct LogEntry {
     pub outcome: String,
     pub fingerprint: Option<String>,
     pub reason: String,
-}
-
-/// An address bound to a key.
-#[derive(Debug, Clone, Copy)]
-pub struct Binding<'a> {
-    pub address: &'a str,
-    pub fingerprint: &'a str,
-    /// `pgp` or `x509`.
-    pub kind: &'a str,
-    pub level: &'a str,
-    pub source: &'a str,
-    /// A signature made with it was verified on this message.
-    pub sign_used: bool,
-}
-
-/// Records a binding (first seen now, or seen again).
-pub async fn bind(pool: &AnyPool, b: &Binding<'_>, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO key_binding (address, fingerprint, kind, level, source, first_seen, last_seen, sign_used)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
-         ON CONFLICT (address, fingerprint) DO UPDATE SET last_seen = $6,
-           sign_used = CASE WHEN $7 = 1 THEN 1 ELSE key_binding.sign_used END",
-    )
-    .bind(b.address)
-    .bind(b.fingerprint)
-    .bind(b.kind)
-    .bind(b.level)
-    .bind(b.source)
-    .bind(now)
-    .bind(i64::from(b.sign_used))
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// A stored binding, as `verify` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct BindingRow {
-    pub fingerprint: String,
-    pub kind: String,
-    pub level: String,
-    pub source: String,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub encr_used: bool,
-    pub sign_used: bool,
-}
-
-/// Every binding of `address`, newest first.
-pub async fn bindings(pool: &AnyPool, address: &str) -> Result<Vec<BindingRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT fingerprint, kind, level, source, first_seen, last_seen, encr_used, sign_used
-         FROM key_binding WHERE address = $1 ORDER BY last_seen DESC, fingerprint",
-    )
-    .bind(address)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(BindingRow {
-                fingerprint: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                level: r.try_get(2)?,
-                source: r.try_get(3)?,
-                first_seen: r.try_get(4)?,
-                last_seen: r.try_get(5)?,
-                encr_used: r.try_get::<i64, _>(6)? == 1,
-                sign_used: r.try_get::<i64, _>(7)? == 1,
-            })
-        })
-        .collect()
-}
-
-/// Records that sealgate encrypted to the key `fingerprint` bound to
-/// `address`.
-pub async fn mark_encrypted(
-    pool: &AnyPool,
-    address: &str,
-    fingerprint: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE key_binding SET encr_used = 1 WHERE address = $1 AND fingerprint = $2 AND encr_used = 0",
-    )
-    .bind(address)
-    .bind(fingerprint)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// The fingerprints of `kind` bound to `address`, newest first.
-pub async fn bound(pool: &AnyPool, address: &str, kind: &str) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT fingerprint FROM key_binding WHERE address = $1 AND kind = $2
-         ORDER BY last_seen DESC, fingerprint",
-    )
-    .bind(address)
-    .bind(kind)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// Remembers the capabilities `address` announced last.

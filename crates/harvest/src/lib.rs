@@ -2,8 +2,8 @@
 //!
 //! In the flow it sits on the incoming path, after the queue's commit: the
 //! incoming listener hands each queued message over, and the harvester
-//! looks for what it can learn (today: S/MIME signer certificates,
-//! [`smime`]). Every gate is a must, since this is the easiest place to
+//! looks for what it can learn: S/MIME signer certificates ([`smime`]) and
+//! OpenPGP keys attached to PGP/MIME signed mail ([`pgp`]). Every gate is a must, since this is the easiest place to
 //! slip an attacker's key in; every decision, kept or refused and why, goes
 //! to the log, to `harvest_log` (`sealgate harvest log`) and to `/metrics`.
 //! Harvesting never delays, refuses or changes mail: it runs after the 250,
@@ -15,17 +15,18 @@
 //! the usages; the address).
 
 pub mod db;
+pub mod pgp;
 pub mod smime;
 pub mod source;
 
 use sealgate_metrics::{HarvestKind, HarvestOutcome, Metrics};
-use sealgate_store::Store;
+use sealgate_store::{Level, NewBinding, Store};
 use sealgate_trust::TrustStore;
 
 pub use db::LogEntry;
 
 /// The validation level of a harvested key (Bitmask's weakest useful one).
-pub const HARVESTED_LEVEL: &str = "weak_chain";
+pub const HARVESTED_LEVEL: Level = Level::WeakChain;
 
 /// `[harvest]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -75,6 +76,30 @@ pub struct Origin {
     pub message_id: Option<String>,
 }
 
+impl Origin {
+    /// One harvest decision about this message.
+    fn entry(
+        &self,
+        at: i64,
+        kind: &str,
+        address: Option<String>,
+        outcome: &str,
+        fingerprint: Option<String>,
+        reason: String,
+    ) -> LogEntry {
+        LogEntry {
+            at,
+            queue_id: self.queue_id.clone(),
+            message_id: self.message_id.clone(),
+            address,
+            kind: kind.into(),
+            outcome: outcome.into(),
+            fingerprint,
+            reason,
+        }
+    }
+}
+
 /// Learns from messages into the stores.
 #[derive(Clone)]
 pub struct Harvester {
@@ -97,24 +122,18 @@ impl Harvester {
     /// gained a certificate (the caller refreshes its trust snapshot, so
     /// that a new intermediate serves chains at once).
     pub async fn harvest(&self, origin: &Origin, message: std::sync::Arc<Vec<u8>>) -> bool {
+        let message_for_pgp = message.clone();
         let examined = sealgate_crypto::cpu::run(move |_| smime::examine(&message)).await;
         let now = sealgate_store::now_unix();
-        let entry = |address: Option<String>,
-                     outcome: &str,
-                     fingerprint: Option<String>,
-                     reason: String| LogEntry {
-            at: now,
-            queue_id: origin.queue_id.clone(),
-            message_id: origin.message_id.clone(),
-            address,
-            kind: "smime".into(),
-            outcome: outcome.into(),
-            fingerprint,
-            reason,
+        let entry = |address, outcome: &str, fingerprint, reason| {
+            origin.entry(now, "smime", address, outcome, fingerprint, reason)
         };
         let mut added = false;
         let (e, outcome) = match examined {
-            Ok(Ok(None)) => return false,
+            Ok(Ok(None)) => {
+                self.harvest_pgp(origin, &message_for_pgp).await;
+                return false;
+            }
             Ok(Ok(Some(found))) => match self.keep(&found, now).await {
                 Ok((sha, new)) => {
                     added = new;
@@ -147,7 +166,14 @@ impl Harvester {
             ),
             Err(e) => (entry(None, "error", None, e), HarvestOutcome::Error),
         };
-        self.metrics.harvest(HarvestKind::Smime, outcome);
+        self.record(&e, HarvestKind::Smime, outcome).await;
+        self.harvest_pgp(origin, &message_for_pgp).await;
+        added
+    }
+
+    /// Logs, stores and counts one decision.
+    async fn record(&self, e: &LogEntry, kind: HarvestKind, outcome: HarvestOutcome) {
+        self.metrics.harvest(kind, outcome);
         tracing::info!(
             queue_id = %e.queue_id,
             message_id = e.message_id.as_deref().unwrap_or("-"),
@@ -158,10 +184,136 @@ impl Harvester {
             reason = %e.reason,
             "harvest"
         );
-        if let Err(err) = db::log(self.store.pool(), &e).await {
+        if let Err(err) = db::log(self.store.pool(), e).await {
             tracing::warn!("harvest log not written: {err}");
         }
-        added
+    }
+
+    /// The OpenPGP gates ([`pgp`]) and what passes them: stored, bound at
+    /// `weak_chain` and offered against the address's active key.
+    async fn harvest_pgp(&self, origin: &Origin, message: &std::sync::Arc<Vec<u8>>) {
+        let current = match pgp::author(message) {
+            Some(a) if pgp::is_pgp_signed(message) => self.current_key(&a).await,
+            _ => None,
+        };
+        let m = message.clone();
+        let examined = sealgate_crypto::cpu::run(move |_| pgp::examine(&m, current.as_ref())).await;
+        let now = sealgate_store::now_unix();
+        let entry = |address, outcome: &str, fingerprint, reason| {
+            origin.entry(now, "pgp", address, outcome, fingerprint, reason)
+        };
+        match examined {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(found))) => {
+                for cert in &found.keys {
+                    let fpr = cert.fingerprint().to_hex();
+                    let (e, outcome) = match self.keep_pgp(&found, cert, now).await {
+                        Ok(what) => (
+                            entry(
+                                Some(found.address.clone()),
+                                "kept",
+                                Some(fpr),
+                                format!("{}; {what}", found.how),
+                            ),
+                            HarvestOutcome::Kept,
+                        ),
+                        Err(why) => (
+                            entry(Some(found.address.clone()), "error", Some(fpr), why),
+                            HarvestOutcome::Error,
+                        ),
+                    };
+                    self.record(&e, HarvestKind::Pgp, outcome).await;
+                }
+            }
+            Ok(Err(r)) => {
+                let e = entry(r.address, "refused", None, r.reason);
+                self.record(&e, HarvestKind::Pgp, HarvestOutcome::Refused)
+                    .await;
+            }
+            Err(err) => {
+                let e = entry(None, "error", None, err);
+                self.record(&e, HarvestKind::Pgp, HarvestOutcome::Error)
+                    .await;
+            }
+        }
+    }
+
+    /// The address's active OpenPGP key, if the store has one.
+    async fn current_key(&self, address: &str) -> Option<sequoia_openpgp::Cert> {
+        let bindings = self.store.bindings(address).await.ok()?;
+        let active = bindings.iter().find(|b| b.active && b.kind == "pgp")?;
+        let key = self.store.key(&active.fingerprint).await.ok()??;
+        use sequoia_openpgp::parse::Parse;
+        sequoia_openpgp::Cert::from_bytes(key.data.as_bytes()).ok()
+    }
+
+    /// Stores one harvested key (merged with the stored copy of the same
+    /// fingerprint), binds it, records the signature, offers it.
+    async fn keep_pgp(
+        &self,
+        found: &pgp::Found,
+        cert: &sequoia_openpgp::Cert,
+        now: i64,
+    ) -> Result<String, String> {
+        use sealgate_keys::offer::{offer, Offered};
+        use sequoia_openpgp::parse::Parse;
+        let fpr = cert.fingerprint().to_hex();
+        let existing = self.store.key(&fpr).await.map_err(|e| e.to_string())?;
+        let (merged, source) = match existing {
+            Some(k) => {
+                let old = sequoia_openpgp::Cert::from_bytes(k.data.as_bytes())
+                    .map_err(|e| format!("the stored copy cannot be read: {e}"))?;
+                let merged = old
+                    .merge_public(cert.clone())
+                    .map_err(|e| format!("cannot merge with the stored copy: {e}"))?;
+                (merged, k.source)
+            }
+            None => (cert.clone(), "harvest:pgp".to_string()),
+        };
+        let key = sealgate_keys::RecipientKey::Pgp(std::sync::Arc::new(merged.clone()));
+        let row = sealgate_keys::import::to_stored_for(&key, &source, Vec::new())?;
+        self.store
+            .put_key_data(&row)
+            .await
+            .map_err(|e| e.to_string())?;
+        let signer = found.signer.to_hex();
+        self.store
+            .bind(
+                &NewBinding {
+                    address: &found.address,
+                    fingerprint: &fpr,
+                    kind: "pgp",
+                    level: HARVESTED_LEVEL,
+                    source: "harvest:pgp",
+                    sign_used: signer == fpr,
+                },
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if signer != fpr {
+            // The current key made the signature: its binding records it.
+            self.store
+                .bind(
+                    &NewBinding {
+                        address: &found.address,
+                        fingerprint: &signer,
+                        kind: "pgp",
+                        level: HARVESTED_LEVEL,
+                        source: "harvest:pgp",
+                        sign_used: true,
+                    },
+                    now,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(
+            match offer(&self.store, &found.address, &merged, HARVESTED_LEVEL).await? {
+                Offered::Activated(rule) => format!("now the active key ({})", rule.describe()),
+                Offered::Kept { reason, .. } => reason,
+            },
+        )
     }
 
     /// Stores a found certificate, its issuers, the binding and the
@@ -184,20 +336,20 @@ impl Harvester {
             .map_err(|e| e.to_string())?;
         added |= imported.added;
         let pool = self.store.pool();
-        db::bind(
-            pool,
-            &db::Binding {
-                address: &found.address,
-                fingerprint: &imported.sha256,
-                kind: "x509",
-                level: HARVESTED_LEVEL,
-                source: "harvest:smime",
-                sign_used: true,
-            },
-            now,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        self.store
+            .bind(
+                &NewBinding {
+                    address: &found.address,
+                    fingerprint: &imported.sha256,
+                    kind: "x509",
+                    level: HARVESTED_LEVEL,
+                    source: "harvest:smime",
+                    sign_used: true,
+                },
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         db::set_capabilities(
             pool,
             &found.address,

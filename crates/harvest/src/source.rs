@@ -1,5 +1,5 @@
-//! The key source `harvested`: the certificates harvesting bound to an
-//! address. The resolver judges them like any other source's (the trust
+//! The key source `harvested`: the certificates and OpenPGP keys
+//! harvesting bound to an address. The resolver judges them like any other source's (the trust
 //! stage's rules, with a chain required), so a harvested certificate is
 //! used only while it is valid.
 
@@ -28,10 +28,29 @@ impl Source for Harvested {
 
     async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
         let address = address.to_lowercase();
-        let shas = crate::db::bound(self.store.pool(), &address, "x509")
+        let shas = self
+            .store
+            .bound(&address, "x509")
             .await
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
+        // OpenPGP keys learned from signed mail (bound with source
+        // `harvest:pgp`; a key also imported is served by `import`).
+        for k in self
+            .store
+            .keys_for(&address)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|k| k.source == "harvest:pgp")
+        {
+            match sealgate_keys::load::parse_any(k.data.as_bytes()) {
+                Ok(keys) => out.extend(keys),
+                Err(e) => {
+                    tracing::warn!(fingerprint = %k.fingerprint, "unreadable harvested key: {e}")
+                }
+            }
+        }
         for sha in shas {
             match self.trust.cert(&sha).await {
                 Ok(c) => match openssl::x509::X509::from_der(&c.der) {

@@ -50,6 +50,8 @@ pub fn to_stored_for(
         data: key_text(key)?,
         source: source.to_string(),
         addresses,
+        uids: key.addresses(),
+        length: key.bits().map(i64::from),
         expires_at: key.expires_at(),
         created_at: 0,
         refreshed_at: 0,

@@ -105,6 +105,14 @@ impl RecipientKey {
         }
     }
 
+    /// Size of the (primary) public key in bits, when the algorithm has one.
+    pub fn bits(&self) -> Option<u32> {
+        match self {
+            RecipientKey::Pgp(c) => c.primary_key().key().mpis().bits().map(|b| b as u32),
+            RecipientKey::Smime(x) => x.public_key().ok().map(|k| k.bits()),
+        }
+    }
+
     /// Expiry as Unix seconds, when the key has one.
     pub fn expires_at(&self) -> Option<i64> {
         match self {

@@ -10,16 +10,19 @@
 //! harvesting) plug in as more [`source::Source`]s.
 
 pub mod cache;
+pub mod choose;
 pub mod files;
 pub mod formats;
 pub mod import;
 pub mod key;
 pub mod load;
+pub mod offer;
 pub mod resolver;
 pub mod source;
 pub mod sources;
 pub mod trust;
 pub mod usable;
+pub mod validation;
 
 pub use key::{Method, RecipientKey};
 pub use resolver::{OnError, Resolution, Resolver};

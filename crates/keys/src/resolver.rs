@@ -12,12 +12,20 @@
 //! its usability verdict for a key object it has checked before, while no
 //! date in the key can change it and for at most a minute, so that a cached
 //! answer costs no signature checks.
+//!
+//! With the store's bindings attached ([`Resolver::with_bindings`]), OpenPGP
+//! is not "first source wins" but validation levels and the active binding
+//! ([`crate::choose`]): a source is asked unless the key chosen so far is at
+//! least at the highest level that source can give (its entry level, or a
+//! binding's of that source), so precedence still saves remote lookups.
 
 use crate::cache::BreakerState;
+use crate::choose::{choose, level_of, Candidate, Choice};
 use crate::source::{FoundKey, Source, SourceReport};
 use crate::trust::CertificateTrust;
 use crate::usable;
 use crate::{Method, RecipientKey};
+use sealgate_store::Binding;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -47,6 +55,9 @@ pub struct Resolution {
     /// Sources that failed (their answer is unknown), as `source: error`,
     /// in the order the walk met them.
     pub errors: Vec<String>,
+    /// The OpenPGP choice by level and active binding, when the resolver
+    /// has the store's bindings and a key was found.
+    pub pgp_choice: Option<Box<Choice>>,
 }
 
 impl Resolution {
@@ -92,6 +103,8 @@ pub struct Resolver {
     verdicts: Verdicts,
     /// Where lookups are counted by source and result (`/metrics`).
     metrics: Option<sealgate_metrics::Metrics>,
+    /// The store whose key bindings decide OpenPGP by level.
+    bindings: Option<sealgate_store::Store>,
 }
 
 /// Longest a usability verdict is reused.
@@ -170,6 +183,7 @@ impl Resolver {
             trust,
             verdicts: Verdicts::default(),
             metrics: None,
+            bindings: None,
         }
     }
 
@@ -201,7 +215,33 @@ impl Resolver {
             trust,
             verdicts: Verdicts::default(),
             metrics: None,
+            bindings: None,
         })
+    }
+
+    /// Decides OpenPGP by validation level and the active binding of the
+    /// store's `key_binding` table, and records there the key that becomes
+    /// active (see [`crate::choose`]).
+    pub fn with_bindings(mut self, store: sealgate_store::Store) -> Self {
+        self.bindings = Some(store);
+        self
+    }
+
+    /// The address's OpenPGP bindings (`None`: no store attached, or it
+    /// could not be read: then nothing is recorded and levels come from
+    /// the sources alone).
+    async fn pgp_bindings(&self, address: &str, methods: &[Method]) -> Option<Vec<Binding>> {
+        let store = self.bindings.as_ref()?;
+        if !methods.contains(&Method::Pgp) {
+            return None;
+        }
+        match store.bindings(address).await {
+            Ok(b) => Some(b.into_iter().filter(|b| b.kind == "pgp").collect()),
+            Err(e) => {
+                tracing::warn!("key bindings not read, levels from the sources alone: {e}");
+                Some(Vec::new())
+            }
+        }
     }
 
     /// Names of the sources in precedence order for `method`.
@@ -256,14 +296,32 @@ impl Resolver {
         on_error: OnError,
     ) -> Resolution {
         let now = SystemTime::now();
+        let bound = self.pgp_bindings(address, methods).await;
         let mut answers: BTreeMap<usize, Answer> = BTreeMap::new();
         loop {
-            match self.walk(methods, on_error, &answers) {
+            match self.walk(methods, on_error, &answers, bound.as_deref(), false) {
                 Walk::Ask(i) => {
                     let answer = self.ask(&self.sources[i], false, address, now).await;
                     answers.insert(i, answer);
                 }
-                Walk::Done(res) => return res,
+                Walk::Done(res) => {
+                    if let (Some(store), Some(activation)) = (
+                        &self.bindings,
+                        res.pgp_choice.as_ref().and_then(|c| c.activation.clone()),
+                    ) {
+                        // Off the reply path: the choice is made already.
+                        let store = store.clone();
+                        let address = address.to_lowercase();
+                        tokio::spawn(async move {
+                            if let Err(e) =
+                                crate::offer::record_activation(&store, &address, &activation).await
+                            {
+                                tracing::warn!(%address, "active key binding not recorded: {e}");
+                            }
+                        });
+                    }
+                    return res;
+                }
             }
         }
     }
@@ -279,11 +337,12 @@ impl Resolver {
         on_error: OnError,
     ) -> (Vec<SourceReport>, Resolution) {
         let now = SystemTime::now();
+        let bound = self.pgp_bindings(address, methods).await;
         let mut answers: BTreeMap<usize, Answer> = BTreeMap::new();
         for (i, s) in self.sources.iter().enumerate() {
             answers.insert(i, self.ask(s, true, address, now).await);
         }
-        let res = match self.walk(methods, on_error, &answers) {
+        let res = match self.walk(methods, on_error, &answers, bound.as_deref(), true) {
             Walk::Done(res) => res,
             // Unreachable: every source was asked above.
             Walk::Ask(_) => Resolution::default(),
@@ -322,10 +381,18 @@ impl Resolver {
         methods: &[Method],
         on_error: OnError,
         answers: &BTreeMap<usize, Answer>,
+        bound: Option<&[Binding]>,
+        explain: bool,
     ) -> Walk {
         let mut res = Resolution::default();
         let mut seen: Vec<usize> = Vec::new();
         for &method in methods {
+            if let (Method::Pgp, Some(bound)) = (method, bound) {
+                match self.walk_pgp(on_error, answers, bound, &mut res, &mut seen, explain) {
+                    Some(walk) => return walk,
+                    None => continue,
+                }
+            }
             for &i in self.order.get(&method).map(Vec::as_slice).unwrap_or(&[]) {
                 let Some(answer) = answers.get(&i) else {
                     return Walk::Ask(i);
@@ -352,6 +419,111 @@ impl Resolver {
             }
         }
         Walk::Done(res)
+    }
+
+    /// The OpenPGP walk by level (see the module doc): `Some` when the walk
+    /// needs an answer or is over, `None` when OpenPGP found nothing and the
+    /// next method may be tried.
+    fn walk_pgp(
+        &self,
+        on_error: OnError,
+        answers: &BTreeMap<usize, Answer>,
+        bound: &[Binding],
+        res: &mut Resolution,
+        seen: &mut Vec<usize>,
+        explain: bool,
+    ) -> Option<Walk> {
+        let now = sealgate_store::now_unix();
+        let active = bound.iter().find(|b| b.active);
+        let mut candidates: Vec<Candidate> = Vec::new();
+        // With `explain` (verify): usable keys of sources the walk skips.
+        let mut skipped: Vec<(String, String)> = Vec::new();
+        let order = self
+            .order
+            .get(&Method::Pgp)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for (pos, &i) in order.iter().enumerate() {
+            let name = &self.sources[i].name;
+            let most = bound
+                .iter()
+                .filter(|b| &b.source == name)
+                .map(|b| b.level)
+                .chain([crate::validation::entry_level(name)])
+                .max()
+                .unwrap_or(crate::validation::Level::WeakChain);
+            let active_here = active.is_some_and(|a| {
+                &a.source == name
+                    && !candidates
+                        .iter()
+                        .any(|c| c.key.fingerprint() == a.fingerprint)
+            });
+            if !active_here {
+                if let Some(c) = choose(&candidates, bound, now) {
+                    if c.chosen.level >= most {
+                        if let (true, Some(Ok(found))) = (explain, answers.get(&i)) {
+                            for key in usable_keys(found, Method::Pgp) {
+                                skipped.push((
+                                    key.fingerprint(),
+                                    format!(
+                                        "from {name}, which the gateway does not ask for this address: it gives keys at level {most} at most, and the chosen key is at level {}",
+                                        c.chosen.level
+                                    ),
+                                ));
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(answer) = answers.get(&i) else {
+                return Some(Walk::Ask(i));
+            };
+            match answer {
+                Err(e) => {
+                    if !seen.contains(&i) {
+                        res.errors.push(format!("{name}: {e}"));
+                    }
+                    if on_error == OnError::Stop {
+                        return Some(Walk::Done(std::mem::take(res)));
+                    }
+                }
+                Ok(found) => {
+                    for key in usable_keys(found, Method::Pgp) {
+                        let fpr = key.fingerprint();
+                        if candidates.iter().any(|c| c.key.fingerprint() == fpr) {
+                            continue;
+                        }
+                        let (level, is_bound) = level_of(name, &fpr, bound);
+                        candidates.push(Candidate {
+                            pos,
+                            source: name.clone(),
+                            key,
+                            level,
+                            bound: is_bound,
+                        });
+                    }
+                }
+            }
+            seen.push(i);
+        }
+        let mut choice = choose(&candidates, bound, now)?;
+        for (fpr, why) in skipped {
+            if fpr != choice.chosen.key.fingerprint()
+                && !choice.passed_over.iter().any(|(f, _)| *f == fpr)
+            {
+                choice.passed_over.push((fpr, why));
+            }
+        }
+        res.keys.insert(
+            Method::Pgp,
+            (
+                choice.chosen.source.clone(),
+                vec![choice.chosen.key.clone()],
+            ),
+        );
+        res.pgp_choice = Some(Box::new(choice));
+        Some(Walk::Done(std::mem::take(res)))
     }
 
     async fn ask(

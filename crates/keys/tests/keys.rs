@@ -350,7 +350,10 @@ async fn resolver_precedence_and_verify() {
     // An imported key outranks the files.
     let k = RecipientKey::Pgp(Arc::new(in_store.clone()));
     store
-        .put_key(&sealgate_keys::import::to_stored(&k, "import").unwrap())
+        .put_key(
+            &sealgate_keys::import::to_stored(&k, "import").unwrap(),
+            sealgate_store::Level::ProviderTrust,
+        )
         .await
         .unwrap();
     let r = resolver

@@ -305,11 +305,24 @@ pub enum KeysCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// List the stored keys.
+    /// List the stored keys by address: each binding's validation level,
+    /// source, and which key is active (used) for the address.
     List {
+        /// Only this address.
+        #[arg(long)]
+        address: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Confirm a key for an address (admin-confirmed `fingerprint` level): it
+    /// becomes the address's active key, and only another confirmed key, or
+    /// the key becoming unusable (expired, revoked), moves it.
+    Trust {
+        /// The mail address.
+        address: String,
+        /// The key's fingerprint, as `keys list` shows it.
+        fingerprint: String,
     },
     /// Remove stored keys by fingerprint, or every key bound to an address.
     Remove {

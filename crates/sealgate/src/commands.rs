@@ -6,6 +6,8 @@ use crate::{logging, serve, wiring};
 use anyhow::{anyhow, bail, Result};
 use sealgate_keys::import::{to_stored, to_stored_for};
 use sealgate_keys::load::load_file;
+use sealgate_keys::offer::{offer, Offered};
+use sealgate_keys::validation::{entry_level, Level};
 use sealgate_keys::Method;
 use sealgate_policy::{Decision, Policy, Refusal};
 use serde_json::json;
@@ -117,7 +119,8 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
         )
         .await;
     let decision = policy.decide(&policy_settings, &resolution);
-    let bindings = sealgate_harvest::db::bindings(store.pool(), &address.to_lowercase())
+    let bindings = store
+        .bindings(&address.to_lowercase())
         .await
         .unwrap_or_default();
     let cipher = match policy_settings.smime_cipher {
@@ -134,7 +137,18 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
         c => format!("{c:?}"),
     };
     let methods: Vec<&str> = policy_settings.methods.iter().map(|m| m.as_str()).collect();
+    let pgp_choice = resolution.pgp_choice.as_ref();
     let decision_text = match &decision {
+        Ok(Decision::Encrypt {
+            method: Method::Pgp,
+            keys,
+            source,
+            ..
+        }) if pgp_choice.is_some() => format!(
+            "encrypt with pgp to {} (from source {source}: {})",
+            keys.iter().map(|k| k.fingerprint()).collect::<Vec<_>>().join(", "),
+            pgp_choice.map(|c| c.reason.as_str()).unwrap_or_default()
+        ),
         Ok(Decision::Encrypt { method, keys, source, .. }) => format!(
             "encrypt with {method} to {} (from source {source}, the first in precedence order with a usable {method} key{})",
             keys.iter().map(|k| k.fingerprint()).collect::<Vec<_>>().join(", "),
@@ -191,6 +205,13 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
             "order": { "pgp": resolver.order(Method::Pgp), "smime": resolver.order(Method::Smime) },
             "sources": sources,
             "bindings": bindings,
+            "pgp_choice": pgp_choice.map(|c| json!({
+                "fingerprint": c.chosen.key.fingerprint(),
+                "source": c.chosen.source,
+                "level": c.chosen.level.as_str(),
+                "reason": c.reason,
+                "not_used": c.passed_over.iter().map(|(f, why)| json!({"fingerprint": f, "reason": why})).collect::<Vec<_>>(),
+            })),
             "decision": decision_text,
         });
         out!("{}", serde_json::to_string_pretty(&out)?);
@@ -236,10 +257,11 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
             }
         }
         if !bindings.is_empty() {
-            out!("learned from mail (key bindings):");
+            out!("key bindings (* active):");
             for b in &bindings {
                 out!(
-                    "  {} {} level {} from {}, first seen {}, last seen {}{}{}",
+                    "  {}{} {} level {} from {}, first seen {}, last seen {}{}{}",
+                    if b.active { "* " } else { "" },
                     b.kind,
                     b.fingerprint,
                     b.level,
@@ -253,6 +275,11 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
                     },
                     if b.encr_used { ", encrypted to" } else { "" },
                 );
+            }
+        }
+        if let Some(c) = pgp_choice {
+            for (f, why) in &c.passed_over {
+                out!("OpenPGP key {f} not used: {why}");
             }
         }
         out!("decision: {decision_text}");
@@ -300,9 +327,10 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                             stored.fingerprint
                         );
                     }
-                    store.put_key(&stored).await?;
+                    let level = entry_level(&stored.source);
+                    store.put_key(&stored, level).await?;
                     out!(
-                        "imported {} {} as {} for {}",
+                        "imported {} {} as {} (level {level}) for {}",
                         key.method(),
                         stored.fingerprint,
                         stored.source,
@@ -312,35 +340,65 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                             stored.addresses.join(", ")
                         }
                     );
+                    if let sealgate_keys::RecipientKey::Pgp(cert) = &key {
+                        for a in &stored.addresses {
+                            match offer(&store, a, cert, level)
+                                .await
+                                .map_err(anyhow::Error::msg)?
+                            {
+                                Offered::Activated(rule) => {
+                                    out!("  {a}: now the active key ({})", rule.describe())
+                                }
+                                Offered::Kept { reason, .. } => out!("  {a}: {reason}"),
+                            }
+                        }
+                    }
                 }
             }
             ExitCode::SUCCESS
         }
-        KeysCommand::List { json } => {
-            let keys = store.list_keys().await?;
-            if json {
-                let v: Vec<_> = keys
-                    .iter()
-                    .map(|k| json!({
-                        "fingerprint": k.fingerprint, "kind": k.kind.as_str(), "addresses": k.addresses,
-                        "source": k.source, "expires_at": k.expires_at, "refreshed_at": k.refreshed_at,
-                    }))
-                    .collect();
-                out!("{}", serde_json::to_string_pretty(&v)?);
-            } else if keys.is_empty() {
-                out!("no keys in the store");
-            } else {
-                for k in keys {
-                    out!(
-                        "{:<5} {}  {}  source {}  expires {}",
-                        k.kind.as_str(),
-                        k.fingerprint,
-                        k.addresses.join(", "),
-                        k.source,
-                        fmt_time(k.expires_at)
-                    );
+        KeysCommand::List { address, json } => {
+            keys_list(&store, address.as_deref(), json).await?;
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Trust {
+            address,
+            fingerprint,
+        } => {
+            let address = address.to_lowercase();
+            let fpr = normalise_fingerprint(&fingerprint);
+            let now = sealgate_store::now_unix();
+            let bound = store.bindings(&address).await?;
+            if !bound.iter().any(|b| b.fingerprint == fpr) {
+                // A stored key that names the address may be pinned for it.
+                match store.key(&fpr).await? {
+                    Some(k) if k.uids.contains(&address) => {
+                        store
+                            .bind(
+                                &sealgate_store::NewBinding {
+                                    address: &address,
+                                    fingerprint: &fpr,
+                                    kind: k.kind.as_str(),
+                                    level: Level::Fingerprint,
+                                    source: &k.source,
+                                    sign_used: false,
+                                },
+                                now,
+                            )
+                            .await?;
+                    }
+                    Some(_) => bail!(
+                        "keys trust: key {fpr} does not name {address} (see `sealgate keys list`)"
+                    ),
+                    None => bail!(
+                        "keys trust: no stored key {fpr} (import it with `sealgate keys import`, or send mail to {address} so that it is looked up, then see `sealgate keys list`)"
+                    ),
                 }
             }
+            store
+                .set_active(&address, &fpr, Some(Level::Fingerprint), now)
+                .await?;
+            out!("{address}: {fpr} is now the active key at level fingerprint (admin-confirmed)");
             ExitCode::SUCCESS
         }
         KeysCommand::Remove { ids } => {
@@ -354,15 +412,7 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                         .map(|k| k.fingerprint)
                         .collect()
                 } else {
-                    let norm = id.replace(' ', "");
-                    let norm = match norm
-                        .strip_prefix("SHA256:")
-                        .or_else(|| norm.strip_prefix("sha256:"))
-                    {
-                        Some(h) => format!("SHA256:{}", h.to_uppercase()),
-                        None => norm.to_uppercase(),
-                    };
-                    vec![norm]
+                    vec![normalise_fingerprint(&id)]
                 };
                 let mut any = false;
                 for f in fprs {
@@ -385,6 +435,103 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
     };
     store.close().await;
     Ok(code)
+}
+
+/// A fingerprint as the store spells it: no spaces, upper-case hex, and
+/// `SHA256:` for X.509.
+fn normalise_fingerprint(id: &str) -> String {
+    let norm = id.replace(' ', "");
+    match norm
+        .strip_prefix("SHA256:")
+        .or_else(|| norm.strip_prefix("sha256:"))
+    {
+        Some(h) => format!("SHA256:{}", h.to_uppercase()),
+        None => norm.to_uppercase(),
+    }
+}
+
+/// `sealgate keys list`: every address with its bindings (level, source,
+/// whether active, usage), then the stored keys bound to no address.
+async fn keys_list(
+    store: &sealgate_store::Store,
+    address: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let keys = store.list_keys().await?;
+    let mut bindings = store.all_bindings().await?;
+    if let Some(a) = address {
+        let a = a.to_lowercase();
+        bindings.retain(|b| b.address == a);
+    }
+    let key_of = |fpr: &str| keys.iter().find(|k| k.fingerprint == fpr);
+    if as_json {
+        let v = json!({
+            "bindings": bindings.iter().map(|b| {
+                let k = key_of(&b.fingerprint);
+                json!({
+                    "address": b.address, "fingerprint": b.fingerprint, "kind": b.kind,
+                    "level": b.level.as_str(), "active": b.active, "source": b.source,
+                    "first_seen": b.first_seen, "last_seen": b.last_seen,
+                    "last_audited_at": b.last_audited_at,
+                    "encr_used": b.encr_used, "sign_used": b.sign_used,
+                    "expires_at": k.and_then(|k| k.expires_at),
+                    "uids": k.map(|k| k.uids.clone()).unwrap_or_default(),
+                    "length": k.and_then(|k| k.length),
+                })
+            }).collect::<Vec<_>>(),
+            "keys": keys.iter().filter(|k| address.is_none() || k.addresses.iter().any(|a| Some(a.as_str()) == address.map(str::to_lowercase).as_deref())).map(|k| json!({
+                "fingerprint": k.fingerprint, "kind": k.kind.as_str(), "addresses": k.addresses,
+                "uids": k.uids, "length": k.length,
+                "source": k.source, "expires_at": k.expires_at, "refreshed_at": k.refreshed_at,
+            })).collect::<Vec<_>>(),
+        });
+        out!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if bindings.is_empty() && keys.is_empty() {
+        out!("no keys in the store");
+        return Ok(());
+    }
+    let mut last = String::new();
+    for b in &bindings {
+        if b.address != last {
+            out!("{}", b.address);
+            last = b.address.clone();
+        }
+        let k = key_of(&b.fingerprint);
+        out!(
+            "  {} {:<4} {}  level {}  from {}  expires {}{}{}",
+            if b.active { "*" } else { " " },
+            b.kind,
+            b.fingerprint,
+            b.level,
+            b.source,
+            fmt_time(k.and_then(|k| k.expires_at)),
+            if b.sign_used {
+                ", signature verified"
+            } else {
+                ""
+            },
+            if b.encr_used { ", encrypted to" } else { "" },
+        );
+    }
+    if address.is_none() {
+        let unbound: Vec<_> = keys.iter().filter(|k| k.addresses.is_empty()).collect();
+        if !unbound.is_empty() {
+            out!("bound to no address");
+            for k in unbound {
+                out!(
+                    "    {:<4} {}  source {}  expires {}",
+                    k.kind.as_str(),
+                    k.fingerprint,
+                    k.source,
+                    fmt_time(k.expires_at)
+                );
+            }
+        }
+    }
+    out!("(* the active key of an address: the one OpenPGP mail is encrypted to; levels lowest first: weak_chain < provider_trust < provider_endorsement < ... < fingerprint)");
+    Ok(())
 }
 
 fn hash_password() -> Result<ExitCode> {

@@ -124,8 +124,8 @@ impl sealgate_pipeline::Capabilities for StoredCapabilities {
     }
 }
 
-/// Sets `encr_used` on a learned binding the first time (per process) a
-/// queued copy is encrypted to it; written off the reply path.
+/// Sets `encr_used` on a key binding the first time (per process) a queued
+/// copy is encrypted to it; written off the reply path.
 pub struct BindingUse {
     pub store: sealgate_store::Store,
     pub seen: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
@@ -137,12 +137,15 @@ const MAX_SEEN: usize = 100_000;
 
 impl sealgate_pipeline::KeyUse for BindingUse {
     fn encrypted_to(&self, address: &str, source: &str, fingerprints: &[String]) {
-        if source != "harvested" {
-            return;
-        }
         let address = address.to_lowercase();
         for f in fingerprints {
-            let sha = f.strip_prefix("SHA256:").unwrap_or(f).to_ascii_uppercase();
+            // Harvested certificates are bound by the certificate store's
+            // thumbprint; every other binding by the key's fingerprint.
+            let sha = if source == "harvested" {
+                f.strip_prefix("SHA256:").unwrap_or(f).to_ascii_uppercase()
+            } else {
+                f.clone()
+            };
             {
                 let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
                 if seen.len() >= MAX_SEEN {
@@ -155,9 +158,7 @@ impl sealgate_pipeline::KeyUse for BindingUse {
             let store = self.store.clone();
             let address = address.clone();
             tokio::spawn(async move {
-                if let Err(e) =
-                    sealgate_harvest::db::mark_encrypted(store.pool(), &address, &sha).await
-                {
+                if let Err(e) = store.mark_encrypted(&address, &sha).await {
                     tracing::debug!("encr_used not recorded: {e}");
                 }
             });

@@ -78,7 +78,7 @@ pub fn validate(k: &KeysSettings) -> std::result::Result<(), String> {
                 return Err(format!(
                     "{key}: unknown source {name:?} (use upload, import, files, {})",
                     if key == "keys.pgp_sources" {
-                        "keyservers, keyserver:<url from keys.keyservers>, wkd"
+                        "keyservers, keyserver:<url from keys.keyservers>, wkd, harvested"
                     } else {
                         "ldap, ldap:<name from [[keys.ldap]]>, harvested"
                     }
@@ -252,6 +252,16 @@ pub fn build(
         }
         out
     };
+    let mut pgp_order = expand(&k.pgp_sources);
+    if !pgp_order.iter().any(|n| n == "harvested") {
+        // Levels decide OpenPGP; the position only breaks ties between
+        // weak_chain keys (harvested before public key servers).
+        let at = pgp_order
+            .iter()
+            .position(|n| n == "upload")
+            .map_or(0, |i| i + 1);
+        pgp_order.insert(at, "harvested".into());
+    }
     let mut smime_order = expand(&k.smime_sources);
     if !smime_order.iter().any(|n| n == "harvested") {
         let at = match smime_order.iter().position(|n| n == "upload") {
@@ -261,8 +271,9 @@ pub fn build(
         };
         smime_order.insert(at, "harvested".into());
     }
-    let resolver = Resolver::with_order(all, &expand(&k.pgp_sources), &smime_order, trust)
-        .map_err(anyhow::Error::msg)?;
+    let resolver = Resolver::with_order(all, &pgp_order, &smime_order, trust)
+        .map_err(anyhow::Error::msg)?
+        .with_bindings(store.clone());
     Ok((resolver, files, summary))
 }
 

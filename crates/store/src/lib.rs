@@ -8,11 +8,13 @@
 //! on PostgreSQL (several gateways sharing one database).
 
 mod audit;
+mod bindings;
 mod cache;
 mod db;
 mod keys;
 
 pub use audit::{write_audit, AuditRecipient, AuditRecord};
+pub use bindings::{Binding, Level, NewBinding};
 pub use db::{redact, Backend, Store};
 pub use keys::{KeyKind, StoredKey};
 

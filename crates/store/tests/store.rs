@@ -1,7 +1,7 @@
 //! The store against both real backends: a SQLite file and a throwaway
 //! PostgreSQL database on 127.0.0.1:5432.
 
-use sealgate_store::{AuditRecipient, AuditRecord, KeyKind, Store, StoredKey};
+use sealgate_store::{AuditRecipient, AuditRecord, KeyKind, Level, NewBinding, Store, StoredKey};
 use sealgate_testkit::postgres::TempDatabase;
 
 fn key(fpr: &str, addrs: &[&str]) -> StoredKey {
@@ -11,19 +11,149 @@ fn key(fpr: &str, addrs: &[&str]) -> StoredKey {
         data: "-----BEGIN PGP PUBLIC KEY BLOCK-----\n...".into(),
         source: "import".into(),
         addresses: addrs.iter().map(|s| s.to_string()).collect(),
+        uids: addrs.iter().map(|s| s.to_lowercase()).collect(),
+        length: Some(3072),
         expires_at: Some(1_900_000_000),
         created_at: 0,
         refreshed_at: 0,
     }
 }
 
-async fn exercise(store: &Store) {
+/// Bindings: levels only rise, one active binding per address and kind,
+/// re-imports keep other sources' bindings, removal drops them.
+async fn bindings(store: &Store) {
+    let b = |fpr: &'static str, level, source: &'static str| NewBinding {
+        address: "bob@example.org",
+        fingerprint: fpr,
+        kind: "pgp",
+        level,
+        source,
+        sign_used: false,
+    };
     store
-        .put_key(&key("AAA", &["Alice@Example.org", "a2@example.org"]))
+        .put_key(&key("D1", &["bob@example.org"]), Level::ProviderTrust)
+        .await
+        .unwrap();
+    // Harvested again at a lower level: the level and source stay.
+    store
+        .bind(&b("D1", Level::WeakChain, "harvest:pgp"), 10)
+        .await
+        .unwrap();
+    let got = store.bindings("BOB@example.org").await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].level, Level::ProviderTrust);
+    assert_eq!(got[0].source, "import");
+    assert_eq!(got[0].last_seen, 10);
+    assert_eq!(
+        store.keys_for("bob@example.org").await.unwrap()[0].uids,
+        ["bob@example.org"]
+    );
+    assert_eq!(
+        store.keys_for("bob@example.org").await.unwrap()[0].length,
+        Some(3072)
+    );
+    // A higher level wins.
+    store
+        .bind(&b("D1", Level::Fingerprint, "admin"), 11)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bindings("bob@example.org").await.unwrap()[0].level,
+        Level::Fingerprint
+    );
+    // A second key, harvested.
+    let mut d2 = key("D2", &[]);
+    d2.source = "harvest:pgp".into();
+    store.put_key_data(&d2).await.unwrap();
+    store
+        .bind(&b("D2", Level::WeakChain, "harvest:pgp"), 12)
+        .await
+        .unwrap();
+    assert!(store
+        .set_active("bob@example.org", "D1", None, 13)
+        .await
+        .unwrap());
+    assert!(store
+        .set_active("bob@example.org", "D2", None, 14)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_active("bob@example.org", "NOPE", None, 14)
+        .await
+        .unwrap());
+    let got = store.bindings("bob@example.org").await.unwrap();
+    let active: Vec<_> = got
+        .iter()
+        .filter(|b| b.active)
+        .map(|b| b.fingerprint.as_str())
+        .collect();
+    assert_eq!(active, ["D2"]);
+    assert_eq!(
+        got.iter()
+            .find(|b| b.fingerprint == "D2")
+            .unwrap()
+            .last_audited_at,
+        Some(14)
+    );
+    // set_active raises, never lowers.
+    store
+        .set_active("bob@example.org", "D2", Some(Level::KnownKey), 15)
         .await
         .unwrap();
     store
-        .put_key(&key("BBB", &["alice@example.org"]))
+        .set_active("bob@example.org", "D2", Some(Level::WeakChain), 16)
+        .await
+        .unwrap();
+    let got = store.bindings("bob@example.org").await.unwrap();
+    assert_eq!(
+        got.iter().find(|b| b.fingerprint == "D2").unwrap().level,
+        Level::KnownKey
+    );
+    // A re-import of D1 for another address drops its bindings of source
+    // `import` elsewhere; bob's D1 binding came to belong to "admin" when it
+    // was raised, so it stays, and so does the harvested D2.
+    store
+        .put_key(&key("D1", &["carol@example.org"]), Level::ProviderTrust)
+        .await
+        .unwrap();
+    assert_eq!(store.bindings("bob@example.org").await.unwrap().len(), 2);
+    store
+        .put_key(
+            &key("D3", &["bob@example.org", "x@example.org"]),
+            Level::ProviderTrust,
+        )
+        .await
+        .unwrap();
+    store
+        .put_key(&key("D3", &["x@example.org"]), Level::ProviderTrust)
+        .await
+        .unwrap();
+    assert_eq!(store.bindings("bob@example.org").await.unwrap().len(), 2);
+    assert!(store.remove_key("D1").await.unwrap());
+    let got = store.bindings("bob@example.org").await.unwrap();
+    assert!(got.iter().all(|b| b.fingerprint == "D2"), "{got:?}");
+    // keys_for gives the binding's source for the address asked for.
+    assert_eq!(
+        store.keys_for("bob@example.org").await.unwrap()[0].source,
+        "harvest:pgp"
+    );
+    store.mark_encrypted("bob@example.org", "D2").await.unwrap();
+    assert!(store.bindings("bob@example.org").await.unwrap()[0].encr_used);
+    assert!(store.remove_key("D2").await.unwrap());
+    assert!(store.bindings("bob@example.org").await.unwrap().is_empty());
+    assert!(store.remove_key("D3").await.unwrap());
+}
+
+async fn exercise(store: &Store) {
+    store
+        .put_key(
+            &key("AAA", &["Alice@Example.org", "a2@example.org"]),
+            Level::ProviderTrust,
+        )
+        .await
+        .unwrap();
+    store
+        .put_key(&key("BBB", &["alice@example.org"]), Level::ProviderTrust)
         .await
         .unwrap();
     let found = store.keys_for("ALICE@example.org").await.unwrap();
@@ -40,7 +170,7 @@ async fn exercise(store: &Store) {
 
     // Re-import replaces the bindings.
     store
-        .put_key(&key("AAA", &["other@example.org"]))
+        .put_key(&key("AAA", &["other@example.org"]), Level::ProviderTrust)
         .await
         .unwrap();
     assert_eq!(store.keys_for("alice@example.org").await.unwrap().len(), 1);
@@ -55,7 +185,10 @@ async fn exercise(store: &Store) {
         .is_empty());
 
     // A key without any address binding is listed with an empty list.
-    store.put_key(&key("CCC", &[])).await.unwrap();
+    store
+        .put_key(&key("CCC", &[]), Level::ProviderTrust)
+        .await
+        .unwrap();
     let all = store.list_keys().await.unwrap();
     assert_eq!(
         all.iter()
@@ -68,6 +201,7 @@ async fn exercise(store: &Store) {
         Vec::<String>::new()
     );
     assert!(store.key("ZZZ").await.unwrap().is_none());
+    bindings(store).await;
 
     let rec = AuditRecord {
         id: "Q1".into(),

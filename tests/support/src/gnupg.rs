@@ -301,6 +301,62 @@ impl GnupgHome {
         }
     }
 
+    /// A PGP/MIME signed mail (RFC 3156): `headers` (each line ending in
+    /// CRLF), then `multipart/signed` over `entity` (a MIME entity, CRLF
+    /// line endings) with a detached armored signature made by `gpg
+    /// --detach-sign --local-user SIGNER` over exactly those bytes.
+    ///
+    /// # Panics
+    /// If gpg fails.
+    pub fn pgp_mime_signed(&self, signer: &str, headers: &str, entity: &[u8]) -> Vec<u8> {
+        let input = self.temp_file("entity", entity);
+        let mut cmd = self.gpg();
+        cmd.args([
+            "--armor",
+            "--digest-algo",
+            "SHA256",
+            "--local-user",
+            signer,
+            "--output",
+            "-",
+            "--detach-sign",
+        ])
+        .arg(input.path());
+        let sig = run_ok(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpg --detach-sign: {e}"));
+        let sig = crlf(sig.as_bytes());
+        let mut out = headers.as_bytes().to_vec();
+        out.extend_from_slice(
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/signed; micalg=pgp-sha256;\r\n \
+              protocol=\"application/pgp-signature\"; boundary=\"=-sig-b\"\r\n\r\n\
+              This is an OpenPGP/MIME signed message (RFC 3156).\r\n--=-sig-b\r\n",
+        );
+        out.extend_from_slice(entity);
+        out.extend_from_slice(
+            b"\r\n--=-sig-b\r\nContent-Type: application/pgp-signature; name=\"signature.asc\"\r\n\
+              Content-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n",
+        );
+        out.extend_from_slice(&sig);
+        out.extend_from_slice(b"\r\n--=-sig-b--\r\n");
+        out
+    }
+
+    /// A `multipart/mixed` entity: a text part and the armored key of `who`
+    /// as an `application/pgp-keys` attachment (as Thunderbird and Enigmail
+    /// attach a key), CRLF line endings.
+    pub fn entity_with_key(&self, text: &str, who: &str) -> Vec<u8> {
+        let key = crlf(&self.export_armored(who));
+        let mut out = format!(
+            "Content-Type: multipart/mixed; boundary=\"=-mix-b\"\r\n\r\n--=-mix-b\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n--=-mix-b\r\n\
+             Content-Type: application/pgp-keys; name=\"key.asc\"\r\n\
+             Content-Disposition: attachment; filename=\"key.asc\"\r\n\r\n"
+        )
+        .into_bytes();
+        out.extend_from_slice(&key);
+        out.extend_from_slice(b"\r\n--=-mix-b--");
+        out
+    }
+
     fn temp_file(&self, prefix: &str, data: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::Builder::new()
             .prefix(prefix)
@@ -325,6 +381,17 @@ impl Drop for GnupgHome {
             .args(["--kill", "all"]);
         let _ = run_with_timeout(cmd, Duration::from_secs(10));
     }
+}
+
+/// `data` with every line ending CRLF, without a trailing line ending.
+fn crlf(data: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(data);
+    text.trim_end()
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        .into_bytes()
 }
 
 /// The first `-----BEGIN PGP MESSAGE-----` ... `-----END PGP MESSAGE-----`
