@@ -16,6 +16,16 @@ use std::time::Duration;
 
 #[test]
 fn incoming_smime_mail_is_decrypted_for_internal_users() {
+    decrypted_for_internal_users("sqlite://data/s.db");
+}
+
+/// The same with the store (and the sealed private keys) on PostgreSQL.
+#[test]
+fn incoming_smime_mail_is_decrypted_for_internal_users_postgres() {
+    crate::trust::on_postgres(decrypted_for_internal_users);
+}
+
+fn decrypted_for_internal_users(store: &str) {
     let root = TestCa::new("e2e Decrypt Root");
     let issue = |email: &str| {
         root.issue(CertOptions {
@@ -42,7 +52,7 @@ fn incoming_smime_mail_is_decrypted_for_internal_users() {
     let listen = free_port();
     let gw = Gateway::start(&format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
-         [store]\nurl = \"sqlite://data/s.db\"\nkey_encryption_key_file = \"{kek}\"\n\
+         [store]\nurl = \"{store}\"\nkey_encryption_key_file = \"{kek}\"\n\
          [incoming]\nlisten = \"127.0.0.1:{listen}\"\nupstream = \"127.0.0.1:{}\"\ndecrypt = true\n",
         outbound.port(),
         internal.port()

@@ -18,10 +18,11 @@ fn config(
     internal: u16,
     networks: &str,
     keys: &str,
+    store: &str,
 ) -> String {
     format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{outbound}\"\ntls = \"none\"\n\
-         [store]\nurl = \"sqlite://data/s.db\"\n[keys]\n{keys}\n\
+         [store]\nurl = \"{store}\"\n[keys]\n{keys}\n\
          [policy]\nmode = \"mandatory\"\n[queue]\nretry_schedule = [\"1s\"]\n\
          [incoming]\nlisten = \"127.0.0.1:{incoming_listen}\"\nupstream = \"127.0.0.1:{internal}\"\nallowed_networks = [{networks}]\n"
     )
@@ -42,6 +43,16 @@ fn without_first_field(data: &[u8]) -> &[u8] {
 
 #[test]
 fn incoming_mail_is_relayed_unchanged_to_the_internal_mta() {
+    relayed_unchanged("sqlite://data/s.db");
+}
+
+/// The same with the queue and store on PostgreSQL.
+#[test]
+fn incoming_mail_is_relayed_unchanged_to_the_internal_mta_postgres() {
+    crate::trust::on_postgres(relayed_unchanged);
+}
+
+fn relayed_unchanged(store: &str) {
     let home = GnupgHome::new();
     home.gen_key("Ian <ian@corp.test>", "future-default");
     let files = tempfile::tempdir().unwrap();
@@ -56,6 +67,7 @@ fn incoming_mail_is_relayed_unchanged_to_the_internal_mta() {
         internal_port,
         "\"127.0.0.1/32\"",
         &format!("pgp_keyrings = [\"{}\"]", ring.display()),
+        store,
     ));
 
     // The internal MTA is down: the message is taken (250) and waits.
@@ -98,6 +110,7 @@ fn a_client_outside_the_incoming_networks_is_refused() {
         internal.port(),
         "\"192.0.2.10/32\"",
         "",
+        "sqlite://data/s.db",
     ));
     let e = smtp_send(
         listen,

@@ -9,6 +9,8 @@
 //! - A second imported key at the same level does not displace the active
 //!   one; `keys trust` pins it; a key certified by the pinned one replaces it;
 //!   the same fingerprint with a new expiry updates the binding.
+//!
+//! Each runs on SQLite and on PostgreSQL.
 
 use crate::gateway::{text, Gateway};
 use sealgate_testkit::gnupg::GnupgHome;
@@ -18,7 +20,7 @@ use sealgate_testkit::process::wait_until;
 use sealgate_testkit::sink::Sink;
 use std::time::{Duration, Instant};
 
-fn config(sink: u16, extra: &str) -> String {
+fn config(sink: u16, store: &str, extra: &str) -> String {
     format!(
         r#"
 [smtp]
@@ -27,7 +29,7 @@ listen = "127.0.0.1:{{port}}"
 upstream = "127.0.0.1:{sink}"
 tls = "none"
 [store]
-url = "sqlite://data/s.db"
+url = "{store}"
 [keys]
 memory_cache_secs = 0
 {extra}
@@ -93,6 +95,16 @@ fn keys_list(gw: &Gateway) -> serde_json::Value {
 
 #[test]
 fn imported_key_outranks_a_keyserver_key_until_it_expires() {
+    outranks_until_expiry("sqlite://data/s.db");
+}
+
+/// The same with the store (keys, bindings, lookup cache) on PostgreSQL.
+#[test]
+fn imported_key_outranks_a_keyserver_key_until_it_expires_postgres() {
+    crate::trust::on_postgres(outranks_until_expiry);
+}
+
+fn outranks_until_expiry(store: &str) {
     let gpg = GnupgHome::new();
     let imported = gpg.gen_key("Alice <alice@partner.test>", "future-default");
     let served = gpg.gen_key(
@@ -108,6 +120,7 @@ fn imported_key_outranks_a_keyserver_key_until_it_expires() {
     let sink = Sink::start();
     let gw = Gateway::start(&config(
         sink.port(),
+        store,
         &format!(
             r#"keyservers = [{{ url = "hkp://127.0.0.1:{}", allow_insecure = true }}]"#,
             hkp.port()
@@ -205,11 +218,21 @@ fn imported_key_outranks_a_keyserver_key_until_it_expires() {
 
 #[test]
 fn keys_trust_pins_and_a_certified_key_replaces() {
+    trust_and_certification("sqlite://data/s.db");
+}
+
+/// The same with the store on PostgreSQL.
+#[test]
+fn keys_trust_pins_and_a_certified_key_replaces_postgres() {
+    crate::trust::on_postgres(trust_and_certification);
+}
+
+fn trust_and_certification(store: &str) {
     let gpg = GnupgHome::new();
     let a = gpg.gen_key("Bob <bob@partner.test>", "future-default");
     let b = gpg.gen_key("Bob two <bob@partner.test>", "future-default");
     let sink = Sink::start();
-    let gw = Gateway::start(&config(sink.port(), ""));
+    let gw = Gateway::start(&config(sink.port(), store, ""));
     let dir = gw.dir.path().to_path_buf();
     let out = import(&gw, &dir, "a.asc", &gpg.export_armored(&a));
     assert!(out.contains("now the active key"), "{out}");
