@@ -62,6 +62,22 @@ pub fn level_of(source: &str, fingerprint: &str, bound: &[Binding]) -> (Level, b
     }
 }
 
+/// The level the walk measures sources against: the active key's when it is
+/// among `candidates` (it stays in use unless the rules say otherwise), else
+/// the highest. Cheap, no signature checks: the walk asks it before every
+/// source, and a source that cannot give a key above it is not asked.
+pub fn level_so_far(candidates: &[Candidate], active: Option<&Binding>) -> Option<Level> {
+    if let Some(a) = active {
+        if let Some(c) = candidates
+            .iter()
+            .find(|c| c.key.fingerprint() == a.fingerprint)
+        {
+            return Some(c.level);
+        }
+    }
+    candidates.iter().map(|c| c.level).max()
+}
+
 fn held(c: &Candidate, binding: Option<&Binding>) -> Held {
     Held {
         fingerprint: c.key.fingerprint(),

@@ -20,7 +20,7 @@
 //! binding's of that source), so precedence still saves remote lookups.
 
 use crate::cache::BreakerState;
-use crate::choose::{choose, level_of, Candidate, Choice};
+use crate::choose::{choose, level_of, level_so_far, Candidate, Choice};
 use crate::source::{FoundKey, Source, SourceReport};
 use crate::trust::CertificateTrust;
 use crate::usable;
@@ -227,19 +227,29 @@ impl Resolver {
         self
     }
 
-    /// The address's OpenPGP bindings (`None`: no store attached, or it
-    /// could not be read: then nothing is recorded and levels come from
-    /// the sources alone).
-    async fn pgp_bindings(&self, address: &str, methods: &[Method]) -> Option<Vec<Binding>> {
-        let store = self.bindings.as_ref()?;
+    /// The address's OpenPGP bindings (`None`: no store attached, or no
+    /// OpenPGP asked for), and whether the choice may be recorded: not when
+    /// they could not be read (levels then come from the sources alone, and
+    /// a transient read error must not move the active binding).
+    async fn pgp_bindings(
+        &self,
+        address: &str,
+        methods: &[Method],
+    ) -> (Option<Vec<Binding>>, bool) {
+        let Some(store) = self.bindings.as_ref() else {
+            return (None, false);
+        };
         if !methods.contains(&Method::Pgp) {
-            return None;
+            return (None, false);
         }
         match store.bindings(address).await {
-            Ok(b) => Some(b.into_iter().filter(|b| b.kind == "pgp").collect()),
+            Ok(b) => (
+                Some(b.into_iter().filter(|b| b.kind == "pgp").collect()),
+                true,
+            ),
             Err(e) => {
                 tracing::warn!("key bindings not read, levels from the sources alone: {e}");
-                Some(Vec::new())
+                (Some(Vec::new()), false)
             }
         }
     }
@@ -296,7 +306,7 @@ impl Resolver {
         on_error: OnError,
     ) -> Resolution {
         let now = SystemTime::now();
-        let bound = self.pgp_bindings(address, methods).await;
+        let (bound, record) = self.pgp_bindings(address, methods).await;
         let mut answers: BTreeMap<usize, Answer> = BTreeMap::new();
         loop {
             match self.walk(methods, on_error, &answers, bound.as_deref(), false) {
@@ -305,9 +315,10 @@ impl Resolver {
                     answers.insert(i, answer);
                 }
                 Walk::Done(res) => {
-                    if let (Some(store), Some(activation)) = (
+                    if let (Some(store), Some(activation), true) = (
                         &self.bindings,
                         res.pgp_choice.as_ref().and_then(|c| c.activation.clone()),
+                        record,
                     ) {
                         // Off the reply path: the choice is made already.
                         let store = store.clone();
@@ -337,7 +348,7 @@ impl Resolver {
         on_error: OnError,
     ) -> (Vec<SourceReport>, Resolution) {
         let now = SystemTime::now();
-        let bound = self.pgp_bindings(address, methods).await;
+        let (bound, _) = self.pgp_bindings(address, methods).await;
         let mut answers: BTreeMap<usize, Answer> = BTreeMap::new();
         for (i, s) in self.sources.iter().enumerate() {
             answers.insert(i, self.ask(s, true, address, now).await);
@@ -459,15 +470,16 @@ impl Resolver {
                         .any(|c| c.key.fingerprint() == a.fingerprint)
             });
             if !active_here {
-                if let Some(c) = choose(&candidates, bound, now) {
-                    if c.chosen.level >= most {
+                // The level the choice has reached so far, without running
+                // the rules (no signature checks while walking).
+                if let Some(level) = level_so_far(&candidates, active) {
+                    if level >= most {
                         if let (true, Some(Ok(found))) = (explain, answers.get(&i)) {
                             for key in usable_keys(found, Method::Pgp) {
                                 skipped.push((
                                     key.fingerprint(),
                                     format!(
-                                        "from {name}, which the gateway does not ask for this address: it gives keys at level {most} at most, and the chosen key is at level {}",
-                                        c.chosen.level
+                                        "from {name}, which the gateway does not ask for this address: it gives keys at level {most} at most, and the chosen key is at level {level}"
                                     ),
                                 ));
                             }
