@@ -5,7 +5,8 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(pkg-config libssl-dev libclang-dev postfix swaks libnet-ssleay-perl gnupg gpgsm python3-aiosmtpd
-      slapd ldap-utils libbcprov-java default-jre-headless python3-prometheus-client)
+      slapd ldap-utils libbcprov-java default-jre-headless python3-prometheus-client
+      dnsmasq-base python3-dkim)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,8 @@ mod decrypt;
 mod flow;
 mod gateway;
 mod harvest;
+mod harvest_autocrypt;
+mod harvest_header;
 mod harvest_pgp;
 mod incoming;
 mod levels;

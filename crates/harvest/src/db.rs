@@ -57,6 +57,94 @@ pub async fn reads_gcm(pool: &AnyPool, address: &str) -> Result<bool, sqlx::Erro
     })
 }
 
+/// The Autocrypt state of an address (`autocrypt_peer`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AutocryptPeer {
+    pub address: String,
+    pub fingerprint: String,
+    /// `mutual` or `nopreference`.
+    pub prefer_encrypt: String,
+    /// Effective date of the message the header came in (Unix seconds).
+    pub message_date: i64,
+    pub updated_at: i64,
+}
+
+/// The Autocrypt state of `address`, if a header was accepted.
+pub async fn autocrypt_peer(
+    pool: &AnyPool,
+    address: &str,
+) -> Result<Option<AutocryptPeer>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT fingerprint, prefer_encrypt, message_date, updated_at FROM autocrypt_peer
+         WHERE address = $1",
+    )
+    .bind(address)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(AutocryptPeer {
+            address: address.to_string(),
+            fingerprint: r.try_get(0)?,
+            prefer_encrypt: r.try_get(1)?,
+            message_date: r.try_get(2)?,
+            updated_at: r.try_get(3)?,
+        })
+    })
+    .transpose()
+}
+
+/// The Autocrypt state of every address (or of `address`), by address.
+pub async fn autocrypt_peers(
+    pool: &AnyPool,
+    address: Option<&str>,
+) -> Result<Vec<AutocryptPeer>, sqlx::Error> {
+    const SELECT: &str =
+        "SELECT address, fingerprint, prefer_encrypt, message_date, updated_at FROM autocrypt_peer";
+    let rows = match address {
+        // SELECT is a constant: nothing from outside in the text.
+        Some(a) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE address = $1")))
+                .bind(a)
+                .fetch_all(pool)
+                .await?
+        }
+        None => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY address")))
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(AutocryptPeer {
+                address: r.try_get(0)?,
+                fingerprint: r.try_get(1)?,
+                prefer_encrypt: r.try_get(2)?,
+                message_date: r.try_get(3)?,
+                updated_at: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Records an accepted Autocrypt header.
+pub async fn set_autocrypt_peer(pool: &AnyPool, p: &AutocryptPeer) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO autocrypt_peer (address, fingerprint, prefer_encrypt, message_date, updated_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (address) DO UPDATE SET fingerprint = $2, prefer_encrypt = $3,
+           message_date = $4, updated_at = $5",
+    )
+    .bind(&p.address)
+    .bind(&p.fingerprint)
+    .bind(&p.prefer_encrypt)
+    .bind(p.message_date)
+    .bind(p.updated_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Adds a log row and prunes beyond [`LOG_ROWS`].
 pub async fn log(pool: &AnyPool, e: &LogEntry) -> Result<(), sqlx::Error> {
     let id = (std::time::SystemTime::now()

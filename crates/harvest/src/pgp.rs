@@ -154,18 +154,7 @@ pub fn examine(message: &[u8], current: Option<&Cert>) -> Result<Option<Found>, 
     let signer = verify(content, &signature, candidates).map_err(refuse)?;
     let by_current = current.is_some_and(|c| c.fingerprint() == signer)
         && !attached.iter().any(|a| a.fingerprint() == signer);
-    let p = StandardPolicy::new();
-    let names_author = |c: &Cert| {
-        c.with_policy(&p, None).is_ok_and(|vc| {
-            vc.userids().any(|u| {
-                u.userid()
-                    .email()
-                    .ok()
-                    .flatten()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(&address))
-            })
-        })
-    };
+    let names_author = |c: &Cert| names_address(c, &address);
     if !by_current {
         let own = attached.iter().find(|a| a.fingerprint() == signer).cloned();
         return match own {
@@ -194,6 +183,39 @@ pub fn examine(message: &[u8], current: Option<&Cert>) -> Result<Option<Found>, 
         signer,
         how: "attached key, signed by the address's current key",
     }))
+}
+
+/// Whether `cert` has a User ID, valid under the standard policy now, whose
+/// email is exactly `address` (case-insensitive).
+pub fn names_address(cert: &Cert, address: &str) -> bool {
+    let p = StandardPolicy::new();
+    cert.with_policy(&p, None).is_ok_and(|vc| {
+        vc.userids().any(|u| {
+            u.userid()
+                .email()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.eq_ignore_ascii_case(address))
+        })
+    })
+}
+
+/// The public keys in `data` (armored or binary) with a valid User ID equal
+/// to `address`, at most [`MAX_KEYS`]; how many keys were in `data` at all.
+pub fn keys_naming(data: &[u8], address: &str) -> Result<(Vec<Cert>, usize), String> {
+    let mut keys = Vec::new();
+    let mut total = 0;
+    for cert in CertParser::from_bytes(data).map_err(|e| format!("no OpenPGP key in it: {e}"))? {
+        let cert = cert.map_err(|e| format!("a key in it cannot be read: {e}"))?;
+        total += 1;
+        if total > MAX_KEYS * 4 {
+            return Err(format!("more than {} keys in it", MAX_KEYS * 4));
+        }
+        if names_address(&cert, address) && keys.len() < MAX_KEYS {
+            keys.push(cert.strip_secret_key_material());
+        }
+    }
+    Ok((keys, total))
 }
 
 /// Walks the MIME tree below `entity` for key attachments.

@@ -34,15 +34,16 @@ impl Source for Harvested {
             .await
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
-        // OpenPGP keys learned from signed mail (bound with source
-        // `harvest:pgp`; a key also imported is served by `import`).
+        // OpenPGP keys learned from mail (bound with a source `harvest:…`:
+        // signed mail, the OpenPGP header, Autocrypt; a key also imported
+        // is served by `import`).
         for k in self
             .store
             .keys_for(&address)
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
-            .filter(|k| k.source == "harvest:pgp")
+            .filter(|k| k.source.starts_with("harvest:"))
         {
             match sealgate_keys::load::parse_any(k.data.as_bytes()) {
                 Ok(keys) => out.extend(keys),

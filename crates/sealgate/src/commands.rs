@@ -464,6 +464,8 @@ async fn keys_list(
         bindings.retain(|b| b.address == a);
     }
     let key_of = |fpr: &str| keys.iter().find(|k| k.fingerprint == fpr);
+    let wanted = address.map(str::to_lowercase);
+    let autocrypt = sealgate_harvest::db::autocrypt_peers(store.pool(), wanted.as_deref()).await?;
     if as_json {
         let v = json!({
             "bindings": bindings.iter().map(|b| {
@@ -484,6 +486,7 @@ async fn keys_list(
                 "uids": k.uids, "length": k.length,
                 "source": k.source, "expires_at": k.expires_at, "refreshed_at": k.refreshed_at,
             })).collect::<Vec<_>>(),
+            "autocrypt": autocrypt,
         });
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -514,6 +517,21 @@ async fn keys_list(
             },
             if b.encr_used { ", encrypted to" } else { "" },
         );
+        let last_of_address = bindings
+            .iter()
+            .rposition(|x| x.address == b.address)
+            .is_some_and(|i| std::ptr::eq(&bindings[i], b));
+        if let Some(p) = autocrypt
+            .iter()
+            .find(|p| last_of_address && p.address == b.address)
+        {
+            out!(
+                "    autocrypt: prefer-encrypt={}, key {}, from a message of {}",
+                p.prefer_encrypt,
+                p.fingerprint,
+                fmt_time(Some(p.message_date))
+            );
+        }
     }
     if address.is_none() {
         let unbound: Vec<_> = keys.iter().filter(|k| k.addresses.is_empty()).collect();

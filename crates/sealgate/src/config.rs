@@ -38,6 +38,8 @@ pub struct Settings {
     #[serde(default)]
     pub harvest: sealgate_harvest::HarvestConfig,
     #[serde(default)]
+    pub dns: sealgate_harvest::dkim::DnsConfig,
+    #[serde(default)]
     pub log: LogSettings,
 }
 
@@ -481,6 +483,7 @@ impl Settings {
         self.admin.validate()?;
         self.incoming.validate(self)?;
         self.harvest.validate()?;
+        self.dns.validate()?;
         Ok(())
     }
 

@@ -95,8 +95,23 @@ pub async fn run(settings: Settings) -> Result<()> {
     ));
     // Harvesting, fed by the incoming listener (and the outbound one with
     // harvest.outgoing).
+    let mut harvester =
+        sealgate_harvest::Harvester::new(trust_store.clone(), store.clone(), metrics.clone());
+    if settings.harvest.openpgp_header {
+        let client = sealgate_keys::sources::http::public_client(&settings.keys.http)
+            .map_err(anyhow::Error::msg)?;
+        harvester = harvester.with_openpgp_header(sealgate_harvest::fetcher::Fetcher::new(
+            client,
+            settings.keys.http.max_response_bytes,
+        ));
+    }
+    if settings.harvest.autocrypt {
+        harvester = harvester.with_autocrypt(
+            sealgate_harvest::dkim::Dkim::new(&settings.dns).map_err(anyhow::Error::msg)?,
+        );
+    }
     let harvesting = Arc::new(crate::harvesting::Harvesting::start(
-        sealgate_harvest::Harvester::new(trust_store.clone(), store.clone(), metrics.clone()),
+        harvester,
         metrics.clone(),
         settings.harvest.max_pending,
         settings.harvest.max_pending_bytes,

@@ -6,6 +6,7 @@
 //! here imitates the thing a test checks: the peers are the independent judges of
 //! what sealgate sends.
 
+pub mod dns;
 pub mod gnupg;
 pub mod hostile_upstream;
 pub mod keyserver;
