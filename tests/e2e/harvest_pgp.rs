@@ -38,12 +38,7 @@ fn pgp_harvest_flow(store: &str) {
     let pia_imported = gpg.gen_key("Pia <pia@partner.test>", "future-default");
     let pia_mailed = gpg.gen_key("Pia (laptop) <pia@partner.test>", "future-default");
     // The imported key of pia expires in 40 seconds (primary and subkeys).
-    for extra in [None, Some("*")] {
-        let mut cmd = gpg.gpg();
-        cmd.args(["--quick-set-expire", &pia_imported, "seconds=40"]);
-        cmd.args(extra);
-        assert!(cmd.status().unwrap().success());
-    }
+    gpg.set_expire(&pia_imported, "seconds=40");
     let pia_expires = Instant::now() + Duration::from_secs(40);
 
     let outbound = Sink::start();

@@ -19,6 +19,7 @@ mod observe;
 mod privacy;
 mod queue;
 mod queue_tools;
+mod refresh;
 mod reload;
 mod signatures;
 mod signing;

@@ -535,6 +535,12 @@ impl Shared {
             Ok(_) => {}
             Err(e) => tracing::warn!(source = %name, "lookup cache unavailable: {e}"),
         }
+        self.ask_source(address, key, epoch).await
+    }
+
+    /// The source's answer (through the breaker), stored in both caches.
+    async fn ask_source(&self, address: &str, key: &str, epoch: u64) -> Answer {
+        let name = &self.name;
         let trial = self.breaker.admit()?;
         let attempt = Attempt {
             breaker: &self.breaker,
@@ -656,5 +662,14 @@ impl Source for CachedSource {
 
     fn clear_memory(&self, address: Option<&str>) {
         CachedSource::clear_memory(self, address);
+    }
+
+    /// Past both caches to the source (through the breaker); the answer
+    /// replaces what both caches held for the address, so a key found
+    /// revoked stops being served here at once.
+    async fn refresh(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
+        let key = address.to_lowercase();
+        let epoch = self.shared.memory.epoch();
+        self.shared.ask_source(address, &key, epoch).await
     }
 }

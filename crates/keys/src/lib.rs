@@ -17,6 +17,7 @@ pub mod import;
 pub mod key;
 pub mod load;
 pub mod offer;
+pub mod refresh;
 pub mod resolver;
 pub mod source;
 pub mod sources;

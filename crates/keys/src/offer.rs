@@ -54,7 +54,7 @@ pub async fn record_activation(store: &Store, address: &str, a: &Activation) -> 
 }
 
 /// Whether an OpenPGP certificate is revoked (its primary key).
-fn revoked(cert: &Cert) -> bool {
+pub(crate) fn revoked(cert: &Cert) -> bool {
     let p = StandardPolicy::new();
     matches!(
         cert.revocation_status(&p, None),

@@ -281,6 +281,17 @@ impl Resolver {
             .collect()
     }
 
+    /// Asks the source named `source` again for `address`, past its caches
+    /// ([`Source::refresh`]); `None` when no source has that name (any more).
+    pub async fn refresh(
+        &self,
+        source: &str,
+        address: &str,
+    ) -> Option<Result<Vec<RecipientKey>, String>> {
+        let s = self.sources.iter().find(|s| s.name == source)?;
+        Some(s.lookup.refresh(address).await)
+    }
+
     /// Forgets the answers the sources keep in this process's memory, for
     /// `address` or all of them. `sealgate cache expire` runs in its own
     /// process and cannot reach a running daemon's memory: there

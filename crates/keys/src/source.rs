@@ -25,6 +25,11 @@ pub trait Source: Send + Sync {
     /// Forgets answers this source keeps in process memory, for `address`
     /// or all; a source without such a cache has nothing to do.
     fn clear_memory(&self, _address: Option<&str>) {}
+    /// Asks the source itself again, past any cache, and caches the answer
+    /// ([`crate::refresh`]); a source without a cache just looks up.
+    async fn refresh(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
+        self.lookup(address).await
+    }
 }
 
 /// A key a source returned and whether it may be used (else why not).

@@ -142,6 +142,20 @@ label_enum! {
 }
 
 label_enum! {
+    /// How refreshing a stored remote OpenPGP key ended.
+    RefreshResult {
+        /// Fetched again, not revoked.
+        Refreshed => "refreshed",
+        /// Fetched again and found revoked: no longer used.
+        Revoked => "revoked",
+        /// The source no longer serves it, or is no longer configured.
+        Gone => "gone",
+        /// The source could not be asked; tried again next round.
+        Failed => "failed",
+    }
+}
+
+label_enum! {
     /// The result of one delivery attempt for one recipient.
     DeliveryResult {
         /// Accepted by the upstream.
@@ -216,6 +230,11 @@ struct HarvestLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefreshLabels {
+    result: RefreshResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SignLabels {
     result: SignResult,
 }
@@ -258,6 +277,7 @@ struct Inner {
     copies: Family<MethodLabels, Counter>,
     signing: Family<SignLabels, Counter>,
     harvest: Family<HarvestLabels, Counter>,
+    refreshes: Family<RefreshLabels, Counter>,
     deliveries: Family<ResultLabels, Counter>,
     dsns: Family<KindLabels, Counter>,
     queue_length: Family<StateLabels, Gauge>,
@@ -312,6 +332,12 @@ impl Metrics {
             "harvest_decisions",
             "Keys and certificates harvested from incoming mail, by kind and outcome (kept, refused, error, skipped)",
             harvest.clone(),
+        );
+        let refreshes = Family::<RefreshLabels, Counter>::default();
+        registry.register(
+            "key_refreshes",
+            "Stored key-server and WKD keys fetched again, by result (refreshed, revoked, gone, failed)",
+            refreshes.clone(),
         );
         let deliveries = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -391,6 +417,9 @@ impl Metrics {
         for &result in SignResult::ALL {
             let _ = signing.get_or_create(&SignLabels { result });
         }
+        for &result in RefreshResult::ALL {
+            let _ = refreshes.get_or_create(&RefreshLabels { result });
+        }
         for &result in DeliveryResult::ALL {
             let _ = deliveries.get_or_create(&ResultLabels { result });
         }
@@ -411,6 +440,7 @@ impl Metrics {
                 copies,
                 signing,
                 harvest,
+                refreshes,
                 deliveries,
                 dsns,
                 queue_length,
@@ -446,6 +476,14 @@ impl Metrics {
         self.inner
             .signing
             .get_or_create(&SignLabels { result })
+            .inc();
+    }
+
+    /// Refreshing one stored remote key ended with `result`.
+    pub fn key_refresh(&self, result: RefreshResult) {
+        self.inner
+            .refreshes
+            .get_or_create(&RefreshLabels { result })
             .inc();
     }
 
@@ -633,6 +671,7 @@ mod tests {
         ("sealgate_copies_built", "counter"),
         ("sealgate_messages_signing", "counter"),
         ("sealgate_harvest_decisions", "counter"),
+        ("sealgate_key_refreshes", "counter"),
         ("sealgate_deliveries", "counter"),
         ("sealgate_dsns", "counter"),
         ("sealgate_queue_length", "gauge"),

@@ -186,6 +186,13 @@ pub struct KeysSettings {
     pub wkd: WkdSettings,
     /// `[keys.http]`: the HTTP client of key servers and WKD (proxy, CA, timeouts).
     pub http: sealgate_keys::sources::http::HttpConfig,
+    /// Stored key-server and WKD keys are fetched again after this long
+    /// (`"7d"`); `"0"` turns refreshing off.
+    pub refresh_interval: String,
+    /// ... and when they expire within this long (`"60d"`), once.
+    pub refresh_before_expiry: String,
+    /// How often due keys are looked for (`"1h"`).
+    pub refresh_check_interval: String,
 }
 
 impl Default for KeysSettings {
@@ -210,7 +217,38 @@ impl Default for KeysSettings {
             keyservers: Vec::new(),
             wkd: WkdSettings::default(),
             http: Default::default(),
+            refresh_interval: "7d".into(),
+            refresh_before_expiry: "60d".into(),
+            refresh_check_interval: "1h".into(),
         }
+    }
+}
+
+impl KeysSettings {
+    /// The refresh settings, read; `None` when refreshing is off
+    /// (`refresh_interval = "0"`). Errors name the key.
+    pub fn refresh(
+        &self,
+    ) -> std::result::Result<Option<sealgate_keys::refresh::RefreshConfig>, String> {
+        let read = |key: &str, value: &str| {
+            sealgate_store::parse_duration(value).ok_or_else(|| {
+                format!("keys.{key}: {value:?} is not a duration (e.g. \"30s\", \"5m\", \"4h\", \"7d\")")
+            })
+        };
+        let interval = read("refresh_interval", &self.refresh_interval)?;
+        let before_expiry = read("refresh_before_expiry", &self.refresh_before_expiry)?;
+        let check_every = read("refresh_check_interval", &self.refresh_check_interval)?;
+        if interval.is_zero() {
+            return Ok(None);
+        }
+        if check_every.is_zero() {
+            return Err("keys.refresh_check_interval: must be at least 1s".into());
+        }
+        Ok(Some(sealgate_keys::refresh::RefreshConfig {
+            interval,
+            before_expiry,
+            check_every,
+        }))
     }
 }
 
@@ -233,6 +271,9 @@ impl std::fmt::Debug for KeysSettings {
             .field("keyservers", &self.keyservers)
             .field("wkd", &self.wkd)
             .field("http", &self.http)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("refresh_before_expiry", &self.refresh_before_expiry)
+            .field("refresh_check_interval", &self.refresh_check_interval)
             .finish()
     }
 }
@@ -457,6 +498,7 @@ impl Settings {
             return Err("keys.lookup_timeout_secs: must be at least 1".into());
         }
         crate::sources::validate(&self.keys)?;
+        self.keys.refresh()?;
         for (name, list) in [
             ("keys.pgp_keyrings", &self.keys.pgp_keyrings),
             ("keys.smime_certificates", &self.keys.smime_certificates),

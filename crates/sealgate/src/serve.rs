@@ -67,6 +67,20 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     let resolver = Arc::new(resolver);
     crate::observe::sample_breakers(resolver.clone(), metrics.clone());
+    // Refreshing stored key-server and WKD keys; stops with the listeners.
+    let (refresh_stop, refresh_stopped) = tokio::sync::watch::channel(false);
+    match settings.keys.refresh().map_err(anyhow::Error::msg)? {
+        Some(config) => {
+            tokio::spawn(sealgate_keys::refresh::run(
+                resolver.clone(),
+                store.clone(),
+                config,
+                Some(metrics.clone()),
+                refresh_stopped,
+            ));
+        }
+        None => tracing::info!("keys.refresh_interval = 0: stored remote keys are not refreshed"),
+    }
     let additional = Arc::new(crate::additional::LiveAdditionalKeys::default());
     additional
         .refresh(&settings.policy, &trust_store, &trust.snapshot(), &store)
@@ -264,6 +278,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             a.shutting_down();
         }
         let _ = stop_tx.send(true);
+        let _ = refresh_stop.send(true);
     };
     sealgate_smtp_server::serve(listener, server_config, pipeline, shutdown).await?;
     if let Some(task) = incoming {

@@ -99,6 +99,21 @@ fn bad_values_name_the_key() {
             "colour",
         ),
         ("[store]\nurl = \"mysql://x\"\n", "store.url"),
+        (
+            "[keys]\nrefresh_interval = \"weekly\"\n",
+            "keys.refresh_interval",
+        ),
+        (
+            "[keys]\nrefresh_before_expiry = \"2mo\"\n",
+            "keys.refresh_before_expiry",
+        ),
+        (
+            "[keys]\nrefresh_check_interval = \"0\"\n",
+            "keys.refresh_check_interval",
+        ),
+        ("[dns]\nresolver = \"localhost:53\"\n", "dns.resolver"),
+        ("[dns]\ntimeout_secs = 0\n", "dns.timeout_secs"),
+        ("[harvest]\nautocrypt = \"maybe\"\n", "harvest.autocrypt"),
     ];
     for (toml, key) in cases {
         let f = dir.path().join("c.toml");

@@ -153,6 +153,50 @@ impl Store {
         fold_rows(rows, false)
     }
 
+    /// OpenPGP keys a remote source served (`keyserver:...`, `wkd`) that are
+    /// due to be fetched again, least recently refreshed first, at most
+    /// `limit`: refreshed `interval` seconds ago or longer, or expiring
+    /// within `before_expiry` seconds and not refreshed since they entered
+    /// that window.
+    pub async fn keys_due_for_refresh(
+        &self,
+        now: i64,
+        interval: i64,
+        before_expiry: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredKey>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS}, b.address
+             FROM keys k LEFT JOIN key_binding b ON b.fingerprint = k.fingerprint
+             WHERE k.fingerprint IN (
+               SELECT fingerprint FROM keys
+               WHERE kind = 'pgp' AND (source LIKE 'keyserver:%' OR source = 'wkd')
+                 AND (refreshed_at <= $1
+                      OR (expires_at IS NOT NULL AND expires_at <= $2
+                          AND refreshed_at < expires_at - $3))
+               ORDER BY refreshed_at LIMIT $4)
+             ORDER BY k.refreshed_at, k.fingerprint, b.address"
+        )))
+        .bind(now.saturating_sub(interval))
+        .bind(now.saturating_add(before_expiry))
+        .bind(before_expiry)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        fold_rows(rows, false)
+    }
+
+    /// Records that the key was asked for again without news (the source no
+    /// longer serves it, or is gone from the configuration).
+    pub async fn touch_key(&self, fingerprint: &str) -> Result<()> {
+        sqlx::query("UPDATE keys SET refreshed_at = $1 WHERE fingerprint = $2")
+            .bind(now_unix())
+            .bind(fingerprint)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Removes the key with this fingerprint and its bindings; returns
     /// whether it existed.
     pub async fn remove_key(&self, fingerprint: &str) -> Result<bool> {

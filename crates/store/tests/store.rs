@@ -144,7 +144,70 @@ async fn bindings(store: &Store) {
     assert!(store.remove_key("D3").await.unwrap());
 }
 
+/// Which remote keys are due for a refresh: refreshed `interval` ago, or
+/// expiring within `before_expiry` and not refreshed since entering it;
+/// never local keys.
+async fn refresh_due(store: &Store) {
+    let now = sealgate_store::now_unix();
+    let remote = |fpr: &str, source: &str, expires_at: Option<i64>| StoredKey {
+        source: source.into(),
+        expires_at,
+        ..key(fpr, &[])
+    };
+    let day = 86_400;
+    for (k, refreshed_at) in [
+        // Refreshed 8 days ago: due by the interval.
+        (remote("R1", "keyserver:hkp://ks", None), now - 8 * day),
+        // Refreshed a day ago, far from expiry: not due.
+        (remote("R2", "wkd", Some(now + 365 * day)), now - day),
+        // Expires in 30 days, last refreshed before the 60-day window: due.
+        (
+            remote("R3", "wkd", Some(now + 30 * day)),
+            now - 31 * day + 1,
+        ),
+        // Expires in 30 days, refreshed inside the window: not due.
+        (
+            remote("R4", "keyserver:hkp://ks", Some(now + 30 * day)),
+            now - day,
+        ),
+        // A local key, refreshed long ago: never due.
+        (remote("R5", "import", None), 0),
+    ] {
+        store.put_key_data(&k).await.unwrap();
+        sqlx::query("UPDATE keys SET refreshed_at = $1 WHERE fingerprint = $2")
+            .bind(refreshed_at)
+            .bind(&k.fingerprint)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let due: Vec<String> = store
+        .keys_due_for_refresh(now, 7 * day, 60 * day, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.fingerprint)
+        .collect();
+    // Least recently refreshed first.
+    assert_eq!(due, ["R3", "R1"]);
+    let limited = store
+        .keys_due_for_refresh(now, 7 * day, 60 * day, 1)
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+    store.touch_key("R1").await.unwrap();
+    let due = store
+        .keys_due_for_refresh(now, 7 * day, 60 * day, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    for f in ["R1", "R2", "R3", "R4", "R5"] {
+        assert!(store.remove_key(f).await.unwrap());
+    }
+}
+
 async fn exercise(store: &Store) {
+    refresh_due(store).await;
     store
         .put_key(
             &key("AAA", &["Alice@Example.org", "a2@example.org"]),

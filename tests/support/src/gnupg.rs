@@ -121,6 +121,37 @@ impl GnupgHome {
         out.stdout
     }
 
+    /// Sets the expiry of the key `fpr` and of all its subkeys
+    /// (`--quick-set-expire`; `spec` such as `seconds=40`, `1y`, `never`).
+    ///
+    /// # Panics
+    /// If gpg fails.
+    pub fn set_expire(&self, fpr: &str, spec: &str) {
+        for subkeys in [None, Some("*")] {
+            let mut cmd = self.gpg();
+            cmd.args(["--quick-set-expire", fpr, spec]);
+            cmd.args(subkeys);
+            run_ok(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpg --quick-set-expire: {e}"));
+        }
+    }
+
+    /// Revokes the key `fpr` (its primary key) with the revocation
+    /// certificate gpg made when it generated the key
+    /// (`openpgp-revocs.d/FPR.rev`, whose armor line gpg prefixes with `:`
+    /// against accidental import).
+    ///
+    /// # Panics
+    /// If there is no such certificate or gpg fails.
+    pub fn revoke(&self, fpr: &str) {
+        let path = self
+            .path()
+            .join("openpgp-revocs.d")
+            .join(format!("{fpr}.rev"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("revoke: {}: {e}", path.display()));
+        self.import(text.replace(":-----BEGIN", "-----BEGIN").as_bytes());
+    }
+
     /// Imports keys (armored or binary) into this home.
     ///
     /// # Panics
