@@ -6,6 +6,7 @@
 mod bad_input;
 mod crash;
 mod decrypt;
+mod decrypt_pgp;
 mod flow;
 mod gateway;
 mod harvest;

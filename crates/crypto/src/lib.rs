@@ -29,6 +29,7 @@ mod cms_ffi;
 mod compose;
 pub mod cpu;
 pub mod decrypt;
+pub mod decrypt_pgp;
 mod error;
 pub mod inspect;
 pub mod mime;

@@ -324,7 +324,20 @@ pub enum KeysCommand {
         /// The key's fingerprint, as `keys list` shows it.
         fingerprint: String,
     },
-    /// Remove stored keys by fingerprint, or every key bound to an address.
+    /// Hold OpenPGP secret keys of internal users (armored or binary, as
+    /// `gpg --export-secret-keys` writes them), so that `incoming.decrypt`
+    /// can open PGP/MIME mail sent to them. They are stored only sealed
+    /// under the key-encryption key (store.key_encryption_key_file).
+    ImportSecret {
+        /// A file whose first line is the passphrase of protected keys.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Files with secret keys.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Remove stored keys by fingerprint, or every key bound to an address
+    /// (a held secret key of that fingerprint too).
     Remove {
         /// Fingerprints (as shown by `keys list`) or addresses.
         #[arg(required = true)]

@@ -3,7 +3,7 @@
 use crate::cli::{CacheCommand, Cli, Command, KeysCommand};
 use crate::config::{self, Settings};
 use crate::{logging, serve, wiring};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use sealgate_keys::import::{to_stored, to_stored_for};
 use sealgate_keys::load::load_file;
 use sealgate_keys::offer::{offer, Offered};
@@ -358,7 +358,52 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         KeysCommand::List { address, json } => {
-            keys_list(&store, address.as_deref(), json).await?;
+            let trust = crate::trust_cmd::trust_store(settings, &store);
+            keys_list(&store, &trust, address.as_deref(), json).await?;
+            ExitCode::SUCCESS
+        }
+        KeysCommand::ImportSecret {
+            passphrase_file,
+            files,
+        } => {
+            let kek = crate::trust_cmd::require_kek(settings)?;
+            let passphrase = match &passphrase_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("--passphrase-file: cannot read {}", p.display()))?
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let trust = crate::trust_cmd::trust_store(settings, &store);
+            // Read everything first: one bad file stores nothing.
+            let mut all = Vec::new();
+            for f in &files {
+                all.push((
+                    f,
+                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+                ));
+            }
+            for (f, data) in all {
+                let held = trust
+                    .add_pgp_secrets(&data, passphrase.as_deref(), &kek)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                for k in held {
+                    out!(
+                        "holding the OpenPGP secret key {} for {} (sealed; incoming.decrypt opens mail with it)",
+                        k.fingerprint,
+                        if k.addresses.is_empty() {
+                            "no address (it has no User ID with an email)".to_string()
+                        } else {
+                            k.addresses.join(", ")
+                        }
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         KeysCommand::Trust {
@@ -415,9 +460,14 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                     vec![normalise_fingerprint(&id)]
                 };
                 let mut any = false;
+                let trust = crate::trust_cmd::trust_store(settings, &store);
                 for f in fprs {
                     if store.remove_key(&f).await? {
                         out!("removed {f}");
+                        any = true;
+                    }
+                    if trust.remove_pgp_secret(&f).await? {
+                        out!("removed the held secret key {f}");
                         any = true;
                     }
                 }
@@ -454,9 +504,15 @@ fn normalise_fingerprint(id: &str) -> String {
 /// whether active, usage), then the stored keys bound to no address.
 async fn keys_list(
     store: &sealgate_store::Store,
+    trust: &sealgate_trust::TrustStore,
     address: Option<&str>,
     as_json: bool,
 ) -> Result<()> {
+    let mut secrets = trust.list_pgp_secrets().await?;
+    if let Some(a) = address {
+        let a = a.to_lowercase();
+        secrets.retain(|s| s.addresses.contains(&a));
+    }
     let keys = store.list_keys().await?;
     let mut bindings = store.all_bindings().await?;
     if let Some(a) = address {
@@ -487,11 +543,12 @@ async fn keys_list(
                 "source": k.source, "expires_at": k.expires_at, "refreshed_at": k.refreshed_at,
             })).collect::<Vec<_>>(),
             "autocrypt": autocrypt,
+            "secret_keys": secrets,
         });
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    if bindings.is_empty() && keys.is_empty() {
+    if bindings.is_empty() && keys.is_empty() && secrets.is_empty() {
         out!("no keys in the store");
         return Ok(());
     }
@@ -546,6 +603,17 @@ async fn keys_list(
                     fmt_time(k.expires_at)
                 );
             }
+        }
+    }
+    if !secrets.is_empty() {
+        out!("OpenPGP secret keys held (sealed; incoming.decrypt)");
+        for s in &secrets {
+            out!(
+                "    pgp  {}  for {}  since {}",
+                s.fingerprint,
+                s.addresses.join(", "),
+                fmt_time(Some(s.added_at))
+            );
         }
     }
     out!("(* the active key of an address: the one OpenPGP mail is encrypted to; levels lowest first: weak_chain < provider_trust < provider_endorsement < ... < fingerprint)");

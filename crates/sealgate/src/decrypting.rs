@@ -8,6 +8,9 @@
 //! - `X-Sealgate-Signature: valid|not trusted (...)|invalid (...); ...`
 //!   when the decrypted message is S/MIME-signed.
 //!
+//! PGP/MIME mail is decrypted the same way with a held OpenPGP secret key
+//! ([`crate::decrypting_pgp`]).
+//!
 //! Both fields are removed from every incoming message first, so none can
 //! arrive forged. A message that cannot be decrypted (no held key, a
 //! damaged body, a key that does not open) goes on unchanged.
@@ -20,11 +23,14 @@ use sealgate_pipeline::incoming::Decryptor;
 use sealgate_trust::{Kek, LiveTrust, Purpose, TrustStore};
 use std::sync::Arc;
 
-const DECRYPTED: &str = "X-Sealgate-Decrypted";
-const SIGNATURE: &str = "X-Sealgate-Signature";
+pub(crate) const DECRYPTED: &str = "X-Sealgate-Decrypted";
+pub(crate) const SIGNATURE: &str = "X-Sealgate-Signature";
 
 pub struct LiveDecryptor {
     pub trust: TrustStore,
+    /// Where the keys of a signer of decrypted OpenPGP mail are looked up
+    /// (the keys bound to the From address).
+    pub store: sealgate_store::Store,
     pub live: Arc<LiveTrust>,
     pub kek: Kek,
     /// Longest a decryption may take (`relay.message_timeout_secs`); past
@@ -33,11 +39,40 @@ pub struct LiveDecryptor {
 }
 
 /// A header value from certificate text: no control characters, bounded.
-fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 impl LiveDecryptor {
+    /// Runs the decryption `job` on the CPU pool within the timeout; `None`
+    /// (logged, naming the `kind` of mail and the `key`) when it fails.
+    pub(crate) async fn on_cpu<T, E>(
+        &self,
+        queue_id: &str,
+        kind: &str,
+        key: &str,
+        job: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ) -> Option<T>
+    where
+        T: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let done = tokio::time::timeout(self.timeout, sealgate_crypto::cpu::run(move |_| job()))
+            .await
+            .unwrap_or_else(|_| Err("decryption timed out".into()));
+        match done {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::warn!(queue_id, key, "incoming {kind} mail not decrypted: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(queue_id, key, "incoming {kind} mail not decrypted: {e}");
+                None
+            }
+        }
+    }
+
     /// The held key's certificate the encryption names, for the first
     /// recipient that has one, and which recipients it names.
     async fn find(
@@ -83,10 +118,29 @@ impl Decryptor for LiveDecryptor {
         recipients: &[String],
     ) -> Option<(Vec<u8>, Vec<usize>)> {
         let encryption = Message::parse(message).encryption();
-        if !matches!(encryption, Encryption::Cms { .. }) {
-            return None;
+        match encryption {
+            Encryption::Cms { .. } => {
+                self.decrypt_smime(queue_id, message, recipients, &encryption)
+                    .await
+            }
+            Encryption::OpenPgp { .. } => {
+                self.decrypt_pgp(queue_id, message, recipients, &encryption)
+                    .await
+            }
+            Encryption::None => None,
         }
-        let (cert, sha, members) = match self.find(&encryption, recipients).await {
+    }
+}
+
+impl LiveDecryptor {
+    async fn decrypt_smime(
+        &self,
+        queue_id: &str,
+        message: &Arc<Vec<u8>>,
+        recipients: &[String],
+        encryption: &Encryption,
+    ) -> Option<(Vec<u8>, Vec<usize>)> {
+        let (cert, sha, members) = match self.find(encryption, recipients).await {
             Ok(Some(f)) => f,
             Ok(None) => {
                 tracing::info!(
@@ -109,25 +163,11 @@ impl Decryptor for LiveDecryptor {
         };
         let job_message = message.clone();
         let job_cert = cert.clone();
-        let entity = tokio::time::timeout(
-            self.timeout,
-            sealgate_crypto::cpu::run(move |_| {
+        let entity = self
+            .on_cpu(queue_id, "S/MIME", &sha, move || {
                 sealgate_crypto::decrypt::decrypt_entity(&job_message, &job_cert, &key)
-            }),
-        )
-        .await
-        .unwrap_or_else(|_| Err("decryption timed out".into()));
-        let entity = match entity {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => {
-                tracing::warn!(queue_id, certificate = %sha, "incoming S/MIME mail not decrypted: {e}");
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(queue_id, "incoming S/MIME mail not decrypted: {e}");
-                return None;
-            }
-        };
+            })
+            .await?;
         let subject = sealgate_trust::CertInfo::of(&cert)
             .map(|i| i.subject)
             .unwrap_or_default();

@@ -26,6 +26,7 @@ mod cli;
 mod commands;
 mod config;
 mod decrypting;
+mod decrypting_pgp;
 mod harvesting;
 mod incoming;
 mod logging;

@@ -254,6 +254,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                 (Some(kek), true) => {
                     handler.with_decryptor(Arc::new(crate::decrypting::LiveDecryptor {
                         trust: trust_store_for_incoming.clone(),
+                        store: store.clone(),
                         live: trust_for_incoming.clone(),
                         kek: kek.clone(),
                         timeout: Duration::from_secs(settings.relay.message_timeout_secs),

@@ -530,6 +530,18 @@ fn is_pkcs12(f: &std::path::Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"))
 }
 
+/// The key-encryption key, which storing a private key needs.
+pub(crate) fn require_kek(settings: &Settings) -> Result<sealgate_trust::Kek> {
+    sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| {
+            anyhow!(
+                "a private key is only stored sealed: set store.key_encryption_key_file (a file with 64 hex digits, `openssl rand -hex 32`) or {}",
+                sealgate_trust::kek::KEK_ENV
+            )
+        })
+}
+
 /// PKCS#12 files: every one read and its password known before anything
 /// is stored; the private keys sealed under the key-encryption key.
 async fn import_pkcs12(
@@ -547,14 +559,7 @@ async fn import_pkcs12(
     let password = std::fs::read_to_string(pw_file)
         .with_context(|| format!("--password-file: cannot read {}", pw_file.display()))?;
     let password = password.lines().next().unwrap_or("").to_string();
-    let kek = sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
-        .map_err(|e| anyhow!("{e}"))?
-        .ok_or_else(|| {
-            anyhow!(
-                "a private key is only stored sealed: set store.key_encryption_key_file (a file with 64 hex digits, `openssl rand -hex 32`) or {}",
-                sealgate_trust::kek::KEK_ENV
-            )
-        })?;
+    let kek = require_kek(settings)?;
     for (f, bytes) in read_all(files)? {
         let imported = trust
             .import_pkcs12(&bytes, &password, &kek, "import")

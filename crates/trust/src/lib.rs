@@ -11,6 +11,11 @@
 //! or black-listed by SHA-512 thumbprint). [`Verifier`] is a snapshot of all
 //! three that answers "valid, or why not" without touching the database.
 //!
+//! It also keeps the private keys sealgate holds for internal users, sealed
+//! under the key-encryption key ([`kek`]): those of stored certificates
+//! (from PKCS#12) and OpenPGP secret keys ([`held_pgp`]), which
+//! `incoming.decrypt` opens mail with.
+//!
 //! Every operation is a call on [`TrustStore`]: the CLI (`sealgate certs`,
 //! `sealgate roots`) is a thin face over it, as the admin HTTP API will be.
 
@@ -19,6 +24,7 @@ pub mod config;
 pub mod crl;
 mod db;
 pub mod fetch;
+pub mod held_pgp;
 pub mod kek;
 pub mod verify;
 

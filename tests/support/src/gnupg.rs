@@ -371,6 +371,62 @@ impl GnupgHome {
         out
     }
 
+    /// A PGP/MIME encrypted mail (RFC 3156 §4): `headers` (each line ending
+    /// in CRLF), then `multipart/encrypted` whose payload is `entity` (a MIME
+    /// entity) encrypted by `gpg --encrypt` to `recipients`, and signed in the
+    /// same OpenPGP message by `signer` if given (§6.2), armored.
+    ///
+    /// # Panics
+    /// If gpg fails.
+    pub fn pgp_mime_encrypted(
+        &self,
+        recipients: &[&str],
+        signer: Option<&str>,
+        headers: &str,
+        entity: &[u8],
+    ) -> Vec<u8> {
+        let input = self.temp_file("entity", entity);
+        let mut cmd = self.gpg();
+        cmd.args(["--armor", "--trust-model", "always", "--output", "-"]);
+        for r in recipients {
+            cmd.args(["--recipient", r]);
+        }
+        if let Some(s) = signer {
+            cmd.args(["--local-user", s, "--sign"]);
+        }
+        cmd.arg("--encrypt").arg(input.path());
+        let armored = run_ok(cmd, GPG_TIMEOUT).unwrap_or_else(|e| panic!("gpg --encrypt: {e}"));
+        let mut out = headers.as_bytes().to_vec();
+        out.extend_from_slice(
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/encrypted;\r\n \
+              protocol=\"application/pgp-encrypted\"; boundary=\"=-enc-b\"\r\n\r\n\
+              This is an OpenPGP/MIME encrypted message (RFC 3156).\r\n--=-enc-b\r\n\
+              Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n--=-enc-b\r\n\
+              Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n",
+        );
+        out.extend_from_slice(&crlf(armored.as_bytes()));
+        out.extend_from_slice(b"\r\n--=-enc-b--\r\n");
+        out
+    }
+
+    /// `gpg --armor --export-secret-keys WHO` (unprotected: keys made here
+    /// have no passphrase).
+    ///
+    /// # Panics
+    /// If gpg fails or exports nothing.
+    pub fn export_secret(&self, who: &str) -> Vec<u8> {
+        let mut cmd = self.gpg();
+        cmd.args(["--armor", "--export-secret-keys", who]);
+        let out = run_with_timeout(cmd, GPG_TIMEOUT)
+            .unwrap_or_else(|e| panic!("gpg --export-secret-keys: {e}"));
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "gpg --export-secret-keys {who} gave nothing: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// A `multipart/mixed` entity: a text part and the armored key of `who`
     /// as an `application/pgp-keys` attachment (as Thunderbird and Enigmail
     /// attach a key), CRLF line endings.

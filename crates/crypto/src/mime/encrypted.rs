@@ -52,6 +52,24 @@ impl Message<'_> {
         found.unwrap_or(Encryption::None)
     }
 
+    /// The armored OpenPGP message of a PGP/MIME encrypted message (the
+    /// `application/octet-stream` part, transfer-decoded), when
+    /// [`Message::encryption`] finds one there; `None` otherwise (inline
+    /// PGP included).
+    pub fn pgp_mime_payload(&self) -> Option<Vec<u8>> {
+        let ct = self.content_type();
+        if ct.mime_type != "multipart/encrypted"
+            || !ct
+                .param("protocol")
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-encrypted"))
+        {
+            return None;
+        }
+        let text = pgp_mime_text(self.body(), ct.param("boundary")?)?;
+        openpgp::armored_recipients(&text)?;
+        Some(text.into_owned())
+    }
+
     /// True if [`Message::encryption`] finds encrypted content.
     pub fn is_encrypted(&self) -> bool {
         self.encryption().is_encrypted()
@@ -59,6 +77,12 @@ impl Message<'_> {
 }
 
 fn pgp_mime(body: &[u8], boundary: &str) -> Option<Encryption> {
+    let text = pgp_mime_text(body, boundary)?;
+    openpgp::armored_recipients(&text).map(|recipients| Encryption::OpenPgp { recipients })
+}
+
+/// The transfer-decoded payload part of a well-formed PGP/MIME body.
+fn pgp_mime_text<'a>(body: &'a [u8], boundary: &str) -> Option<Cow<'a, [u8]>> {
     let m = multipart::split(body, boundary);
     if !m.closed
         || m.parts.len() != 2
@@ -74,8 +98,7 @@ fn pgp_mime(body: &[u8], boundary: &str) -> Option<Encryption> {
     {
         return None;
     }
-    let text = transfer_decoded(&payload)?;
-    openpgp::armored_recipients(&text).map(|recipients| Encryption::OpenPgp { recipients })
+    transfer_decoded(&payload)
 }
 
 /// The body with its Content-Transfer-Encoding undone: identity for 7bit,
