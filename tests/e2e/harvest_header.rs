@@ -47,6 +47,14 @@ fn openpgp_header_flow(store: &str) {
     https.put("/pete.asc", &gpg.export_armored(&pete));
     https.put("/rita.asc", &gpg.export_armored(&rita));
     http.put("/quinn.asc", &gpg.export_armored(&quinn));
+    // An open redirect on the partner's site, to a key elsewhere.
+    let sam = gpg.gen_key("Sam <sam@partner.test>", "future-default");
+    https.put("/sam-key.asc", &gpg.export_armored(&sam));
+    https.put_redirect(
+        "/go",
+        302,
+        &format!("https://evil.test:{}/sam-key.asc", https.port()),
+    );
 
     let outbound = Sink::start();
     let internal = Sink::start();
@@ -108,6 +116,14 @@ fn openpgp_header_flow(store: &str) {
             ),
         ),
         (
+            "sam",
+            mail(
+                "sam@partner.test",
+                "sam",
+                &format!("https://partner.test:{sp}/go?to=sam"),
+            ),
+        ),
+        (
             "olga-again",
             mail(
                 "olga@partner.test",
@@ -163,6 +179,13 @@ fn openpgp_header_flow(store: &str) {
         "<rita@partner.test>",
         "none of its 1 key(s) has a valid User ID equal to the From address",
     );
+    // The redirect is not followed.
+    let e = about("<sam@partner.test>");
+    assert_eq!(e["outcome"], "error", "{e}");
+    assert!(
+        e["reason"].as_str().unwrap().contains("HTTP status 302"),
+        "{e}"
+    );
     let kept = about("<olga@partner.test>");
     assert_eq!(kept["outcome"], "kept", "{kept}");
     assert_eq!(kept["fingerprint"], olga.as_str(), "{kept}");
@@ -194,6 +217,11 @@ fn openpgp_header_flow(store: &str) {
         !requests.iter().any(|r| r.contains("/pete.asc")),
         "another domain was fetched: {requests:?}"
     );
+    assert!(requests.iter().any(|r| r.contains("/go")), "{requests:?}");
+    assert!(
+        !requests.iter().any(|r| r.contains("/sam-key.asc")),
+        "a redirect was followed: {requests:?}"
+    );
     assert!(
         http.requests().is_empty(),
         "an http URL was fetched: {:?}",
@@ -220,7 +248,7 @@ fn openpgp_header_flow(store: &str) {
     assert_eq!(b["level"], "weak_chain", "{l}");
     assert_eq!(b["source"], "harvest:openpgp-header", "{l}");
     assert_eq!(b["active"], true, "{l}");
-    for other in [&pete, &quinn, &rita] {
+    for other in [&pete, &quinn, &rita, &sam] {
         let o = gw.cli(&["keys", "list", "--json"]);
         assert!(
             !String::from_utf8_lossy(&o.stdout).contains(other.as_str()),

@@ -47,9 +47,10 @@ pub struct PgpDecrypted {
     pub signature: PgpSignature,
 }
 
-/// Largest decrypted entity accepted (the message itself was bounded by
-/// `smtp.max_message_size`; compression could inflate it).
-pub const MAX_ENTITY_BYTES: u64 = 256 << 20;
+/// Largest decrypted entity accepted: the message itself was bounded by
+/// `smtp.max_message_size`, but compression inside could inflate it; past
+/// this the message passes encrypted (memory stays bounded).
+pub const MAX_ENTITY_BYTES: u64 = 64 << 20;
 
 /// Decrypts the PGP/MIME `message` with `secret` (a certificate with
 /// unencrypted secret key material) and checks its signature against

@@ -12,7 +12,9 @@
 //!   signed part);
 //! - made with SHA-256 (RFC 8301 retired `rsa-sha1`).
 //!
-//! DNS goes to `[dns] resolver` (`IP:port`), or to the system's resolvers.
+//! A message with more than [`MAX_SIGNATURES`] signatures is not looked at
+//! (each costs a DNS query). DNS goes to `[dns] resolver` (`IP:port`), or to
+//! the system's resolvers.
 //! A DNS failure is a refusal like any other: the key is not learned, the
 //! mail goes on.
 
@@ -23,6 +25,9 @@ use mail_auth::hickory_resolver::config::{
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Most DKIM signatures a message may carry to be looked at.
+pub const MAX_SIGNATURES: usize = 8;
 
 /// `[dns]`: the resolver DKIM keys are looked up with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -100,6 +105,17 @@ impl Dkim {
         author_domain: &str,
         field: &str,
     ) -> Result<String, String> {
+        let signatures = sealgate_crypto::mime::Message::parse(message)
+            .headers()
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("DKIM-Signature"))
+            .count();
+        if signatures > MAX_SIGNATURES {
+            // Each would cost a DNS query and a signature check.
+            return Err(format!(
+                "{signatures} DKIM signatures (more than {MAX_SIGNATURES} are not looked at)"
+            ));
+        }
         let Some(parsed) = AuthenticatedMessage::parse(message) else {
             return Err("DKIM: the message cannot be parsed".into());
         };

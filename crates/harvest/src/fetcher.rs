@@ -3,8 +3,10 @@
 //!
 //! A stranger's mail chooses the URL, so the fetch goes through the key
 //! sources' client for outsider-chosen destinations
-//! (`sealgate_keys::sources::http::public_client`: the proxy, the timeouts,
-//! public addresses only, no https-to-http redirect), its answer is bounded
+//! (`sealgate_keys::sources::http::public_client_no_redirects`: the proxy,
+//! the timeouts, public addresses only, and no redirect at all: the URL's
+//! host was checked against the sender's domain, and an open redirect on
+//! that site must not lead elsewhere), its answer is bounded
 //! by `keys.http.max_response_bytes`, and each URL is fetched at most once
 //! per [`REFETCH_AFTER`]: a flood of mail pointing at one URL costs one
 //! request, and at most [`MAX_TRACKED`] distinct URLs are fetched per hour.

@@ -112,7 +112,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let mut harvester =
         sealgate_harvest::Harvester::new(trust_store.clone(), store.clone(), metrics.clone());
     if settings.harvest.openpgp_header {
-        let client = sealgate_keys::sources::http::public_client(&settings.keys.http)
+        let client = sealgate_keys::sources::http::public_client_no_redirects(&settings.keys.http)
             .map_err(anyhow::Error::msg)?;
         harvester = harvester.with_openpgp_header(sealgate_harvest::fetcher::Fetcher::new(
             client,

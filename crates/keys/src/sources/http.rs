@@ -150,14 +150,29 @@ pub fn client(config: &HttpConfig) -> Result<reqwest::Client, String> {
 /// name with only non-public addresses counts as not existing. (Through a
 /// proxy, the proxy resolves: it must apply its own rules.)
 pub fn public_client(config: &HttpConfig) -> Result<reqwest::Client, String> {
+    public_builder(config)?
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+/// The builder of [`public_client`].
+fn public_builder(config: &HttpConfig) -> Result<reqwest::ClientBuilder, String> {
     // The configured proxy is the admin's choice: its name resolves freely.
     let proxy_host = config
         .proxy
         .as_deref()
         .and_then(|p| url::Url::parse(p).ok())
         .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-    builder(config, true)?
-        .dns_resolver(Arc::new(PublicOnly { proxy_host }))
+    Ok(builder(config, true)?.dns_resolver(Arc::new(PublicOnly { proxy_host })))
+}
+
+/// Like [`public_client`], but never following a redirect (a 3xx answer is
+/// an error): for URLs that must stay where a check put them (the
+/// `OpenPGP: url=` header, whose host must be in the sender's domain; an
+/// open redirect on that site would otherwise point anywhere).
+pub fn public_client_no_redirects(config: &HttpConfig) -> Result<reqwest::Client, String> {
+    public_builder(config)?
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
 }
