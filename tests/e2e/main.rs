@@ -17,6 +17,7 @@ mod incoming;
 mod levels;
 mod limits;
 mod observe;
+mod policy;
 mod privacy;
 mod queue;
 mod queue_tools;

@@ -173,18 +173,10 @@ pub async fn run(
     store: Store,
     config: RefreshConfig,
     metrics: Option<sealgate_metrics::Metrics>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(config.check_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
+    let mut clock = sealgate_store::Periodic::new(config.check_every, stop);
+    while clock.next().await {
         match refresh_due(&resolver, &store, &config, metrics.as_ref()).await {
             Ok(r) if r == Report::default() => {}
             Ok(r) => tracing::info!(

@@ -1,10 +1,10 @@
 //! The `[policy]` section of the configuration, as serde types.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Encryption mode of a recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Never encrypt.
@@ -16,7 +16,7 @@ pub enum Mode {
 }
 
 /// An encryption method as written in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MethodName {
     Pgp,
@@ -33,7 +33,7 @@ impl From<MethodName> for sealgate_keys::Method {
 }
 
 /// The S/MIME content cipher as written in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum SmimeCipherName {
     /// AES-256-GCM for a recipient whose signed mail announced it
     /// (SMIMECapabilities, learned by harvesting), AES-256-CBC otherwise.
@@ -46,7 +46,7 @@ pub enum SmimeCipherName {
 }
 
 /// RSA key transport of S/MIME copies as written in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RsaPaddingName {
     /// PKCS#1 v1.5: what every S/MIME client reads.
@@ -58,7 +58,7 @@ pub enum RsaPaddingName {
 
 /// What to do with a recipient when a key source failed (its answer is unknown)
 /// and no other source gave a usable key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnSourceError {
     /// 451 4.4.3: the client tries again later.
@@ -71,7 +71,7 @@ pub enum OnSourceError {
 /// What to do when a message is already encrypted, but not to any usable key
 /// of a recipient whose mode is `mandatory` (a hidden or password-only
 /// recipient, or someone else's key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForeignEncryption {
     /// Encrypt the (encrypted) message again, to the recipient's own keys.
@@ -84,7 +84,7 @@ pub enum ForeignEncryption {
 /// Whether outgoing mail is S/MIME-signed for its sender (the author in
 /// `From:`), with the signing certificate `sealgate certs sign-select` or
 /// the automatic choice gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignMode {
     /// Never sign (the default).
@@ -99,7 +99,7 @@ pub enum SignMode {
 }
 
 /// What a `mandatory` signer without a usable signing certificate gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignUnavailable {
     /// 451 4.7.5: the client keeps the message and tries again (a
@@ -129,7 +129,7 @@ fn default_cipher() -> SmimeCipherName {
 }
 
 /// `[policy]`: global settings and per-domain overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     #[serde(default = "default_mode")]
@@ -172,6 +172,14 @@ pub struct PolicyConfig {
     /// case-insensitively): the most specific level, over the domain's.
     #[serde(default)]
     pub users: BTreeMap<String, UserPolicy>,
+    /// Seconds between two looks at the policy kept in the store (every
+    /// instance sharing it obeys a change within this).
+    #[serde(default = "default_reload_secs")]
+    pub reload_secs: u64,
+}
+
+fn default_reload_secs() -> u64 {
+    10
 }
 
 impl Default for PolicyConfig {
@@ -190,6 +198,7 @@ impl Default for PolicyConfig {
             sign_unavailable: SignUnavailable::default(),
             domains: BTreeMap::new(),
             users: BTreeMap::new(),
+            reload_secs: default_reload_secs(),
         }
     }
 }
@@ -199,7 +208,7 @@ impl Default for PolicyConfig {
 pub type UserPolicy = DomainPolicy;
 
 /// `[policy.domains."example.com"]`: any setting left out is inherited.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainPolicy {
     pub mode: Option<Mode>,
@@ -222,6 +231,9 @@ impl PolicyConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.methods.is_empty() {
             return Err("policy.methods: must name at least one method (pgp, smime)".into());
+        }
+        if self.reload_secs == 0 {
+            return Err("policy.reload_secs: must be at least 1".into());
         }
         let hex = |key: &str, list: &[String], lens: &[usize], what: &str| -> Result<(), String> {
             for t in list {

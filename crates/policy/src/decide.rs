@@ -64,9 +64,16 @@ pub enum Refusal {
     SourceFailed(String),
 }
 
-/// The compiled `[policy]` section.
+/// The compiled `[policy]` section (the file's, with the store's settings
+/// over it). Clones share one current version, which [`Policy::replace`]
+/// swaps for every holder at once.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    current: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Compiled>>>,
+}
+
+#[derive(Debug)]
+struct Compiled {
     config: PolicyConfig,
     /// Some level turns signing on (worked out once: read per message).
     signs: bool,
@@ -96,6 +103,36 @@ pub fn canonical_address(address: &str) -> String {
 
 impl Policy {
     pub fn new(config: PolicyConfig) -> Result<Policy, String> {
+        Ok(Policy {
+            current: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(
+                Compiled::new(config)?,
+            ))),
+        })
+    }
+
+    /// Puts `config` in force for every holder of this policy; on an error
+    /// the current one stays.
+    pub fn replace(&self, config: PolicyConfig) -> Result<(), String> {
+        let compiled = std::sync::Arc::new(Compiled::new(config)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = compiled;
+        Ok(())
+    }
+
+    /// The configuration in force (the file's with the store's over it).
+    pub fn config(&self) -> PolicyConfig {
+        self.now().config.clone()
+    }
+
+    fn now(&self) -> std::sync::Arc<Compiled> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Compiled {
+    fn new(config: PolicyConfig) -> Result<Compiled, String> {
         config.validate()?;
         let mut config = config;
         let mut domains = BTreeMap::new();
@@ -127,14 +164,17 @@ impl Policy {
                 .values()
                 .chain(config.users.values())
                 .any(|d| d.sign.is_some_and(|m| m != SignMode::Off));
-        Ok(Policy { config, signs })
+        Ok(Compiled { config, signs })
     }
+}
 
+impl Policy {
     /// Global settings, overridden by the most specific matching domain entry
     /// (the exact domain first, then the longest matching `*.` wildcard),
     /// then by the address's own entry, setting by setting.
     pub fn settings_for(&self, address: &str) -> Settings {
-        let c = &self.config;
+        let now = self.now();
+        let c = &now.config;
         let mut s = Settings {
             mode: c.mode,
             methods: c.methods.iter().map(|&m| m.into()).collect(),
@@ -209,7 +249,7 @@ impl Policy {
     /// True when some level turns signing on: without that, the pipeline
     /// does not look at the sender at all.
     pub fn signs_anywhere(&self) -> bool {
-        self.signs
+        self.now().signs
     }
 
     /// The decision for `address` given the keys the resolver found. `Off`

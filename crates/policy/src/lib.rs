@@ -6,9 +6,18 @@
 //! *encrypt with this method and these keys*, *send as is*, or *refuse*
 //! (permanently, or for now when a key source failed). The decision is
 //! fail-closed: in `mandatory` mode no path leads to plaintext.
+//!
+//! Settings inherit setting by setting (defaults, global, domain, user), and
+//! each level may come from the TOML file and from the store ([`layers`]:
+//! the store's value wins at the same level; `sealgate policy show` says
+//! where each effective setting came from). [`Policy`] is shared by every
+//! task and can be replaced while running ([`Policy::replace`]), so a change
+//! made in the store reaches a running gateway without a restart.
 
 mod config;
 mod decide;
+pub mod layers;
+pub mod stored;
 
 pub use config::{
     DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, RsaPaddingName,

@@ -65,8 +65,51 @@ pub enum Command {
     /// What harvesting learned from incoming mail, and what it refused.
     #[command(subcommand)]
     Harvest(HarvestCommand),
+    /// The encryption policy: global, per domain and per user, from the
+    /// configuration file and the store (store values win at the same level).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Every effective setting for ADDRESS and the level it came from
+    /// (default, global, domain, user; file or store).
+    Show {
+        /// The recipient (or sender) address.
+        address: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a setting in the store: running gateways obey it within
+    /// policy.reload_secs, without a restart.
+    Set {
+        /// `global`, `@domain` (or `*.domain`), or an address.
+        scope: String,
+        /// The setting (mode, methods, smime_cipher, ...; `policy show`
+        /// lists them).
+        name: String,
+        /// The value as in the configuration file: `mandatory`,
+        /// `pgp,smime` or `["pgp","smime"]`, `true`.
+        value: String,
+    },
+    /// Remove a setting from the store: the scope inherits it again (from
+    /// the file's value at the same level, or the level above).
+    Unset {
+        /// `global`, `@domain` (or `*.domain`), or an address.
+        scope: String,
+        /// The setting.
+        name: String,
+    },
+    /// Every setting the store holds, by scope.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

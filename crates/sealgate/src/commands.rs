@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ctl(c) => crate::trust_cmd::ctl(&settings, c).await,
         Command::Crl(c) => crate::trust_cmd::crl(&settings, c).await,
         Command::Harvest(h) => harvest(&settings, h).await,
+        Command::Policy(p) => crate::policy_cmd::run(&settings, p).await,
         Command::HashPassword => unreachable!("handled above"),
     }
 }
@@ -53,7 +54,13 @@ async fn check_config(settings: &Settings) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
     let (trust, _) = wiring::live_trust(settings, &store, false).await?;
     let (resolver, _, summary) = wiring::resolver(settings, &store, trust)?;
-    Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
+    // The file's policy with the store's settings over it must load.
+    Policy::new(
+        sealgate_policy::stored::load(&store, &settings.policy)
+            .await
+            .map_err(anyhow::Error::msg)?,
+    )
+    .map_err(anyhow::Error::msg)?;
     sealgate_relay::SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
     out!("configuration OK");
     out!("{}", config::describe(settings));
@@ -109,7 +116,12 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
         .verifier()
         .await
         .map_err(|e| anyhow!("cannot load the trust stores: {e}"))?;
-    let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
+    let policy = Policy::new(
+        sealgate_policy::stored::load(&store, &settings.policy)
+            .await
+            .map_err(anyhow::Error::msg)?,
+    )
+    .map_err(anyhow::Error::msg)?;
     let policy_settings = policy.settings_for(address);
     let (reports, resolution) = resolver
         .verify(

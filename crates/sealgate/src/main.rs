@@ -31,6 +31,7 @@ mod harvesting;
 mod incoming;
 mod logging;
 mod observe;
+mod policy_cmd;
 mod queue_cmd;
 mod serve;
 mod signing;

@@ -36,7 +36,13 @@ pub async fn run(settings: Settings) -> Result<()> {
         addresses = summary.addresses,
         "key files loaded"
     );
-    let policy = Policy::new(settings.policy.clone()).map_err(anyhow::Error::msg)?;
+    // The file's policy with the store's settings over it; followed below.
+    let policy = Policy::new(
+        sealgate_policy::stored::load(&store, &settings.policy)
+            .await
+            .map_err(anyhow::Error::msg)?,
+    )
+    .map_err(anyhow::Error::msg)?;
     let relay = SmtpRelay::new(settings.relay.clone()).map_err(anyhow::Error::msg)?;
     let schedule = settings.queue.schedule().map_err(anyhow::Error::msg)?;
     let queue = Queue::open(
@@ -67,6 +73,14 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     let resolver = Arc::new(resolver);
     crate::observe::sample_breakers(resolver.clone(), metrics.clone());
+    // The policy kept in the store, followed; stops with the listeners.
+    let (policy_stop, policy_stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(sealgate_policy::stored::follow(
+        store.clone(),
+        settings.policy.clone(),
+        policy.clone(),
+        policy_stopped,
+    ));
     // Refreshing stored key-server and WKD keys; stops with the listeners.
     let (refresh_stop, refresh_stopped) = tokio::sync::watch::channel(false);
     match settings.keys.refresh().map_err(anyhow::Error::msg)? {
@@ -83,7 +97,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     let additional = Arc::new(crate::additional::LiveAdditionalKeys::default());
     additional
-        .refresh(&settings.policy, &trust_store, &trust.snapshot(), &store)
+        .refresh(&policy.config(), &trust_store, &trust.snapshot(), &store)
         .await;
     let kek = sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -133,7 +147,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         trust_store.clone(),
     ));
     let pipeline = Pipeline::new(
-        policy,
+        policy.clone(),
         resolver.clone(),
         queue.clone(),
         PipelineOptions {
@@ -196,11 +210,11 @@ pub async fn run(settings: Settings) -> Result<()> {
         trust.clone(),
         trust_store.clone(),
         additional.clone(),
-        settings.policy.clone(),
+        policy.clone(),
         store.clone(),
     );
     let hup_additional = additional.clone();
-    let hup_policy = settings.policy.clone();
+    let hup_policy = policy.clone();
     let hup_store = store.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -211,7 +225,12 @@ pub async fn run(settings: Settings) -> Result<()> {
                 );
             }
             hup_additional
-                .refresh(&hup_policy, &trust_store, &trust.snapshot(), &hup_store)
+                .refresh(
+                    &hup_policy.config(),
+                    &trust_store,
+                    &trust.snapshot(),
+                    &hup_store,
+                )
                 .await;
             signing.clear();
             // Remote answers are asked again: a changed key at a source
@@ -280,6 +299,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
         let _ = stop_tx.send(true);
         let _ = refresh_stop.send(true);
+        let _ = policy_stop.send(true);
     };
     sealgate_smtp_server::serve(listener, server_config, pipeline, shutdown).await?;
     if let Some(task) = incoming {
@@ -384,7 +404,7 @@ fn trust_reload(
     trust: Arc<sealgate_trust::LiveTrust>,
     store: sealgate_trust::TrustStore,
     additional: Arc<crate::additional::LiveAdditionalKeys>,
-    policy: sealgate_policy::PolicyConfig,
+    policy: Policy,
     keys_store: sealgate_store::Store,
 ) {
     tokio::spawn(async move {
@@ -397,7 +417,7 @@ fn trust_reload(
             let reloaded = trust.refresh(&store).await;
             // Judged with the snapshot just built (not a second one).
             additional
-                .refresh(&policy, &store, &trust.snapshot(), &keys_store)
+                .refresh(&policy.config(), &store, &trust.snapshot(), &keys_store)
                 .await;
             match reloaded {
                 Ok(()) if failing => {

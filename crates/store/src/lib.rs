@@ -2,7 +2,8 @@
 //!
 //! Every stage that must remember something across messages or restarts goes
 //! through here: imported and uploaded keys and the addresses they are bound to, and the
-//! answers of remote key sources (both read by the key resolver), and the audit log the pipeline writes once per message. It is
+//! answers of remote key sources (both read by the key resolver), the policy
+//! settings kept in the store, and the audit log the pipeline writes once per message. It is
 //! one set of portable SQL on sqlx's `Any` driver, so the same migrations and
 //! queries run on SQLite (the embedded default, a file created on first start) and
 //! on PostgreSQL (several gateways sharing one database).
@@ -12,11 +13,15 @@ mod bindings;
 mod cache;
 mod db;
 mod keys;
+mod periodic;
+mod policy;
 
 pub use audit::{write_audit, AuditRecipient, AuditRecord};
 pub use bindings::{Binding, Level, NewBinding};
 pub use db::{redact, Backend, Store};
 pub use keys::{KeyKind, StoredKey};
+pub use periodic::Periodic;
+pub use policy::PolicySetting;
 
 /// Errors of the store; the message says what failed, never key material.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,162 @@
+//! The policy kept in the store (issue 10, items 1 and 2) through the real
+//! binary: two gateways share one PostgreSQL store; `sealgate policy set`
+//! made through one is obeyed by the other within `policy.reload_secs`,
+//! without a restart, and `policy unset` gives the file's policy back.
+//! `policy show --json` names the level each setting came from, and bad
+//! scopes, settings and values are clear errors.
+
+use crate::gateway::{text, Gateway};
+use crate::trust::on_postgres;
+use sealgate_testkit::postfix::smtp_send;
+use sealgate_testkit::process::wait_until;
+use sealgate_testkit::sink::Sink;
+use std::time::Duration;
+
+fn config(store: &str, sink: &Sink) -> String {
+    format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         [store]\nurl = \"{store}\"\n\
+         [policy]\nmode = \"opportunistic\"\nsmime_cipher = \"aes-256-gcm\"\nreload_secs = 1\n\
+         [policy.domains.\"partner.test\"]\nmethods = [\"pgp\"]\n",
+        sink.port()
+    )
+}
+
+/// Mail to bob@partner.test (no key anywhere) through `gw`.
+fn to_bob(gw: &Gateway, n: usize) -> Result<(), String> {
+    let msg =
+        format!("From: ian@corp.test\r\nTo: bob@partner.test\r\nSubject: {n}\r\n\r\nhello {n}\r\n");
+    smtp_send(
+        gw.port,
+        "ian@corp.test",
+        &["bob@partner.test"],
+        msg.as_bytes(),
+    )
+}
+
+/// How often `gw` logged that a stored policy change is in force.
+fn reloads(gw: &Gateway) -> usize {
+    gw.log()
+        .matches("policy: a change in the store is in force")
+        .count()
+}
+
+#[test]
+fn a_policy_set_through_one_instance_is_obeyed_by_another() {
+    on_postgres(|store| {
+        let sink = Sink::start();
+        let a = Gateway::start(&config(store, &sink));
+        let b = Gateway::start(&config(store, &sink));
+        // Opportunistic, no key: plaintext.
+        to_bob(&b, 1).unwrap();
+        sink.wait_for(1, Duration::from_secs(30)).unwrap();
+
+        let o = a.cli(&["policy", "set", "@Partner.TEST", "mode", "mandatory"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(
+            text(&o).contains("domain partner.test mode = \"mandatory\""),
+            "{}",
+            text(&o)
+        );
+        wait_until(Duration::from_secs(20), "b follows the store", || {
+            reloads(&b) >= 1
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.log()));
+        let e = to_bob(&b, 2).unwrap_err();
+        assert!(e.contains("550 5.7.1") && e.contains("mandatory"), "{e}");
+
+        // Where each setting comes from.
+        let o = b.cli(&["policy", "show", "bob@partner.test", "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let shown: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+        let get = |n: &str| {
+            shown
+                .iter()
+                .find(|s| s["name"] == n)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {n}: {shown:?}"))
+        };
+        assert_eq!(get("mode")["value"], "mandatory");
+        assert_eq!(get("mode")["from"][0], "domain partner.test (store)");
+        assert_eq!(get("methods")["value"], serde_json::json!(["pgp"]));
+        assert_eq!(get("methods")["from"][0], "domain partner.test (file)");
+        assert_eq!(get("smime_cipher")["from"][0], "global (file)");
+        assert_eq!(get("on_source_error")["from"][0], "default");
+        let o = a.cli(&["policy", "list", "--json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(rows[0]["scope"], "partner.test", "{rows}");
+
+        // A user's own setting wins over the domain's.
+        let o = a.cli(&["policy", "set", "bob@partner.test", "mode", "opportunistic"]);
+        assert!(o.status.success(), "{}", text(&o));
+        wait_until(Duration::from_secs(20), "b follows again", || {
+            reloads(&b) >= 2
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.log()));
+        to_bob(&b, 3).unwrap();
+        sink.wait_for(2, Duration::from_secs(30)).unwrap();
+
+        // Unset both: the file's policy is back.
+        for scope in ["bob@partner.test", "@partner.test"] {
+            let o = a.cli(&["policy", "unset", scope, "mode"]);
+            assert!(o.status.success(), "{}", text(&o));
+        }
+        let o = a.cli(&["policy", "unset", "@partner.test", "mode"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let o = a.cli(&["policy", "list"]);
+        assert!(
+            text(&o).contains("holds no policy settings"),
+            "{}",
+            text(&o)
+        );
+        wait_until(Duration::from_secs(20), "b follows the unsets", || {
+            reloads(&b) >= 3
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.log()));
+        to_bob(&b, 4).unwrap();
+        sink.wait_for(3, Duration::from_secs(30)).unwrap();
+    });
+}
+
+#[test]
+fn bad_policy_commands_are_clear_errors() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&config("sqlite://data/s.db", &sink));
+    for (args, why) in [
+        (
+            vec!["policy", "set", "@partner.test", "mode", "sometimes"],
+            "unknown variant `sometimes`, expected one of `off`, `opportunistic`, `mandatory`",
+        ),
+        (
+            vec!["policy", "set", "global", "colour", "red"],
+            "\"colour\" is not a policy setting; the settings are: mode, methods",
+        ),
+        (
+            vec!["policy", "set", "a b", "mode", "off"],
+            "is not a scope",
+        ),
+        (
+            vec!["policy", "set", "global", "methods", "[]"],
+            "must name at least one method",
+        ),
+        (
+            vec!["policy", "set", "@x.test", "additional_pgp_keys", "ABC"],
+            "is not an OpenPGP fingerprint",
+        ),
+        (vec!["policy", "show", "nobody"], "is not an address"),
+        (
+            vec!["policy", "unset", "global", "colour"],
+            "is not a policy setting",
+        ),
+    ] {
+        let o = gw.cli(&args);
+        assert!(!o.status.success(), "{args:?} accepted: {}", text(&o));
+        assert!(text(&o).contains(why), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    }
+    // Nothing bad was stored: the gateway still loads its policy.
+    let o = gw.cli(&["check-config"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = gw.cli(&["policy", "list", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
+}
