@@ -91,6 +91,15 @@ pub fn canonical_domain(domain: &str) -> String {
     }
 }
 
+/// The form a domain-level key is compared in: [`canonical_domain`], keeping
+/// a leading `*.` wildcard.
+pub fn canonical_domain_key(key: &str) -> String {
+    match key.strip_prefix("*.") {
+        Some(base) => format!("*.{}", canonical_domain(base)),
+        None => canonical_domain(key),
+    }
+}
+
 /// The form a user-level key and an address are compared in: the local
 /// part lower-cased (as sealgate compares addresses everywhere), the domain
 /// as [`canonical_domain`].
@@ -137,10 +146,7 @@ impl Compiled {
         let mut config = config;
         let mut domains = BTreeMap::new();
         for (k, v) in std::mem::take(&mut config.domains) {
-            let canonical = match k.strip_prefix("*.") {
-                Some(base) => format!("*.{}", canonical_domain(base)),
-                None => canonical_domain(&k),
-            };
+            let canonical = canonical_domain_key(&k);
             if domains.insert(canonical.clone(), v).is_some() {
                 return Err(format!(
                     "policy.domains.\"{k}\": the same domain as another entry (both are {canonical})"

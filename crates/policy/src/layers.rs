@@ -16,7 +16,7 @@
 //! names the valid choices.
 
 use crate::config::{DomainPolicy, PolicyConfig};
-use crate::decide::{canonical_address, canonical_domain};
+use crate::decide::{canonical_address, canonical_domain_key};
 use serde_json::{Map, Value};
 
 /// The settings a level may set, in the order `policy show` lists them.
@@ -64,15 +64,11 @@ impl Scope {
             ));
         }
         let domain = |d: &str| -> Result<Scope, String> {
-            let (wild, bare) = match d.strip_prefix("*.") {
-                Some(b) => (true, b),
-                None => (false, d),
-            };
+            let bare = d.strip_prefix("*.").unwrap_or(d);
             if bare.is_empty() || bare.contains(['*', '@']) || bare.starts_with('.') {
                 return Err(format!("{text:?} is not a domain or *.domain wildcard"));
             }
-            let c = canonical_domain(bare);
-            Ok(Scope::Domain(if wild { format!("*.{c}") } else { c }))
+            Ok(Scope::Domain(canonical_domain_key(d)))
         };
         match t.strip_prefix('@') {
             Some(d) => domain(d),
@@ -179,10 +175,7 @@ fn set_in(whole: &mut Map<String, Value>, table: &str, key: &str, name: &str, v:
                 let canon = if table == "users" {
                     canonical_address(k)
                 } else {
-                    match k.strip_prefix("*.") {
-                        Some(b) => format!("*.{}", canonical_domain(b)),
-                        None => canonical_domain(k),
-                    }
+                    canonical_domain_key(k)
                 };
                 canon == key
             })
@@ -357,10 +350,7 @@ fn table(
             let key = if users {
                 canonical_address(k)
             } else {
-                match k.strip_prefix("*.") {
-                    Some(b) => format!("*.{}", canonical_domain(b)),
-                    None => canonical_domain(k),
-                }
+                canonical_domain_key(k)
             };
             let fields: Map<String, Value> = object(v.clone())
                 .into_iter()

@@ -23,4 +23,6 @@ pub use config::{
     DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, RsaPaddingName,
     SignMode, SignUnavailable, SmimeCipherName, UserPolicy,
 };
-pub use decide::{canonical_address, canonical_domain, Decision, Policy, Refusal, Settings};
+pub use decide::{
+    canonical_address, canonical_domain, canonical_domain_key, Decision, Policy, Refusal, Settings,
+};
