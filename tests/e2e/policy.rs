@@ -8,7 +8,7 @@
 use crate::gateway::{text, Gateway};
 use crate::trust::on_postgres;
 use sealgate_testkit::postfix::smtp_send;
-use sealgate_testkit::process::wait_until;
+use sealgate_testkit::process::{signal, wait_until};
 use sealgate_testkit::sink::Sink;
 use std::time::Duration;
 
@@ -116,6 +116,59 @@ fn a_policy_set_through_one_instance_is_obeyed_by_another() {
         to_bob(&b, 4).unwrap();
         sink.wait_for(3, Duration::from_secs(30)).unwrap();
     });
+}
+
+/// SIGHUP re-reads the whole file: the policy takes effect at once, other
+/// changed sections are named for a restart, and a file that does not load
+/// keeps the policy in force.
+#[test]
+fn sighup_rereads_the_policy_from_the_file() {
+    let sink = Sink::start();
+    let first = config("sqlite://data/s.db", &sink);
+    let gw = Gateway::start(&first);
+    to_bob(&gw, 1).unwrap();
+    sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    let mut config_text = std::fs::read_to_string(&gw.config).unwrap();
+    config_text = config_text
+        .replace("mode = \"opportunistic\"", "mode = \"mandatory\"")
+        .replace("[smtp]\n", "[smtp]\nmax_recipients = 50\n");
+    std::fs::write(&gw.config, &config_text).unwrap();
+    let applied = |n: usize| {
+        move |gw: &Gateway| {
+            gw.log()
+                .matches("SIGHUP: the policy from the file is in force")
+                .count()
+                >= n
+        }
+    };
+    signal(gw.child.pid(), 1); // SIGHUP
+    wait_until(Duration::from_secs(20), "the file's policy", || {
+        applied(1)(&gw)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let e = to_bob(&gw, 2).unwrap_err();
+    assert!(e.contains("550 5.7.1") && e.contains("mandatory"), "{e}");
+    assert!(
+        gw.log().contains(
+            "SIGHUP: [smtp] changed in the configuration; it takes effect after a restart"
+        ),
+        "{}",
+        gw.log()
+    );
+    // A broken file keeps what is in force.
+    std::fs::write(
+        &gw.config,
+        config_text.replace("mode = \"mandatory\"", "mode = \"loud\""),
+    )
+    .unwrap();
+    signal(gw.child.pid(), 1); // SIGHUP
+    wait_until(Duration::from_secs(20), "the refusal", || {
+        gw.log()
+            .contains("SIGHUP: the configuration file does not load, keeping the one in force")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let e = to_bob(&gw, 3).unwrap_err();
+    assert!(e.contains("550 5.7.1"), "{e}");
 }
 
 #[test]

@@ -81,18 +81,32 @@ pub async fn unset(store: &Store, scope: &str, name: &str) -> Result<(Scope, boo
 
 /// Keeps `policy` equal to the file's with the store's settings over it:
 /// every `policy.reload_secs` it reads the store's change counter and, when
-/// it moved, loads and puts the new policy in force. A policy that does not
-/// load keeps the current one (logged). Stops when `stop` turns true.
+/// it moved, loads and puts the new policy in force; so it does at once when
+/// `file` brings a new file policy (SIGHUP). A policy that does not load
+/// keeps the current one (logged). Stops when `stop` turns true.
 pub async fn follow(
     store: Store,
-    file: PolicyConfig,
+    mut file: tokio::sync::watch::Receiver<PolicyConfig>,
     policy: Policy,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let every = std::time::Duration::from_secs(file.reload_secs.max(1));
+    let every = std::time::Duration::from_secs(file.borrow().reload_secs.max(1));
     let mut seen = store.policy_version().await.ok();
     let mut clock = sealgate_store::Periodic::new(every, stop);
-    while clock.next().await {
+    let mut file_open = true;
+    loop {
+        let new_file = tokio::select! {
+            go = clock.next() => {
+                if !go {
+                    return;
+                }
+                false
+            }
+            changed = file.changed(), if file_open => {
+                file_open = changed.is_ok();
+                file_open
+            }
+        };
         let version = match store.policy_version().await {
             Ok(v) => v,
             Err(e) => {
@@ -102,16 +116,21 @@ pub async fn follow(
                 continue;
             }
         };
-        if Some(version) == seen {
+        if Some(version) == seen && !new_file {
             continue;
         }
-        match load(&store, &file).await.and_then(|c| policy.replace(c)) {
+        let current = file.borrow().clone();
+        match load(&store, &current).await.and_then(|c| policy.replace(c)) {
+            Ok(()) if new_file => {
+                seen = Some(version);
+                tracing::info!(version, "SIGHUP: the policy from the file is in force");
+            }
             Ok(()) => {
                 seen = Some(version);
                 tracing::info!(version, "policy: a change in the store is in force");
             }
             Err(e) => tracing::error!(
-                "policy: the stored policy does not load, keeping the policy in force: {e}"
+                "policy: the policy does not load, keeping the policy in force: {e}"
             ),
         }
     }

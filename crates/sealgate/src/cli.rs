@@ -25,7 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway (SIGHUP re-reads the key files, SIGTERM/SIGINT stop it).
+    /// Run the gateway (SIGHUP re-reads the configuration's policy and the key
+    /// files, SIGTERM/SIGINT stop it).
     Serve,
     /// Check the configuration and the key files, print a summary, exit 0 if valid.
     CheckConfig,

@@ -22,7 +22,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             logging::init(&settings.log);
-            serve::run(settings).await?;
+            serve::run(settings, cli.config.clone()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => check_config(&settings).await,

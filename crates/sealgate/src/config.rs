@@ -365,6 +365,35 @@ const LIST_KEYS: &[&str] = &[
     "queue.retry_schedule",
 ];
 
+/// The sections of `new` that differ from `running` and that only a restart
+/// puts in force (all but `[policy]`, which SIGHUP applies). The key files'
+/// contents are reloaded by SIGHUP; their list is a `[keys]` change.
+pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
+    let sections: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 12] = [
+        ("smtp", &running.smtp, &new.smtp),
+        ("relay", &running.relay, &new.relay),
+        ("store", &running.store, &new.store),
+        ("keys", &running.keys, &new.keys),
+        ("queue", &running.queue, &new.queue),
+        ("trust", &running.trust, &new.trust),
+        ("admin", &running.admin, &new.admin),
+        ("incoming", &running.incoming, &new.incoming),
+        ("harvest", &running.harvest, &new.harvest),
+        ("dns", &running.dns, &new.dns),
+        ("log", &running.log, &new.log),
+        (
+            "policy.reload_secs",
+            &running.policy.reload_secs,
+            &new.policy.reload_secs,
+        ),
+    ];
+    sections
+        .into_iter()
+        .filter(|(_, a, b)| format!("{a:?}") != format!("{b:?}"))
+        .map(|(name, _, _)| name)
+        .collect()
+}
+
 impl Settings {
     /// Reads `file` (or only the defaults when None) plus `SEALGATE__*`
     /// environment overrides, then validates.

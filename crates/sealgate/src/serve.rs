@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
-pub async fn run(settings: Settings) -> Result<()> {
+pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) -> Result<()> {
     // The handlers first: a SIGHUP or SIGTERM that arrives while the
     // gateway starts (the listener may already accept) must not take the
     // default action, which ends the process.
@@ -73,11 +73,13 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     let resolver = Arc::new(resolver);
     crate::observe::sample_breakers(resolver.clone(), metrics.clone());
-    // The policy kept in the store, followed; stops with the listeners.
+    // The policy kept in the store, followed, and the file's, which SIGHUP
+    // re-reads; stops with the listeners.
     let (policy_stop, policy_stopped) = tokio::sync::watch::channel(false);
+    let (file_policy, file_policy_rx) = tokio::sync::watch::channel(settings.policy.clone());
     tokio::spawn(sealgate_policy::stored::follow(
         store.clone(),
-        settings.policy.clone(),
+        file_policy_rx,
         policy.clone(),
         policy_stopped,
     ));
@@ -216,8 +218,28 @@ pub async fn run(settings: Settings) -> Result<()> {
     let hup_additional = additional.clone();
     let hup_policy = policy.clone();
     let hup_store = store.clone();
+    let hup_settings = settings.clone();
     tokio::spawn(async move {
+        let mut running = hup_settings;
         while hup.recv().await.is_some() {
+            // The whole file again: the policy takes effect now, anything
+            // else that changed is named for a restart.
+            match Settings::load(config_file.as_deref()) {
+                Ok(new) => {
+                    for section in crate::config::restart_needed(&running, &new) {
+                        tracing::warn!(
+                            "SIGHUP: [{section}] changed in the configuration; it takes effect after a restart"
+                        );
+                    }
+                    if new.policy != running.policy {
+                        let _ = file_policy.send(new.policy.clone());
+                    }
+                    running = new;
+                }
+                Err(e) => tracing::error!(
+                    "SIGHUP: the configuration file does not load, keeping the one in force: {e:#}"
+                ),
+            }
             // The trust stores as they are now (a root just imported).
             if let Err(e) = trust.refresh(&trust_store).await {
                 tracing::error!(
