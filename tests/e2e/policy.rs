@@ -213,3 +213,97 @@ fn bad_policy_commands_are_clear_errors() {
     let o = gw.cli(&["policy", "list", "--json"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 }
+
+/// `no_key_action = "bounce"` (issue 10, item 3): a mandatory recipient
+/// without a key is accepted, nothing reaches it, and the sender gets a
+/// failure DSN saying why; the other recipients of the message are served.
+/// Never plaintext.
+#[test]
+fn no_key_bounce_accepts_and_reports_without_plaintext() {
+    let sink = Sink::start();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         [store]\nurl = \"sqlite://data/s.db\"\n\
+         [policy]\nmode = \"opportunistic\"\n\
+         [policy.domains.\"partner.test\"]\nmode = \"mandatory\"\nno_key_action = \"bounce\"\n",
+        sink.port()
+    ));
+    let msg = |to: &str| {
+        format!("From: ian@corp.test\r\nTo: {to}\r\nSubject: hi\r\n\r\nSECRET-BODY text\r\n")
+    };
+    // Only a bounced recipient: 250, and a DSN.
+    smtp_send(
+        gw.port,
+        "ian@corp.test",
+        &["bob@partner.test"],
+        msg("bob@partner.test").as_bytes(),
+    )
+    .unwrap();
+    // A bounced and a served one.
+    smtp_send(
+        gw.port,
+        "ian@corp.test",
+        &["bob@partner.test", "carol@elsewhere.test"],
+        msg("bob@partner.test, carol@elsewhere.test").as_bytes(),
+    )
+    .unwrap();
+    let got = sink.wait_for(3, Duration::from_secs(30)).unwrap();
+    let dsns: Vec<_> = got
+        .iter()
+        .filter(|m| m.rcpt_to == ["ian@corp.test"])
+        .collect();
+    assert_eq!(dsns.len(), 2, "{got:?}");
+    for d in &dsns {
+        let t = d.text();
+        assert!(t.contains("multipart/report"), "{t}");
+        assert!(t.contains("Action: failed"), "{t}");
+        assert!(t.contains("Status: 5.7.1"), "{t}");
+        assert!(
+            t.contains(
+                "<bob@partner.test>: recipient requires encryption: encryption is mandatory"
+            ),
+            "{t}"
+        );
+        assert!(!t.contains("SECRET-BODY"), "the DSN returned the body: {t}");
+    }
+    let carol: Vec<_> = got
+        .iter()
+        .filter(|m| m.rcpt_to == ["carol@elsewhere.test"])
+        .collect();
+    assert_eq!(carol.len(), 1, "{got:?}");
+    assert!(
+        got.iter()
+            .all(|m| !m.rcpt_to.iter().any(|r| r == "bob@partner.test")),
+        "something went to bob: {got:?}"
+    );
+    // Nothing is left in the queue (a bounced-only message leaves no row).
+    wait_until(Duration::from_secs(30), "an empty queue", || {
+        let o = gw.cli(&["queue", "list", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .is_ok_and(|l| l.as_array().is_some_and(|a| a.is_empty()))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", text(&gw.cli(&["queue", "list"]))));
+    let db = gw.dir.path().join("data/s.db");
+    let rows = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM queue_message').fetchone()[0])",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&rows.stdout).trim(),
+        "0",
+        "{rows:?}"
+    );
+    // The store can turn it back to reject.
+    let o = gw.cli(&["policy", "set", "@partner.test", "no_key_action", "reject"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = gw.cli(&["policy", "show", "bob@partner.test"]);
+    assert!(
+        text(&o).contains("no_key_action") && text(&o).contains("domain partner.test (store)"),
+        "{}",
+        text(&o)
+    );
+}

@@ -38,7 +38,7 @@ pub async fn build<'a>(
 ) -> Result<Cow<'a, [u8]>, BuildError> {
     match &group.kind {
         GroupKind::Plain | GroupKind::PassThrough => Ok(Cow::Borrowed(data)),
-        GroupKind::Refused { reason } => Err(BuildError {
+        GroupKind::Refused { reason } | GroupKind::Bounced { reason } => Err(BuildError {
             reason: reason.clone(),
             permanent: true,
         }),

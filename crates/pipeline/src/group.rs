@@ -39,6 +39,9 @@ pub enum GroupKind {
     },
     /// Nothing is sent: policy refuses these recipients at DATA.
     Refused { reason: String },
+    /// Not delivered: the sender gets a failure DSN with the reason
+    /// (`no_key_action = "bounce"`); never plaintext.
+    Bounced { reason: String },
 }
 
 /// One output message: its kind and the envelope recipients (indices into
@@ -61,7 +64,7 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
         if encryption.is_encrypted() {
             let keys: &[RecipientKey] = match &rcpt.token.decision {
                 Decision::Encrypt { keys, .. } => keys,
-                Decision::Plain { .. } => &[],
+                Decision::Plain { .. } | Decision::Bounce { .. } => &[],
             };
             let own = keys.iter().any(|k| names(&encryption, k, now));
             if rcpt.token.mode != Mode::Mandatory || keys.is_empty() || own {
@@ -85,6 +88,18 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
             // Encrypted, but not for this recipient: encrypt it again.
         }
         match &rcpt.token.decision {
+            Decision::Bounce { reason } => push(
+                &mut groups,
+                None,
+                i,
+                GroupKind::Bounced {
+                    reason: format!(
+                        "<{}>: recipient requires encryption: {reason}",
+                        rcpt.address
+                    ),
+                },
+                false,
+            ),
             Decision::Plain { .. } => push(
                 &mut groups,
                 Some("plain".into()),
@@ -171,6 +186,9 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
         GroupKind::Refused { .. } => {
             format!("refused (already encrypted, not to the mandatory recipient's keys): {to}")
         }
+        GroupKind::Bounced { .. } => {
+            format!("bounced (mandatory, no usable key; the sender gets a report): {to}")
+        }
         GroupKind::Encrypt { method, keys, .. } => {
             let mut additional: Vec<&str> = group
                 .members
@@ -203,6 +221,7 @@ pub fn method_label(group: &Group) -> &'static str {
         GroupKind::Plain => "plain",
         GroupKind::PassThrough => "pass-through",
         GroupKind::Refused { .. } => "refused",
+        GroupKind::Bounced { .. } => "bounced",
         GroupKind::Encrypt { method, .. } => method.as_str(),
     }
 }

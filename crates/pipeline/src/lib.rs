@@ -265,6 +265,9 @@ impl Handler for Pipeline {
                 if let group::GroupKind::Refused { reason } = &g.kind {
                     return Err((Delivery::Permanent(reason.clone()), Origin::Policy));
                 }
+                if let group::GroupKind::Bounced { reason } = &g.kind {
+                    return Err((Delivery::Permanent(reason.clone()), Origin::Bounce));
+                }
                 match build::build(g, &outgoing, parts.as_ref()).await {
                     Ok(bytes) => Ok(bytes),
                     Err(e) => {
@@ -354,7 +357,8 @@ impl Handler for Pipeline {
             )
         };
         let record = out.audit_record(&queue_id, message_id.clone(), received_at, &envelope);
-        if draft.is_empty() {
+        let bounces = results.iter().any(|(_, _, o)| *o == Origin::Bounce);
+        if draft.is_empty() && !bounces {
             // Nothing to queue: the client hears the refusal.
             handled(&out);
             self.queue.metrics().message_received(counted);
@@ -372,14 +376,19 @@ impl Handler for Pipeline {
                 // A policy reason names the recipient and nothing internal;
                 // a library's text (a subject DN, a key type) stays in the log.
                 let diagnostic = match origin {
-                    Origin::Policy => text.clone(),
+                    Origin::Policy | Origin::Bounce => text.clone(),
                     _ => "the message could not be encrypted to this recipient's key".into(),
+                };
+                let status = match (origin, permanent) {
+                    (Origin::Bounce, _) => "5.7.1",
+                    (_, true) => "5.7.5",
+                    (_, false) => "4.7.5",
                 };
                 draft.fail(
                     RecipientReport {
                         address: envelope.recipients[i].address.clone(),
                         orcpt: envelope.recipients[i].orcpt.clone(),
-                        status: if permanent { "5.7.5" } else { "4.7.5" }.into(),
+                        status: status.into(),
                         diagnostic: Some(diagnostic),
                         remote_mta: None,
                         last_attempt: None,

@@ -25,6 +25,10 @@ pub enum Origin {
     Policy,
     /// The copy could not be encrypted (its reason is for the log only).
     Encryption,
+    /// The policy bounces the recipient (`no_key_action = "bounce"`): the
+    /// message is accepted and the sender gets a failure DSN with the
+    /// reason, which names the recipient and no internals.
+    Bounce,
 }
 
 /// The verdict for a whole message.
@@ -57,6 +61,7 @@ pub fn fold(
             GroupKind::PassThrough => "pass-through",
             GroupKind::Encrypt { .. } => "encrypt",
             GroupKind::Refused { .. } => "refused",
+            GroupKind::Bounced { .. } => "bounced",
         };
         for (&i, d) in group.members.iter().zip(deliveries) {
             per[i] = (label.to_string(), d.clone());
@@ -77,7 +82,9 @@ pub fn fold(
     });
     let count = |f: fn(&Delivery) -> bool| per.iter().filter(|(_, d)| f(d)).count();
     let queued = count(|d| d.is_accepted());
-    let (reply, outcome) = if queued > 0 {
+    // A bounced recipient is taken (its DSN is queued), as a queued one is.
+    let bounced = origin.iter().filter(|o| **o == Origin::Bounce).count();
+    let (reply, outcome) = if queued + bounced > 0 {
         let text = if queued == n {
             format!("Ok: queued as {queue_id}")
         } else {
@@ -104,8 +111,9 @@ pub fn fold(
         let k = count(|d| matches!(d, Delivery::Permanent(_)));
         let first = &envelope.recipients[i].address;
         let (text, status) = match origin[i] {
-            // The reason names the recipient already.
-            Origin::Policy => (
+            // The reason names the recipient already. (A bounce is taken,
+            // not refused: not reached.)
+            Origin::Policy | Origin::Bounce => (
                 format!("{queue_id}: {k} of {n} recipient(s) refused ({reason})"),
                 (5, 7, 1),
             ),

@@ -98,20 +98,21 @@ impl RecipientDecision {
                 }
             ),
             Decision::Plain { reason } => format!("plain ({reason})"),
+            Decision::Bounce { reason } => format!("bounce ({reason})"),
         }
     }
 
     pub fn method(&self) -> Option<Method> {
         match &self.decision {
             Decision::Encrypt { method, .. } => Some(*method),
-            Decision::Plain { .. } => None,
+            Decision::Plain { .. } | Decision::Bounce { .. } => None,
         }
     }
 
     pub fn fingerprints(&self) -> Vec<String> {
         match &self.decision {
             Decision::Encrypt { keys, .. } => keys.iter().map(|k| k.fingerprint()).collect(),
-            Decision::Plain { .. } => Vec::new(),
+            Decision::Plain { .. } | Decision::Bounce { .. } => Vec::new(),
         }
     }
 }

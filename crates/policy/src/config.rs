@@ -110,6 +110,18 @@ pub enum SignUnavailable {
     Reject,
 }
 
+/// What a `mandatory` recipient without a usable key gets. Never plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoKeyAction {
+    /// `550 5.7.1` at RCPT: the sending MTA bounces it.
+    #[default]
+    Reject,
+    /// Accept it, then send the sender a failure DSN saying why (nothing
+    /// is delivered to the recipient).
+    Bounce,
+}
+
 fn default_on_source_error() -> OnSourceError {
     OnSourceError::Defer
 }
@@ -157,6 +169,9 @@ pub struct PolicyConfig {
     pub auto_select: bool,
     #[serde(default = "default_on_source_error")]
     pub on_source_error: OnSourceError,
+    /// A `mandatory` recipient without a usable key: `reject` or `bounce`.
+    #[serde(default)]
+    pub no_key_action: NoKeyAction,
     #[serde(default)]
     pub foreign_encryption: ForeignEncryption,
     /// S/MIME signing of outgoing mail, read for the sender's address.
@@ -193,6 +208,7 @@ impl Default for PolicyConfig {
             additional_pgp_keys: Vec::new(),
             auto_select: true,
             on_source_error: default_on_source_error(),
+            no_key_action: NoKeyAction::default(),
             foreign_encryption: ForeignEncryption::default(),
             sign: SignMode::default(),
             sign_unavailable: SignUnavailable::default(),
@@ -221,6 +237,7 @@ pub struct DomainPolicy {
     pub additional_pgp_keys: Option<Vec<String>>,
     pub auto_select: Option<bool>,
     pub on_source_error: Option<OnSourceError>,
+    pub no_key_action: Option<NoKeyAction>,
     pub foreign_encryption: Option<ForeignEncryption>,
     pub sign: Option<SignMode>,
     pub sign_unavailable: Option<SignUnavailable>,

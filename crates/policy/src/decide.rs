@@ -1,6 +1,6 @@
 //! Effective settings for an address and the decision for it.
 
-use crate::config::{ForeignEncryption, Mode, OnSourceError, PolicyConfig};
+use crate::config::{ForeignEncryption, Mode, NoKeyAction, OnSourceError, PolicyConfig};
 use crate::config::{RsaPaddingName, SignMode, SignUnavailable, SmimeCipherName};
 use sealgate_keys::{Method, OnError, RecipientKey, Resolution};
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ pub struct Settings {
     /// selected ones).
     pub auto_select: bool,
     pub on_source_error: OnSourceError,
+    pub no_key_action: NoKeyAction,
     pub foreign_encryption: ForeignEncryption,
     /// Signing, when this address is the sender.
     pub sign: SignMode,
@@ -53,6 +54,9 @@ pub enum Decision {
     },
     /// Sent as is; the reason is logged and audited.
     Plain { reason: String },
+    /// Accepted, not delivered: the sender gets a failure DSN with the
+    /// reason (`no_key_action = "bounce"`).
+    Bounce { reason: String },
 }
 
 /// Why a recipient is refused at RCPT.
@@ -190,6 +194,7 @@ impl Policy {
             additional_pgp_keys: upper(&c.additional_pgp_keys),
             auto_select: c.auto_select,
             on_source_error: c.on_source_error,
+            no_key_action: c.no_key_action,
             foreign_encryption: c.foreign_encryption,
             sign: c.sign,
             sign_unavailable: c.sign_unavailable,
@@ -237,6 +242,9 @@ impl Policy {
             }
             if let Some(e) = d.on_source_error {
                 s.on_source_error = e;
+            }
+            if let Some(a) = d.no_key_action {
+                s.no_key_action = a;
             }
             if let Some(f) = d.foreign_encryption {
                 s.foreign_encryption = f;
@@ -287,16 +295,22 @@ impl Policy {
             }
         }
         match settings.mode {
-            Mode::Mandatory => Err(Refusal::NoKey(format!(
-                "encryption is mandatory (policy {}) and no usable {} key was found",
-                settings.matched,
-                settings
-                    .methods
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))),
+            Mode::Mandatory => {
+                let reason = format!(
+                    "encryption is mandatory (policy {}) and no usable {} key was found",
+                    settings.matched,
+                    settings
+                        .methods
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                );
+                match settings.no_key_action {
+                    NoKeyAction::Reject => Err(Refusal::NoKey(reason)),
+                    NoKeyAction::Bounce => Ok(Decision::Bounce { reason }),
+                }
+            }
             _ => Ok(Decision::Plain {
                 reason: "opportunistic and no usable key".into(),
             }),

@@ -26,6 +26,7 @@ pub const SETTINGS: &[&str] = &[
     "smime_cipher",
     "smime_rsa_padding",
     "on_source_error",
+    "no_key_action",
     "foreign_encryption",
     "auto_select",
     "additional_certificates",

@@ -20,8 +20,8 @@ pub mod layers;
 pub mod stored;
 
 pub use config::{
-    DomainPolicy, ForeignEncryption, MethodName, Mode, OnSourceError, PolicyConfig, RsaPaddingName,
-    SignMode, SignUnavailable, SmimeCipherName, UserPolicy,
+    DomainPolicy, ForeignEncryption, MethodName, Mode, NoKeyAction, OnSourceError, PolicyConfig,
+    RsaPaddingName, SignMode, SignUnavailable, SmimeCipherName, UserPolicy,
 };
 pub use decide::{
     canonical_address, canonical_domain, canonical_domain_key, Decision, Policy, Refusal, Settings,

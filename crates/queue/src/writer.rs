@@ -247,6 +247,12 @@ async fn apply(
             lease,
             ..
         } => {
+            if last.is_none() && copy_ids.is_empty() {
+                // Nothing to deliver (every recipient bounced): only the
+                // reports are queued; the message itself leaves no row.
+                insert_reports(conn, backend, reports, now).await?;
+                return Ok(Answer::Copies(Vec::new()));
+            }
             if let Some(c) = last {
                 sql::insert_copy(conn, backend, &mut script, &message.id, &c.id, &c.copy, now)
                     .await?;

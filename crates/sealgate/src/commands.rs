@@ -167,6 +167,9 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
             if *method == Method::Smime { format!(", cipher {cipher}") } else { String::new() }
         ),
         Ok(Decision::Plain { reason }) => format!("send unencrypted: {reason}"),
+        Ok(Decision::Bounce { reason }) => format!(
+            "accept, deliver nothing, and send the sender a failure report (no_key_action = bounce): {reason}"
+        ),
         Err(Refusal::NoKey(r)) => format!("refuse at RCPT with 550 5.7.1: {r}"),
         Err(Refusal::SourceFailed(r)) => format!("defer at RCPT with 451 4.4.3: {r}"),
     };
