@@ -307,3 +307,104 @@ fn no_key_bounce_accepts_and_reports_without_plaintext() {
         text(&o)
     );
 }
+
+/// Encrypt-by-subject (issue 10, item 4): the sender's trigger makes every
+/// recipient mandatory: one with a key gets an encrypted copy (even in a
+/// domain whose mode is off), one without is bounced (never plaintext), and
+/// the matched text leaves the Subject. A header field triggers too; a
+/// message without either goes as the recipients' own policies say.
+#[test]
+fn a_subject_trigger_makes_every_recipient_mandatory() {
+    let gpg = sealgate_testkit::gnupg::GnupgHome::new();
+    let alice = gpg.gen_key("Alice <alice@partner.test>", "future-default");
+    let dan = gpg.gen_key("Dan <dan@off.test>", "future-default");
+    let sink = Sink::start();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         [store]\nurl = \"sqlite://data/s.db\"\n\
+         [policy]\nmode = \"opportunistic\"\nmethods = [\"pgp\"]\n\
+         trigger_subject = '\\[(secure|encrypt)\\]'\ntrigger_header = \"X-Encrypt: yes\"\n\
+         [policy.domains.\"off.test\"]\nmode = \"off\"\n",
+        sink.port()
+    ));
+    let keys = gw.dir.path().join("keys.asc");
+    let mut both = gpg.export_armored(&alice);
+    both.extend_from_slice(&gpg.export_armored(&dan));
+    std::fs::write(&keys, both).unwrap();
+    let o = gw.cli(&["keys", "import", keys.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rcpts = ["alice@partner.test", "carol@elsewhere.test", "dan@off.test"];
+    let send = |subject: &str, extra: &str, marker: &str| {
+        let m = format!(
+            "From: ian@corp.test\r\nTo: {}\r\nSubject: {subject}\r\n{extra}Content-Type: text/plain\r\n\r\n{marker} text\r\n",
+            rcpts.join(", ")
+        );
+        smtp_send(gw.port, "ian@corp.test", &rcpts, m.as_bytes()).unwrap();
+    };
+    send("[SECURE] Q3 numbers", "", "TRIGGERED-SECRET");
+    // alice and dan: one copy each, encrypted; carol: a DSN to ian.
+    let got = sink.wait_for(3, Duration::from_secs(30)).unwrap();
+    let to = |r: &str| -> Vec<&sealgate_testkit::sink::SinkMessage> {
+        got.iter()
+            .filter(|m| m.rcpt_to.iter().any(|x| x == r))
+            .collect()
+    };
+    for (r, key) in [("alice@partner.test", &alice), ("dan@off.test", &dan)] {
+        let copies = to(r);
+        assert_eq!(copies.len(), 1, "{r}: {got:?}");
+        let t = copies[0].text();
+        assert!(!t.contains("TRIGGERED-SECRET"), "{r} got plaintext: {t}");
+        assert!(
+            t.contains("Subject: Q3 numbers\r\n"),
+            "{r}: the Subject is not cleaned: {t}"
+        );
+        let plain = gpg.decrypt(&copies[0].data).unwrap();
+        assert!(String::from_utf8_lossy(&plain).contains("TRIGGERED-SECRET"));
+        assert_eq!(
+            gpg.recipient_keyids(&copies[0].data),
+            gpg.encryption_keyids(key)
+        );
+    }
+    assert!(
+        to("carol@elsewhere.test").is_empty(),
+        "carol got something: {got:?}"
+    );
+    let dsn = to("ian@corp.test");
+    assert_eq!(dsn.len(), 1, "{got:?}");
+    let t = dsn[0].text();
+    assert!(
+        t.contains("Action: failed") && t.contains("<carol@elsewhere.test>"),
+        "{t}"
+    );
+    assert!(!t.contains("TRIGGERED-SECRET"), "{t}");
+    assert!(gw
+        .log()
+        .contains("trigger: the message is mandatory for every recipient"));
+
+    // No trigger: carol plain, dan plain (off; both in one copy), alice
+    // encrypted.
+    send("Q4 numbers", "", "PLAIN-OK");
+    let got = sink.wait_for(5, Duration::from_secs(30)).unwrap();
+    let plain_to = |r: &str| {
+        got.iter()
+            .any(|m| m.rcpt_to.iter().any(|x| x == r) && m.text().contains("PLAIN-OK"))
+    };
+    assert!(
+        plain_to("carol@elsewhere.test") && plain_to("dan@off.test"),
+        "{got:?}"
+    );
+    assert!(!plain_to("alice@partner.test"), "{got:?}");
+
+    // The header field triggers too; the Subject stays as it is.
+    send("Q5 numbers", "X-Encrypt: YES\r\n", "HEADER-SECRET");
+    let got = sink.wait_for(8, Duration::from_secs(30)).unwrap();
+    assert!(
+        got.iter().all(|m| !m.text().contains("HEADER-SECRET")),
+        "plaintext went out: {got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.rcpt_to == ["ian@corp.test"] && m.text().contains("Q5 numbers")),
+        "no DSN for carol: {got:?}"
+    );
+}

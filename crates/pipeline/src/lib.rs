@@ -19,6 +19,7 @@ mod queue_id;
 mod recipient;
 pub mod sign;
 pub mod trace;
+mod trigger;
 
 pub use recipient::{
     AdditionalKeys, Capabilities, KeyUse, NoAdditionalKeys, NoCapabilities, NoKeyUse,
@@ -189,6 +190,15 @@ impl Handler for Pipeline {
         let queue_id = queue_id::next();
         let received_at = sealgate_store::now_unix();
         let size = data.len();
+        let mut envelope = envelope;
+        let mut data = data;
+        if self.policy.triggers_anywhere() {
+            match trigger::apply(self, &queue_id, &mut envelope, &data).await {
+                Ok(Some(cleaned)) => data = cleaned,
+                Ok(None) => {}
+                Err(reply) => return reply,
+            }
+        }
         // Shared with the encryptors, which read the body in place.
         let mut data = Arc::new(data);
         let observed = self.observer.as_ref().map(|_| data.clone());

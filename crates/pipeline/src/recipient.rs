@@ -158,7 +158,37 @@ pub async fn decide(
     timeout: Duration,
     address: &str,
 ) -> Result<RecipientDecision, Reply> {
-    let settings = policy.settings_for(address);
+    decide_as(
+        policy,
+        resolver,
+        additional,
+        capabilities,
+        timeout,
+        address,
+        false,
+    )
+    .await
+}
+
+/// [`decide`]; with `triggered` (a trigger fired on the message) the
+/// recipient is mandatory whatever its own mode, and bounced (never
+/// refused: RCPT was answered already, never plaintext) when no usable key
+/// is found.
+pub async fn decide_as(
+    policy: &Policy,
+    resolver: &Resolver,
+    additional: &dyn AdditionalKeys,
+    capabilities: &dyn Capabilities,
+    timeout: Duration,
+    address: &str,
+    triggered: bool,
+) -> Result<RecipientDecision, Reply> {
+    let mut settings = policy.settings_for(address);
+    if triggered {
+        settings.mode = Mode::Mandatory;
+        settings.no_key_action = sealgate_policy::NoKeyAction::Bounce;
+        settings.matched = format!("{} (triggered)", settings.matched);
+    }
     let resolution = if settings.mode == Mode::Off {
         Resolution::default()
     } else {

@@ -179,6 +179,17 @@ pub struct PolicyConfig {
     pub sign: SignMode,
     #[serde(default)]
     pub sign_unavailable: SignUnavailable,
+    /// Encrypt-by-subject, read for the sender: a Subject matching this
+    /// regular expression makes the message mandatory for every recipient.
+    #[serde(default)]
+    pub trigger_subject: Option<String>,
+    /// The same by a header field: `Name: value` (name case-insensitive,
+    /// value compared trimmed and case-insensitively).
+    #[serde(default)]
+    pub trigger_header: Option<String>,
+    /// Keep the matched text in the Subject (it is removed by default).
+    #[serde(default)]
+    pub trigger_keep_subject: bool,
     /// Keyed by domain (`example.com`) or wildcard (`*.example.com`, which
     /// matches subdomains only).
     #[serde(default)]
@@ -212,6 +223,9 @@ impl Default for PolicyConfig {
             foreign_encryption: ForeignEncryption::default(),
             sign: SignMode::default(),
             sign_unavailable: SignUnavailable::default(),
+            trigger_subject: None,
+            trigger_header: None,
+            trigger_keep_subject: false,
             domains: BTreeMap::new(),
             users: BTreeMap::new(),
             reload_secs: default_reload_secs(),
@@ -241,6 +255,9 @@ pub struct DomainPolicy {
     pub foreign_encryption: Option<ForeignEncryption>,
     pub sign: Option<SignMode>,
     pub sign_unavailable: Option<SignUnavailable>,
+    pub trigger_subject: Option<String>,
+    pub trigger_header: Option<String>,
+    pub trigger_keep_subject: Option<bool>,
 }
 
 impl PolicyConfig {
@@ -251,6 +268,34 @@ impl PolicyConfig {
         }
         if self.reload_secs == 0 {
             return Err("policy.reload_secs: must be at least 1".into());
+        }
+        let triggers = std::iter::once((
+            "policy".to_string(),
+            &self.trigger_subject,
+            &self.trigger_header,
+        ))
+        .chain(self.domains.iter().map(|(k, d)| {
+            (
+                format!("policy.domains.\"{k}\""),
+                &d.trigger_subject,
+                &d.trigger_header,
+            )
+        }))
+        .chain(self.users.iter().map(|(k, d)| {
+            (
+                format!("policy.users.\"{k}\""),
+                &d.trigger_subject,
+                &d.trigger_header,
+            )
+        }));
+        for (level, subject, header) in triggers {
+            if let Some(re) = subject {
+                crate::trigger::compile(re).map_err(|e| format!("{level}.trigger_subject: {e}"))?;
+            }
+            if let Some(h) = header {
+                crate::trigger::header_rule(h)
+                    .map_err(|e| format!("{level}.trigger_header: {e}"))?;
+            }
         }
         let hex = |key: &str, list: &[String], lens: &[usize], what: &str| -> Result<(), String> {
             for t in list {

@@ -25,6 +25,10 @@ pub struct Settings {
     /// Signing, when this address is the sender.
     pub sign: SignMode,
     pub sign_unavailable: SignUnavailable,
+    /// Encrypt-by-subject, when this address is the sender.
+    pub trigger_subject: Option<String>,
+    pub trigger_header: Option<String>,
+    pub trigger_keep_subject: bool,
     /// The most specific policy entry that applied: `global`, a domain key
     /// or an address (`policy.users`).
     pub matched: String,
@@ -81,6 +85,8 @@ struct Compiled {
     config: PolicyConfig,
     /// Some level turns signing on (worked out once: read per message).
     signs: bool,
+    /// Every level's trigger pattern, compiled once.
+    patterns: BTreeMap<String, regex::Regex>,
 }
 
 /// The form a domain is compared in: IDNA (UTS #46) ASCII, lower case,
@@ -174,7 +180,22 @@ impl Compiled {
                 .values()
                 .chain(config.users.values())
                 .any(|d| d.sign.is_some_and(|m| m != SignMode::Off));
-        Ok(Compiled { config, signs })
+        let mut patterns = BTreeMap::new();
+        let all = std::iter::once(config.trigger_subject.as_ref()).chain(
+            config
+                .domains
+                .values()
+                .chain(config.users.values())
+                .map(|d| d.trigger_subject.as_ref()),
+        );
+        for p in all.flatten() {
+            patterns.insert(p.clone(), crate::trigger::compile(p)?);
+        }
+        Ok(Compiled {
+            config,
+            signs,
+            patterns,
+        })
     }
 }
 
@@ -198,6 +219,9 @@ impl Policy {
             foreign_encryption: c.foreign_encryption,
             sign: c.sign,
             sign_unavailable: c.sign_unavailable,
+            trigger_subject: c.trigger_subject.clone(),
+            trigger_header: c.trigger_header.clone(),
+            trigger_keep_subject: c.trigger_keep_subject,
             matched: "global".into(),
         };
         let domain = address
@@ -255,9 +279,49 @@ impl Policy {
             if let Some(u) = d.sign_unavailable {
                 s.sign_unavailable = u;
             }
+            if let Some(t) = &d.trigger_subject {
+                s.trigger_subject = Some(t.clone());
+            }
+            if let Some(t) = &d.trigger_header {
+                s.trigger_header = Some(t.clone());
+            }
+            if let Some(k) = d.trigger_keep_subject {
+                s.trigger_keep_subject = k;
+            }
             s.matched = key.clone();
         }
         s
+    }
+
+    /// Whether the trigger of `sender`'s policy fires on a message with this
+    /// Subject (unfolded, as written) and these header fields.
+    pub fn trigger_for(
+        &self,
+        sender: &str,
+        subject: Option<&str>,
+        fields: &[(String, String)],
+    ) -> Option<crate::trigger::Triggered> {
+        let s = self.settings_for(sender);
+        let now = self.now();
+        let re = s.trigger_subject.as_ref().and_then(|p| now.patterns.get(p));
+        let header = s
+            .trigger_header
+            .as_deref()
+            .and_then(|h| crate::trigger::header_rule(h).ok());
+        crate::trigger::fires(re, header.as_ref(), s.trigger_keep_subject, subject, fields)
+    }
+
+    /// True when some level has a trigger: without that, the pipeline does
+    /// not look for one.
+    pub fn triggers_anywhere(&self) -> bool {
+        let now = self.now();
+        let c = &now.config;
+        c.trigger_subject.is_some()
+            || c.trigger_header.is_some()
+            || c.domains
+                .values()
+                .chain(c.users.values())
+                .any(|d| d.trigger_subject.is_some() || d.trigger_header.is_some())
     }
 
     /// True when some level turns signing on: without that, the pipeline

@@ -33,6 +33,9 @@ pub const SETTINGS: &[&str] = &[
     "additional_pgp_keys",
     "sign",
     "sign_unavailable",
+    "trigger_subject",
+    "trigger_header",
+    "trigger_keep_subject",
 ];
 
 /// Settings whose values add up across levels instead of replacing.

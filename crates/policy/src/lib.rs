@@ -18,6 +18,7 @@ mod config;
 mod decide;
 pub mod layers;
 pub mod stored;
+pub mod trigger;
 
 pub use config::{
     DomainPolicy, ForeignEncryption, MethodName, Mode, NoKeyAction, OnSourceError, PolicyConfig,
