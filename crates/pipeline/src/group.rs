@@ -1,7 +1,10 @@
 //! Grouping recipients into output messages.
 //!
-//! Recipients with the same decision share one output message, which names only
-//! their keys. A recipient that the message's To and Cc headers do not name (a
+//! The To/Cc recipients that get the same method, cipher and padding share
+//! one encrypted output message, encrypted to the union of their keys (and
+//! their additional keys): one encryption per message, as mail clients do
+//! (`copy_per_recipient` gives such a recipient a copy of its own). A
+//! recipient that the message's To and Cc headers do not name (a
 //! Bcc recipient, as far as the gateway can tell) gets an encrypted copy of its
 //! own, so that no other copy lists its key and it sees nobody else's. Plaintext
 //! recipients share one copy: it is the original message, exactly what the
@@ -124,13 +127,16 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
                     smime_cipher: cipher(*smime_cipher),
                     smime_rsa_padding: padding,
                 };
-                if visible.contains(&rcpt.address.to_lowercase()) {
-                    let mut fprs: Vec<String> = keys.iter().map(|k| k.fingerprint()).collect();
-                    fprs.sort();
-                    let key = format!("{method}|{smime_cipher:?}|{padding:?}|{}", fprs.join(","));
-                    push(&mut groups, Some(key), i, kind, false);
-                } else {
+                if !visible.contains(&rcpt.address.to_lowercase()) {
                     push(&mut groups, None, i, kind, true);
+                } else if rcpt.token.copy_per_recipient {
+                    push(&mut groups, None, i, kind, false);
+                } else {
+                    // One copy for the To/Cc recipients of the same method,
+                    // cipher and padding, encrypted to all their keys: they
+                    // see each other's addresses already.
+                    let key = format!("{method}|{smime_cipher:?}|{padding:?}");
+                    push(&mut groups, Some(key), i, kind, false);
                 }
             }
         }
@@ -159,6 +165,17 @@ fn push(
     if let Some(k) = &key {
         if let Some((_, g)) = groups.iter_mut().find(|(gk, _)| gk.as_ref() == Some(k)) {
             g.members.push(i);
+            // A shared encrypted copy is encrypted to every member's keys.
+            if let (GroupKind::Encrypt { keys, .. }, GroupKind::Encrypt { keys: more, .. }) =
+                (&mut g.kind, kind)
+            {
+                for k in more {
+                    let f = k.fingerprint();
+                    if !keys.iter().any(|have| have.fingerprint() == f) {
+                        keys.push(k);
+                    }
+                }
+            }
             return;
         }
     }

@@ -18,6 +18,9 @@ pub struct RecipientDecision {
     pub mode: Mode,
     /// What to do when it does not.
     pub foreign_encryption: ForeignEncryption,
+    /// An encrypted copy of its own, not shared with the other To/Cc
+    /// recipients (`copy_per_recipient`).
+    pub copy_per_recipient: bool,
     /// Fingerprints of the additional keys (key escrow) among the
     /// decision's keys.
     pub additional: Vec<String>,
@@ -244,6 +247,7 @@ pub async fn decide_as(
                 policy: settings.matched,
                 mode: settings.mode,
                 foreign_encryption: settings.foreign_encryption,
+                copy_per_recipient: settings.copy_per_recipient,
                 additional: added,
             })
         }

@@ -190,6 +190,10 @@ pub struct PolicyConfig {
     /// Keep the matched text in the Subject (it is removed by default).
     #[serde(default)]
     pub trigger_keep_subject: bool,
+    /// One encrypted copy per recipient, instead of one copy shared by the
+    /// To/Cc recipients of the same method, cipher and padding.
+    #[serde(default)]
+    pub copy_per_recipient: bool,
     /// Keyed by domain (`example.com`) or wildcard (`*.example.com`, which
     /// matches subdomains only).
     #[serde(default)]
@@ -226,6 +230,7 @@ impl Default for PolicyConfig {
             trigger_subject: None,
             trigger_header: None,
             trigger_keep_subject: false,
+            copy_per_recipient: false,
             domains: BTreeMap::new(),
             users: BTreeMap::new(),
             reload_secs: default_reload_secs(),
@@ -258,6 +263,7 @@ pub struct DomainPolicy {
     pub trigger_subject: Option<String>,
     pub trigger_header: Option<String>,
     pub trigger_keep_subject: Option<bool>,
+    pub copy_per_recipient: Option<bool>,
 }
 
 impl PolicyConfig {

@@ -29,6 +29,8 @@ pub struct Settings {
     pub trigger_subject: Option<String>,
     pub trigger_header: Option<String>,
     pub trigger_keep_subject: bool,
+    /// This recipient gets an encrypted copy of its own.
+    pub copy_per_recipient: bool,
     /// The most specific policy entry that applied: `global`, a domain key
     /// or an address (`policy.users`).
     pub matched: String,
@@ -222,6 +224,7 @@ impl Policy {
             trigger_subject: c.trigger_subject.clone(),
             trigger_header: c.trigger_header.clone(),
             trigger_keep_subject: c.trigger_keep_subject,
+            copy_per_recipient: c.copy_per_recipient,
             matched: "global".into(),
         };
         let domain = address
@@ -287,6 +290,9 @@ impl Policy {
             }
             if let Some(k) = d.trigger_keep_subject {
                 s.trigger_keep_subject = k;
+            }
+            if let Some(c) = d.copy_per_recipient {
+                s.copy_per_recipient = c;
             }
             s.matched = key.clone();
         }

@@ -36,6 +36,7 @@ pub const SETTINGS: &[&str] = &[
     "trigger_subject",
     "trigger_header",
     "trigger_keep_subject",
+    "copy_per_recipient",
 ];
 
 /// Settings whose values add up across levels instead of replacing.
