@@ -57,11 +57,21 @@ fn is_root() -> bool {
 /// smtp-source: `n` messages to `rcpt` (with `per` recipients each, the
 /// address prefixed by a number when `per` > 1); seconds taken.
 fn source(port: u16, n: usize, rcpt: &str, per: usize) -> f64 {
+    source_with(port, n, rcpt, per, None)
+}
+
+/// [`source`], sending the message in `file` (headers and body) when given.
+fn source_with(port: u16, n: usize, rcpt: &str, per: usize, file: Option<&Path>) -> f64 {
     let t = Instant::now();
-    let out = Command::new("smtp-source")
-        .args(["-s", SESSIONS, "-m", &n.to_string(), "-l", SIZE])
+    let mut cmd = Command::new("smtp-source");
+    cmd.args(["-s", SESSIONS, "-m", &n.to_string()])
         .args(["-r", &per.to_string()])
-        .args(["-f", "sender@bench.test", "-t", rcpt])
+        .args(["-f", "sender@bench.test", "-t", rcpt]);
+    match file {
+        Some(f) => cmd.arg("-F").arg(f),
+        None => cmd.args(["-l", SIZE]),
+    };
+    let out = cmd
         .arg(format!("127.0.0.1:{port}"))
         .output()
         .expect("run smtp-source (Debian package postfix)");
@@ -233,15 +243,36 @@ fn main() {
     }
 
     if run("fanout") {
-        let gw = Gateway::start(sink_port, &ring, &cert);
-        // 3. Fan-out: one message to 100 recipients with keys.
+        // 3. Fan-out: one message to 100 recipients with keys; first with
+        // the recipients only in the envelope (each is a Bcc to the
+        // gateway: a copy each, as every copy was before copies were
+        // shared), then with all of them in To (one shared copy).
         let m = (n / 20).max(50);
-        let secs = source(gw.port, m, "fan@bench.test", 100);
-        let drained = gw.drain();
-        println!(
-            "fan-out, 100 recipients with keys per message: {:.1} msgs/s accepted, {:.1} accepted+sent ({m} messages)",
-            m as f64 / secs,
-            m as f64 / (secs + drained)
-        );
+        let to: Vec<String> = (0..=100).map(|i| format!("{i}fan@bench.test")).collect();
+        // smtp-source sends the file line by line with CRLF: LF here.
+        let line = format!("{}\n", "f".repeat(76));
+        let msg = work.path().join("fanout.eml");
+        std::fs::write(
+            &msg,
+            format!(
+                "From: sender@bench.test\nTo: {}\nSubject: fan-out\n\n{}",
+                to.join(",\n "),
+                line.repeat(10 * 1024 / line.len())
+            ),
+        )
+        .unwrap();
+        for (case, file) in [
+            ("a copy per recipient (Bcc)", None),
+            ("To: one shared copy", Some(msg.as_path())),
+        ] {
+            let gw = Gateway::start(sink_port, &ring, &cert);
+            let secs = source_with(gw.port, m, "fan@bench.test", 100, file);
+            let drained = gw.drain();
+            println!(
+                "fan-out, 100 recipients with keys per message, {case}: {:.1} msgs/s accepted, {:.1} accepted+sent ({m} messages)",
+                m as f64 / secs,
+                m as f64 / (secs + drained)
+            );
+        }
     }
 }
