@@ -19,6 +19,7 @@ mod levels;
 mod limits;
 mod observe;
 mod policy;
+mod policy_matrix;
 mod privacy;
 mod queue;
 mod queue_tools;
