@@ -82,11 +82,18 @@ fn bounced(gw: &Gateway, sink: &Sink, n: usize) -> bool {
         .is_some_and(|m| m.rcpt_to == ["ian@corp.test"] && m.text().contains("Action: failed"))
 }
 
-fn matrix(setting: &Setting, always: &str) {
+/// on_source_error = skip (the only key source fails): opportunistic, sent
+/// as is; with `defer` the recipient gets 451.
+fn skipped(gw: &Gateway, _: &Sink, n: usize) -> bool {
+    send(gw, n).is_ok()
+}
+
+/// Runs the matrix; `always` goes into `[policy]`, `sections` before it.
+fn matrix(setting: &Setting, always: &str, sections: &str) {
     let sink = Sink::start();
     let head = format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
-         [store]\nurl = \"sqlite://data/s.db\"\n",
+         [store]\nurl = \"sqlite://data/s.db\"\n{sections}",
         sink.port()
     );
     let levels = [Level::Global, Level::Domain, Level::User];
@@ -192,6 +199,7 @@ fn mode_inherits_through_every_level_from_file_and_store() {
             probe: refused,
         },
         "",
+        "",
     );
 }
 
@@ -205,5 +213,24 @@ fn no_key_action_inherits_through_every_level_from_file_and_store() {
             probe: bounced,
         },
         "mode = \"mandatory\"\n",
+        "",
+    );
+}
+
+#[test]
+fn on_source_error_inherits_through_every_level_from_file_and_store() {
+    // The only key source refuses every connection: its answer is unknown.
+    let closed = sealgate_testkit::ports::free_port();
+    matrix(
+        &Setting {
+            name: "on_source_error",
+            base: "\"defer\"",
+            cell: "\"skip\"",
+            probe: skipped,
+        },
+        "",
+        &format!(
+            "[keys]\nkeyservers = [{{ url = \"hkp://127.0.0.1:{closed}\", allow_insecure = true }}]\n"
+        ),
     );
 }
