@@ -59,8 +59,9 @@ struct Setting {
 }
 
 fn send(gw: &Gateway, n: usize) -> Result<(), String> {
-    let msg =
-        format!("From: ian@corp.test\r\nTo: {ADDRESS}\r\nSubject: probe {n}\r\n\r\nprobe {n}\r\n");
+    let msg = format!(
+        "From: ian@corp.test\r\nTo: {ADDRESS}\r\nSubject: probe {n}\r\n\r\nsecret body {n}\r\n"
+    );
     smtp_send(gw.port, "ian@corp.test", &[ADDRESS], msg.as_bytes())
 }
 
@@ -88,12 +89,36 @@ fn skipped(gw: &Gateway, _: &Sink, n: usize) -> bool {
     send(gw, n).is_ok()
 }
 
+/// smime_cipher = aes-256-gcm (bob has an S/MIME certificate): the copy
+/// is AuthEnvelopedData.
+fn gcm(gw: &Gateway, sink: &Sink, n: usize) -> bool {
+    let before = sink.messages().len();
+    // Either cipher is a delivered S/MIME copy: a refusal is a failure.
+    send(gw, n).unwrap_or_else(|e| panic!("the S/MIME probe was refused: {e}\n{}", gw.log()));
+    let Ok(got) = sink.wait_for(before + 1, Duration::from_secs(20)) else {
+        return false;
+    };
+    got.last().is_some_and(|m| {
+        let t = m.text();
+        assert!(
+            !t.contains(&format!("secret body {n}")),
+            "plaintext went out"
+        );
+        t.contains("authEnveloped-data")
+    })
+}
+
 /// Runs the matrix; `always` goes into `[policy]`, `sections` before it.
 fn matrix(setting: &Setting, always: &str, sections: &str) {
+    matrix_with(setting, always, sections, &|_| {})
+}
+
+/// [`matrix`], with `prepare` run on the gateway first.
+fn matrix_with(setting: &Setting, always: &str, sections: &str, prepare: &dyn Fn(&Gateway)) {
     let sink = Sink::start();
     let head = format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
-         [store]\nurl = \"sqlite://data/s.db\"\n{sections}",
+         [store]\nurl = \"sqlite://data/s.db\"\n[admin]\nlisten = \"\"\n{sections}",
         sink.port()
     );
     let levels = [Level::Global, Level::Domain, Level::User];
@@ -101,6 +126,7 @@ fn matrix(setting: &Setting, always: &str, sections: &str) {
         "{head}{}",
         Level::Global.toml(setting.name, setting.base)
     ));
+    prepare(&gw);
     let mut n = 0;
     let mut hups = 0;
     let port = gw.port.to_string();
@@ -232,5 +258,33 @@ fn on_source_error_inherits_through_every_level_from_file_and_store() {
         &format!(
             "[keys]\nkeyservers = [{{ url = \"hkp://127.0.0.1:{closed}\", allow_insecure = true }}]\n"
         ),
+    );
+}
+
+#[test]
+fn smime_cipher_inherits_through_every_level_from_file_and_store() {
+    let ca = sealgate_testkit::pki::TestCa::new("matrix CA");
+    let bob = ca.issue(sealgate_testkit::pki::CertOptions {
+        email: Some(ADDRESS.into()),
+        ..Default::default()
+    });
+    matrix_with(
+        &Setting {
+            name: "smime_cipher",
+            base: "\"aes-256-cbc\"",
+            cell: "\"aes-256-gcm\"",
+            probe: gcm,
+        },
+        "mode = \"mandatory\"\nmethods = [\"smime\"]\n",
+        "",
+        &|gw| {
+            for (args, pem) in [
+                (["roots", "import"], &ca.cert_pem_path),
+                (["keys", "import"], &bob.cert_pem_path),
+            ] {
+                let o = gw.cli(&[args[0], args[1], pem.to_str().unwrap()]);
+                assert!(o.status.success(), "{}", text(&o));
+            }
+        },
     );
 }

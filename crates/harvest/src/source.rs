@@ -28,11 +28,18 @@ impl Source for Harvested {
 
     async fn lookup(&self, address: &str) -> Result<Vec<RecipientKey>, String> {
         let address = address.to_lowercase();
-        let shas = self
+        // The certificates harvesting bound (thumbprints of the certificate
+        // store). An imported certificate has an x509 binding too, under its
+        // `SHA256:` key fingerprint: the `import` source serves that one.
+        let shas: Vec<String> = self
             .store
-            .bound(&address, "x509")
+            .bindings(&address)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|b| b.kind == "x509" && b.source.starts_with("harvest:"))
+            .map(|b| b.fingerprint)
+            .collect();
         let mut out = Vec::new();
         // OpenPGP keys learned from mail (bound with a source `harvest:…`:
         // signed mail, the OpenPGP header, Autocrypt; a key also imported
