@@ -342,29 +342,33 @@ fn a_subject_trigger_makes_every_recipient_mandatory() {
         smtp_send(gw.port, "ian@corp.test", &rcpts, m.as_bytes()).unwrap();
     };
     send("[SECURE] Q3 numbers", "", "TRIGGERED-SECRET");
-    // alice and dan: one copy each, encrypted; carol: a DSN to ian.
-    let got = sink.wait_for(3, Duration::from_secs(30)).unwrap();
+    // alice and dan (both in To): one shared copy, encrypted to both keys;
+    // carol: a DSN to ian.
+    let got = sink.wait_for(2, Duration::from_secs(30)).unwrap();
     let to = |r: &str| -> Vec<&sealgate_testkit::sink::SinkMessage> {
         got.iter()
             .filter(|m| m.rcpt_to.iter().any(|x| x == r))
             .collect()
     };
-    for (r, key) in [("alice@partner.test", &alice), ("dan@off.test", &dan)] {
-        let copies = to(r);
-        assert_eq!(copies.len(), 1, "{r}: {got:?}");
-        let t = copies[0].text();
-        assert!(!t.contains("TRIGGERED-SECRET"), "{r} got plaintext: {t}");
-        assert!(
-            t.contains("Subject: Q3 numbers\r\n"),
-            "{r}: the Subject is not cleaned: {t}"
-        );
-        let plain = gpg.decrypt(&copies[0].data).unwrap();
-        assert!(String::from_utf8_lossy(&plain).contains("TRIGGERED-SECRET"));
-        assert_eq!(
-            gpg.recipient_keyids(&copies[0].data),
-            gpg.encryption_keyids(key)
-        );
-    }
+    let copies = to("alice@partner.test");
+    assert_eq!(copies.len(), 1, "{got:?}");
+    let mut both = copies[0].rcpt_to.clone();
+    both.sort();
+    assert_eq!(both, ["alice@partner.test", "dan@off.test"]);
+    let t = copies[0].text();
+    assert!(!t.contains("TRIGGERED-SECRET"), "plaintext went out: {t}");
+    assert!(
+        t.contains("Subject: Q3 numbers\r\n"),
+        "the Subject is not cleaned: {t}"
+    );
+    let plain = gpg.decrypt(&copies[0].data).unwrap();
+    assert!(String::from_utf8_lossy(&plain).contains("TRIGGERED-SECRET"));
+    let mut listed = gpg.recipient_keyids(&copies[0].data);
+    listed.sort();
+    let mut keys = gpg.encryption_keyids(&alice);
+    keys.extend(gpg.encryption_keyids(&dan));
+    keys.sort();
+    assert_eq!(listed, keys);
     assert!(
         to("carol@elsewhere.test").is_empty(),
         "carol got something: {got:?}"
@@ -384,7 +388,7 @@ fn a_subject_trigger_makes_every_recipient_mandatory() {
     // No trigger: carol plain, dan plain (off; both in one copy), alice
     // encrypted.
     send("Q4 numbers", "", "PLAIN-OK");
-    let got = sink.wait_for(5, Duration::from_secs(30)).unwrap();
+    let got = sink.wait_for(4, Duration::from_secs(30)).unwrap();
     let plain_to = |r: &str| {
         got.iter()
             .any(|m| m.rcpt_to.iter().any(|x| x == r) && m.text().contains("PLAIN-OK"))
@@ -397,7 +401,7 @@ fn a_subject_trigger_makes_every_recipient_mandatory() {
 
     // The header field triggers too; the Subject stays as it is.
     send("Q5 numbers", "X-Encrypt: YES\r\n", "HEADER-SECRET");
-    let got = sink.wait_for(8, Duration::from_secs(30)).unwrap();
+    let got = sink.wait_for(6, Duration::from_secs(30)).unwrap();
     assert!(
         got.iter().all(|m| !m.text().contains("HEADER-SECRET")),
         "plaintext went out: {got:?}"
