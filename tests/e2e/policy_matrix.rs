@@ -288,3 +288,56 @@ fn smime_cipher_inherits_through_every_level_from_file_and_store() {
         },
     );
 }
+
+/// methods = ["smime"] (bob has an OpenPGP key and an S/MIME certificate):
+/// the copy is S/MIME; with ["pgp"], PGP/MIME.
+fn smime_first(gw: &Gateway, sink: &Sink, n: usize) -> bool {
+    let before = sink.messages().len();
+    send(gw, n).unwrap_or_else(|e| panic!("the probe was refused: {e}\n{}", gw.log()));
+    let got = sink
+        .wait_for(before + 1, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = got.last().unwrap().text();
+    assert!(
+        !t.contains(&format!("secret body {n}")),
+        "plaintext went out"
+    );
+    assert!(
+        t.contains("application/pkcs7-mime") || t.contains("application/pgp-encrypted"),
+        "neither S/MIME nor PGP/MIME: {t}"
+    );
+    t.contains("application/pkcs7-mime")
+}
+
+#[test]
+fn methods_inherit_through_every_level_from_file_and_store() {
+    let ca = sealgate_testkit::pki::TestCa::new("matrix CA");
+    let bob = ca.issue(sealgate_testkit::pki::CertOptions {
+        email: Some(ADDRESS.into()),
+        ..Default::default()
+    });
+    let gpg = sealgate_testkit::gnupg::GnupgHome::new();
+    let fpr = gpg.gen_key(&format!("Bob <{ADDRESS}>"), "future-default");
+    let ring = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ring.path(), gpg.export_armored(&fpr)).unwrap();
+    matrix_with(
+        &Setting {
+            name: "methods",
+            base: "[\"pgp\"]",
+            cell: "[\"smime\"]",
+            probe: smime_first,
+        },
+        "mode = \"mandatory\"\n",
+        "",
+        &|gw| {
+            for (args, file) in [
+                (["roots", "import"], ca.cert_pem_path.as_path()),
+                (["keys", "import"], bob.cert_pem_path.as_path()),
+                (["keys", "import"], ring.path()),
+            ] {
+                let o = gw.cli(&[args[0], args[1], file.to_str().unwrap()]);
+                assert!(o.status.success(), "{}", text(&o));
+            }
+        },
+    );
+}
