@@ -89,6 +89,8 @@ struct Compiled {
     signs: bool,
     /// Every level's trigger pattern, compiled once.
     patterns: BTreeMap<String, regex::Regex>,
+    /// Some level has a trigger (worked out once: read per message).
+    triggers: bool,
 }
 
 /// The form a domain is compared in: IDNA (UTS #46) ASCII, lower case,
@@ -193,10 +195,18 @@ impl Compiled {
         for p in all.flatten() {
             patterns.insert(p.clone(), crate::trigger::compile(p)?);
         }
+        let triggers = config.trigger_subject.is_some()
+            || config.trigger_header.is_some()
+            || config
+                .domains
+                .values()
+                .chain(config.users.values())
+                .any(|d| d.trigger_subject.is_some() || d.trigger_header.is_some());
         Ok(Compiled {
             config,
             signs,
             patterns,
+            triggers,
         })
     }
 }
@@ -320,14 +330,7 @@ impl Policy {
     /// True when some level has a trigger: without that, the pipeline does
     /// not look for one.
     pub fn triggers_anywhere(&self) -> bool {
-        let now = self.now();
-        let c = &now.config;
-        c.trigger_subject.is_some()
-            || c.trigger_header.is_some()
-            || c.domains
-                .values()
-                .chain(c.users.values())
-                .any(|d| d.trigger_subject.is_some() || d.trigger_header.is_some())
+        self.now().triggers
     }
 
     /// True when some level turns signing on: without that, the pipeline
