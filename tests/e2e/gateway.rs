@@ -85,6 +85,23 @@ impl Gateway {
     pub fn log(&self) -> String {
         self.child.output()
     }
+
+    /// `SELECT COUNT(*) FROM table` in the SQLite store at `data/s.db`
+    /// (read by Python's sqlite3, not by our code).
+    pub fn sqlite_count(&self, table: &str) -> String {
+        let db = self.dir.path().join("data/s.db");
+        let o = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM ' + sys.argv[2]).fetchone()[0])",
+            ])
+            .arg(&db)
+            .arg(table)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
 }
 
 fn spawn(dir: &Path, config: &Path, port: u16) -> ChildGuard {

@@ -283,20 +283,7 @@ fn no_key_bounce_accepts_and_reports_without_plaintext() {
             .is_ok_and(|l| l.as_array().is_some_and(|a| a.is_empty()))
     })
     .unwrap_or_else(|e| panic!("{e}: {}", text(&gw.cli(&["queue", "list"]))));
-    let db = gw.dir.path().join("data/s.db");
-    let rows = std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM queue_message').fetchone()[0])",
-        ])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&rows.stdout).trim(),
-        "0",
-        "{rows:?}"
-    );
+    assert_eq!(gw.sqlite_count("queue_message"), "0");
     // The store can turn it back to reject.
     let o = gw.cli(&["policy", "set", "@partner.test", "no_key_action", "reject"]);
     assert!(o.status.success(), "{}", text(&o));

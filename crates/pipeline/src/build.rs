@@ -37,7 +37,10 @@ pub async fn build<'a>(
     parts: Option<&Arc<Parts>>,
 ) -> Result<Cow<'a, [u8]>, BuildError> {
     match &group.kind {
-        GroupKind::Plain | GroupKind::PassThrough => Ok(Cow::Borrowed(data)),
+        // A held copy is encrypted when its key is found (crate::release).
+        GroupKind::Plain | GroupKind::PassThrough | GroupKind::Held { .. } => {
+            Ok(Cow::Borrowed(data))
+        }
         GroupKind::Refused { reason } | GroupKind::Bounced { reason } => Err(BuildError {
             reason: reason.clone(),
             permanent: true,

@@ -45,6 +45,10 @@ pub enum GroupKind {
     /// Not delivered: the sender gets a failure DSN with the reason
     /// (`no_key_action = "bounce"`); never plaintext.
     Bounced { reason: String },
+    /// Kept in the queue until a usable key appears (`no_key_action =
+    /// "hold"`): the original bytes, one recipient per copy, encrypted by
+    /// the queue's delivery once the key is found (`crate::release`).
+    Held { reason: String },
 }
 
 /// One output message: its kind and the envelope recipients (indices into
@@ -67,7 +71,7 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
         if encryption.is_encrypted() {
             let keys: &[RecipientKey] = match &rcpt.token.decision {
                 Decision::Encrypt { keys, .. } => keys,
-                Decision::Plain { .. } | Decision::Bounce { .. } => &[],
+                Decision::Plain { .. } | Decision::Bounce { .. } | Decision::Hold { .. } => &[],
             };
             let own = keys.iter().any(|k| names(&encryption, k, now));
             if rcpt.token.mode != Mode::Mandatory || keys.is_empty() || own {
@@ -103,6 +107,17 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
                 },
                 false,
             ),
+            // Each held recipient waits alone: its key, once found, is
+            // nobody else's.
+            Decision::Hold { reason } => push(
+                &mut groups,
+                None,
+                i,
+                GroupKind::Held {
+                    reason: reason.clone(),
+                },
+                false,
+            ),
             Decision::Plain { .. } => push(
                 &mut groups,
                 Some("plain".into()),
@@ -112,20 +127,17 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
             ),
             Decision::Encrypt {
                 method,
-                keys,
                 smime_cipher,
-                smime_rsa_padding,
                 ..
             } => {
-                let padding = match smime_rsa_padding {
-                    sealgate_policy::RsaPaddingName::Pkcs1 => RsaPadding::Pkcs1,
-                    sealgate_policy::RsaPaddingName::Oaep => RsaPadding::Oaep,
+                let Some(kind) = encrypting(&rcpt.token.decision) else {
+                    continue;
                 };
-                let kind = GroupKind::Encrypt {
-                    method: *method,
-                    keys: keys.clone(),
-                    smime_cipher: cipher(*smime_cipher),
-                    smime_rsa_padding: padding,
+                let padding = match &kind {
+                    GroupKind::Encrypt {
+                        smime_rsa_padding, ..
+                    } => *smime_rsa_padding,
+                    _ => RsaPadding::Pkcs1,
                 };
                 if !visible.contains(&rcpt.address.to_lowercase()) {
                     push(&mut groups, None, i, kind, true);
@@ -142,6 +154,29 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
         }
     }
     groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The copy an encrypting decision calls for (`None` for any other).
+pub(crate) fn encrypting(decision: &Decision) -> Option<GroupKind> {
+    let Decision::Encrypt {
+        method,
+        keys,
+        smime_cipher,
+        smime_rsa_padding,
+        ..
+    } = decision
+    else {
+        return None;
+    };
+    Some(GroupKind::Encrypt {
+        method: *method,
+        keys: keys.clone(),
+        smime_cipher: cipher(*smime_cipher),
+        smime_rsa_padding: match smime_rsa_padding {
+            sealgate_policy::RsaPaddingName::Pkcs1 => RsaPadding::Pkcs1,
+            sealgate_policy::RsaPaddingName::Oaep => RsaPadding::Oaep,
+        },
+    })
 }
 
 /// Whether the message's encryption names `key` (one of its valid
@@ -206,6 +241,9 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
         GroupKind::Bounced { .. } => {
             format!("bounced (mandatory, no usable key; the sender gets a report): {to}")
         }
+        GroupKind::Held { .. } => {
+            format!("held until a usable key is found (mandatory, no usable key yet): {to}")
+        }
         GroupKind::Encrypt { method, keys, .. } => {
             let mut additional: Vec<&str> = group
                 .members
@@ -239,6 +277,7 @@ pub fn method_label(group: &Group) -> &'static str {
         GroupKind::PassThrough => "pass-through",
         GroupKind::Refused { .. } => "refused",
         GroupKind::Bounced { .. } => "bounced",
+        GroupKind::Held { .. } => sealgate_queue::KEY_WAIT,
         GroupKind::Encrypt { method, .. } => method.as_str(),
     }
 }

@@ -17,6 +17,7 @@ pub mod incoming;
 pub mod outcome;
 mod queue_id;
 mod recipient;
+pub mod release;
 pub mod sign;
 pub mod trace;
 mod trigger;
@@ -137,6 +138,22 @@ impl Pipeline {
         self
     }
 
+    /// The key lookup of held copies (`no_key_action = "hold"`), for
+    /// [`Queue::set_key_wait`]: the same policy, resolver and keys as this
+    /// pipeline's.
+    pub fn release(&self) -> Arc<release::Release> {
+        Arc::new(release::Release {
+            policy: self.policy.clone(),
+            resolver: self.resolver.clone(),
+            additional: self.additional.clone(),
+            capabilities: self.capabilities.clone(),
+            key_use: self.key_use.clone(),
+            lookup_timeout: self.options.lookup_timeout,
+            build_timeout: self.options.message_timeout,
+            header_limits: self.options.header_limits,
+        })
+    }
+
     /// Signs mail for the senders whose policy says so with the
     /// certificates `signing` provides.
     pub fn with_signing_keys(mut self, signing: Arc<dyn SigningKeys>) -> Pipeline {
@@ -251,7 +268,9 @@ impl Handler for Pipeline {
         let needs_original = groups.iter().any(|g| {
             matches!(
                 g.kind,
-                group::GroupKind::Plain | group::GroupKind::PassThrough
+                group::GroupKind::Plain
+                    | group::GroupKind::PassThrough
+                    | group::GroupKind::Held { .. }
             )
         });
         let outgoing = if needs_original {

@@ -62,6 +62,7 @@ pub fn fold(
             GroupKind::Encrypt { .. } => "encrypt",
             GroupKind::Refused { .. } => "refused",
             GroupKind::Bounced { .. } => "bounced",
+            GroupKind::Held { .. } => "held",
         };
         for (&i, d) in group.members.iter().zip(deliveries) {
             per[i] = (label.to_string(), d.clone());

@@ -102,20 +102,21 @@ impl RecipientDecision {
             ),
             Decision::Plain { reason } => format!("plain ({reason})"),
             Decision::Bounce { reason } => format!("bounce ({reason})"),
+            Decision::Hold { reason } => format!("hold ({reason})"),
         }
     }
 
     pub fn method(&self) -> Option<Method> {
         match &self.decision {
             Decision::Encrypt { method, .. } => Some(*method),
-            Decision::Plain { .. } | Decision::Bounce { .. } => None,
+            Decision::Plain { .. } | Decision::Bounce { .. } | Decision::Hold { .. } => None,
         }
     }
 
     pub fn fingerprints(&self) -> Vec<String> {
         match &self.decision {
             Decision::Encrypt { keys, .. } => keys.iter().map(|k| k.fingerprint()).collect(),
-            Decision::Plain { .. } | Decision::Bounce { .. } => Vec::new(),
+            Decision::Plain { .. } | Decision::Bounce { .. } | Decision::Hold { .. } => Vec::new(),
         }
     }
 }
@@ -174,9 +175,9 @@ pub async fn decide(
 }
 
 /// [`decide`]; with `triggered` (a trigger fired on the message) the
-/// recipient is mandatory whatever its own mode, and bounced (never
-/// refused: RCPT was answered already, never plaintext) when no usable key
-/// is found.
+/// recipient is mandatory whatever its own mode, and bounced or held (its
+/// `no_key_action`; `reject` acts as `bounce`, since RCPT was answered
+/// already; never plaintext) when no usable key is found.
 pub async fn decide_as(
     policy: &Policy,
     resolver: &Resolver,
@@ -189,7 +190,9 @@ pub async fn decide_as(
     let mut settings = policy.settings_for(address);
     if triggered {
         settings.mode = Mode::Mandatory;
-        settings.no_key_action = sealgate_policy::NoKeyAction::Bounce;
+        if settings.no_key_action == sealgate_policy::NoKeyAction::Reject {
+            settings.no_key_action = sealgate_policy::NoKeyAction::Bounce;
+        }
         settings.matched = format!("{} (triggered)", settings.matched);
     }
     let resolution = if settings.mode == Mode::Off {

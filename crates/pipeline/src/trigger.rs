@@ -1,7 +1,8 @@
 //! Encrypt-by-subject at the end of DATA (`sealgate_policy::trigger`): when
 //! the sender's trigger fires, every recipient that would get the message
 //! in plaintext is decided again as mandatory (a key is looked up for a
-//! recipient whose mode is `off`), and bounced when no usable key exists;
+//! recipient whose mode is `off`), and held or bounced (its
+//! `no_key_action`; `reject` bounces) when no usable key exists;
 //! the matched text leaves the Subject. A key source that fails for such a
 //! recipient defers the whole message (`451 4.4.3`): never plaintext, never
 //! a lost recipient.

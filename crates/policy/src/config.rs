@@ -120,6 +120,11 @@ pub enum NoKeyAction {
     /// Accept it, then send the sender a failure DSN saying why (nothing
     /// is delivered to the recipient).
     Bounce,
+    /// Accept it and keep it in the queue, looking its key up again on the
+    /// retry schedule; delivered encrypted once a usable key appears, or
+    /// bounced after `policy.hold_max_age`. Its plaintext rests in the
+    /// queue meanwhile.
+    Hold,
 }
 
 fn default_on_source_error() -> OnSourceError {
@@ -169,9 +174,15 @@ pub struct PolicyConfig {
     pub auto_select: bool,
     #[serde(default = "default_on_source_error")]
     pub on_source_error: OnSourceError,
-    /// A `mandatory` recipient without a usable key: `reject` or `bounce`.
+    /// A `mandatory` recipient without a usable key: `reject`, `bounce` or
+    /// `hold`.
     #[serde(default)]
     pub no_key_action: NoKeyAction,
+    /// How long a recipient held for a key (`no_key_action = "hold"`) waits
+    /// before the sender gets a failure DSN (`30m`, `12h`, `3d`; at most
+    /// `queue.max_age`, which still applies).
+    #[serde(default = "default_hold_max_age")]
+    pub hold_max_age: String,
     #[serde(default)]
     pub foreign_encryption: ForeignEncryption,
     /// S/MIME signing of outgoing mail, read for the sender's address.
@@ -212,6 +223,10 @@ fn default_reload_secs() -> u64 {
     10
 }
 
+fn default_hold_max_age() -> String {
+    "3d".into()
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
@@ -224,6 +239,7 @@ impl Default for PolicyConfig {
             auto_select: true,
             on_source_error: default_on_source_error(),
             no_key_action: NoKeyAction::default(),
+            hold_max_age: default_hold_max_age(),
             foreign_encryption: ForeignEncryption::default(),
             sign: SignMode::default(),
             sign_unavailable: SignUnavailable::default(),
@@ -267,6 +283,17 @@ pub struct DomainPolicy {
 }
 
 impl PolicyConfig {
+    /// `hold_max_age` as a duration.
+    pub fn hold_max_age(&self) -> Result<std::time::Duration, String> {
+        match sealgate_store::parse_duration(&self.hold_max_age) {
+            Some(d) if !d.is_zero() => Ok(d),
+            _ => Err(format!(
+                "policy.hold_max_age: {:?} is not a duration (a number with s, m, h or d, such as \"3d\"; not 0)",
+                self.hold_max_age
+            )),
+        }
+    }
+
     /// Checks what serde cannot: non-empty method lists, well-formed domain keys.
     pub fn validate(&self) -> Result<(), String> {
         if self.methods.is_empty() {
@@ -275,6 +302,7 @@ impl PolicyConfig {
         if self.reload_secs == 0 {
             return Err("policy.reload_secs: must be at least 1".into());
         }
+        self.hold_max_age()?;
         let triggers = std::iter::once((
             "policy".to_string(),
             &self.trigger_subject,

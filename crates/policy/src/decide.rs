@@ -63,6 +63,10 @@ pub enum Decision {
     /// Accepted, not delivered: the sender gets a failure DSN with the
     /// reason (`no_key_action = "bounce"`).
     Bounce { reason: String },
+    /// Accepted and kept in the queue until a usable key appears
+    /// (`no_key_action = "hold"`): encrypted then, bounced after
+    /// `policy.hold_max_age`; never plaintext.
+    Hold { reason: String },
 }
 
 /// Why a recipient is refused at RCPT.
@@ -144,6 +148,14 @@ impl Policy {
     /// The configuration in force (the file's with the store's over it).
     pub fn config(&self) -> PolicyConfig {
         self.now().config.clone()
+    }
+
+    /// `policy.hold_max_age` in force (validated when it was put in force).
+    pub fn hold_max_age(&self) -> std::time::Duration {
+        self.now()
+            .config
+            .hold_max_age()
+            .unwrap_or(std::time::Duration::from_secs(3 * 86_400))
     }
 
     fn now(&self) -> std::sync::Arc<Compiled> {
@@ -382,6 +394,7 @@ impl Policy {
                 match settings.no_key_action {
                     NoKeyAction::Reject => Err(Refusal::NoKey(reason)),
                     NoKeyAction::Bounce => Ok(Decision::Bounce { reason }),
+                    NoKeyAction::Hold => Ok(Decision::Hold { reason }),
                 }
             }
             _ => Ok(Decision::Plain {
@@ -525,6 +538,48 @@ mod tests {
             ..Default::default()
         };
         assert!(Policy::new(c).unwrap_err().contains("policy.methods"));
+        for bad in ["0", "3 days", "", "-1d"] {
+            let c = PolicyConfig {
+                hold_max_age: bad.into(),
+                ..Default::default()
+            };
+            let e = Policy::new(c).unwrap_err();
+            assert!(e.contains("policy.hold_max_age"), "{bad}: {e}");
+        }
+        let c = PolicyConfig {
+            hold_max_age: "12h".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            Policy::new(c).unwrap().hold_max_age(),
+            std::time::Duration::from_secs(12 * 3600)
+        );
+    }
+
+    /// A mandatory recipient without a key: refused, bounced or held, as
+    /// `no_key_action` says; never plaintext.
+    #[test]
+    fn no_key_actions() {
+        let p = policy();
+        let none = Resolution::default();
+        let mut s = p.settings_for("a@example.com");
+        for (action, want) in [
+            (NoKeyAction::Reject, "reject"),
+            (NoKeyAction::Bounce, "bounce"),
+            (NoKeyAction::Hold, "hold"),
+        ] {
+            s.no_key_action = action;
+            let got = match p.decide(&s, &none) {
+                Err(Refusal::NoKey(_)) => "reject",
+                Ok(Decision::Bounce { .. }) => "bounce",
+                Ok(Decision::Hold { reason }) => {
+                    assert!(reason.contains("encryption is mandatory"), "{reason}");
+                    "hold"
+                }
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, want);
+        }
     }
 
     /// The user level: over the domain's, setting by setting; additional

@@ -5,7 +5,8 @@
 //! The matched text is removed from the Subject unless
 //! `trigger_keep_subject`. The Subject is known only at DATA, after every
 //! RCPT was answered, so a triggered recipient without a key goes through
-//! `no_key_action` as `bounce` (never plaintext).
+//! its `no_key_action` then: `hold` holds it, `bounce` and `reject` bounce
+//! it (never plaintext).
 //!
 //! The regex crate matches in linear time, and patterns are bounded in
 //! size: a pattern cannot make the gateway spend more than linear CPU per

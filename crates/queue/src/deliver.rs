@@ -11,6 +11,7 @@
 //! when it goes down and once when it is back.
 
 use crate::dsn::{self, RecipientReport, Report, ReportKind};
+use crate::keywait::{Held, Lookup, KEY_WAIT};
 use crate::model::{wants, MessageKind, NewCopy, NewMessage, NewRecipient, Ret, State};
 use crate::sql::{self, DueRecipient, Loaded, RcptUpdate};
 use crate::writer::{Generated, Op, StoredCopy};
@@ -332,7 +333,7 @@ async fn attempt(ctx: &Ctx, mut job: Job) {
         Some(p) => Ok(Some(p.into_loaded())),
         None => sql::load(inner.store.pool(), &job.copy_id, now).await,
     };
-    let loaded = match read {
+    let mut loaded = match read {
         Ok(Some(l)) => l,
         Ok(None) => return,
         Err(e) => {
@@ -344,6 +345,9 @@ async fn attempt(ctx: &Ctx, mut job: Job) {
     let probe = ms(inner.schedule.retry[0]).min(10_000);
     if loaded.due.is_empty() {
         finish(ctx, &job, now, Vec::new(), false, Vec::new()).await;
+        return;
+    }
+    if loaded.method == KEY_WAIT && !key_wait(ctx, &job, &mut loaded, now).await {
         return;
     }
     let route = ctx.route(loaded.kind);
@@ -394,13 +398,18 @@ async fn attempt(ctx: &Ctx, mut job: Job) {
             ]
         }
     };
-    let now = now_ms();
-    let (updates, delay_sent, reports) = outcome(ctx, &loaded, &deliveries, now);
-    log_attempt(&job, &loaded, &deliveries, &updates);
+    record(ctx, &job, &loaded, &deliveries, now_ms()).await;
+}
+
+/// Writes what an attempt did to each due recipient (new states, the
+/// reports they call for), logs it and counts it.
+async fn record(ctx: &Ctx, job: &Job, loaded: &Loaded, deliveries: &[Delivery], now: i64) {
+    let (updates, delay_sent, reports) = outcome(ctx, loaded, deliveries, now);
+    log_attempt(job, loaded, deliveries, &updates);
     let counted: Vec<State> = updates.iter().map(|u| u.state).collect();
     let kinds: Vec<DsnKind> = reports.iter().map(|g| g.kind).collect();
-    if finish(ctx, &job, now, updates, delay_sent, reports).await {
-        let m = &inner.metrics;
+    if finish(ctx, job, now, updates, delay_sent, reports).await {
+        let m = &ctx.inner.metrics;
         for state in counted {
             match state {
                 State::Delivered => m.delivered(Duration::from_millis(
@@ -413,6 +422,102 @@ async fn attempt(ctx: &Ctx, mut job: Job) {
         }
         for k in kinds {
             m.dsn_sent(k);
+        }
+    }
+}
+
+/// The attempt of a copy held for its recipient's key ([`crate::keywait`]):
+/// the key is looked up again. True when it was found: the copy is
+/// encrypted, stored so (the plaintext is gone from the store), and
+/// `loaded` is now that copy, to be relayed. Otherwise the recipient waits
+/// on the retry schedule, or fails once the hold's maximum age (or
+/// `queue.max_age`) has passed, and that is written here.
+async fn key_wait(ctx: &Ctx, job: &Job, l: &mut Loaded, now: i64) -> bool {
+    let inner = &ctx.inner;
+    let (found, max_age) = match inner.key_wait.get() {
+        Some(k) if l.due.len() == 1 => {
+            let held = Held {
+                queue_id: &l.message_id,
+                sender: &l.sender,
+                recipient: &l.due[0].address,
+                data: &l.data,
+            };
+            (k.lookup(held).await, k.max_age())
+        }
+        Some(k) => (
+            Lookup::NotYet("internal: a held copy has more than one recipient".into()),
+            k.max_age(),
+        ),
+        None => (
+            Lookup::NotYet("the key lookup for held mail is not running".into()),
+            inner.schedule.max_age,
+        ),
+    };
+    match found {
+        Lookup::Encrypted { method, data, keys } => {
+            let (answer, rx) = oneshot::channel();
+            let op = Op::Rewrite {
+                copy_id: job.copy_id.clone(),
+                owner: inner.instance.clone(),
+                token: job.token,
+                method: method.clone(),
+                data,
+                answer,
+            };
+            // The writer hands the bytes back by dropping them: read the
+            // stored copy again, as a scanned job does.
+            if inner.writer.send(op).await.is_err() {
+                return false;
+            }
+            match rx.await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::warn!(copy = %job.copy_id, "the lease ran out while a held copy was encrypted; the instance that owns it now looks again");
+                    return false;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(copy = %job.copy_id, "cannot store the encrypted form of a held copy (tried again after its lease): {e}");
+                    return false;
+                }
+                Err(_) => return false,
+            }
+            tracing::info!(queue_id = %l.message_id, copy = %job.copy_id, recipient = %l.due[0].address, method = %method, keys = %keys, "held copy encrypted: a usable key was found");
+            let mut conn = match inner.store.pool().acquire().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(copy = %job.copy_id, "cannot read an encrypted held copy: {e}");
+                    return false;
+                }
+            };
+            match sql::copy_data(&mut conn, &job.copy_id).await {
+                Ok(data) => {
+                    l.data = data;
+                    l.method = method;
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(copy = %job.copy_id, "cannot read an encrypted held copy: {e}");
+                    false
+                }
+            }
+        }
+        Lookup::NotYet(why) => {
+            let give_up = l.received_at.saturating_add(ms(max_age)).min(l.expires_at);
+            let d = if now >= give_up {
+                Delivery::Permanent(format!(
+                    "5.7.1 no usable encryption key was found within policy.hold_max_age ({} s): {why}",
+                    max_age.as_secs()
+                ))
+            } else {
+                Delivery::Transient(format!(
+                    "4.7.1 held until a usable encryption key is found: {why}"
+                ))
+            };
+            // The hold's end is the time limit of this copy.
+            l.expires_at = give_up;
+            let deliveries = vec![d; l.due.len()];
+            record(ctx, job, l, &deliveries, now).await;
+            false
         }
     }
 }
@@ -449,7 +554,12 @@ fn outcome(
     now: i64,
 ) -> (Vec<RcptUpdate>, bool, Vec<Generated>) {
     let s = &ctx.inner.schedule;
-    let mta = ctx.route(l.kind).map(|r| r.remote_mta.as_str());
+    // A held copy's recipient was not refused by an upstream.
+    let mta = if l.method == KEY_WAIT {
+        None
+    } else {
+        ctx.route(l.kind).map(|r| r.remote_mta.as_str())
+    };
     let mut updates = Vec::with_capacity(l.due.len());
     let mut failed = Vec::new();
     let mut delayed = Vec::new();

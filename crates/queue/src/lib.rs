@@ -15,12 +15,14 @@
 //! Files: [`admin`] (list, show, flush, hold, release, delete, bounce),
 //! [`config`] (`[queue]`), [`model`] (what is stored), `sql.rs`
 //! (every statement), `writer.rs` (group commit), `deliver.rs` (workers,
-//! scanner, upstream health), [`dsn`] (reports).
+//! scanner, upstream health), [`keywait`] (copies held until their
+//! recipient's key is found), [`dsn`] (reports).
 
 pub mod admin;
 pub mod config;
 mod deliver;
 pub mod dsn;
+pub mod keywait;
 pub mod model;
 mod script;
 mod sql;
@@ -28,6 +30,7 @@ mod writer;
 
 pub use config::{QueueConfig, Schedule};
 pub use deliver::{Upstream, Workers};
+pub use keywait::{Held, KeyWait, Lookup, KEY_WAIT};
 pub use model::{MessageKind, NewCopy, NewMessage, NewRecipient, Ret, State};
 
 use sealgate_metrics::Metrics;
@@ -148,6 +151,9 @@ pub(crate) struct Inner {
     /// Set at shutdown: workers and scanner stop taking copies.
     pub stop: tokio::sync::watch::Sender<bool>,
     pub metrics: Metrics,
+    /// Looks held recipients' keys up again ([`Queue::set_key_wait`]);
+    /// until it is set, held copies only wait.
+    pub key_wait: std::sync::OnceLock<Arc<dyn KeyWait>>,
     /// SQLite: the lock file held while this instance runs.
     _lock: Option<std::fs::File>,
 }
@@ -235,6 +241,7 @@ impl Queue {
                 wake: Notify::new(),
                 stop: tokio::sync::watch::channel(false).0,
                 metrics,
+                key_wait: std::sync::OnceLock::new(),
                 _lock: lock,
             }),
         })
@@ -255,6 +262,12 @@ impl Queue {
     /// ([`MessageKind::Incoming`]).
     pub fn start_routes(&self, outbound: Upstream, incoming: Option<Upstream>) -> Workers {
         deliver::start(self.inner.clone(), outbound, incoming)
+    }
+
+    /// Who looks the keys of held recipients up again (the pipeline); set
+    /// once, before [`Queue::start`] (a second call is ignored).
+    pub fn set_key_wait(&self, key_wait: Arc<dyn KeyWait>) {
+        let _ = self.inner.key_wait.set(key_wait);
     }
 
     /// Begins queuing a message; add its copies, then commit.

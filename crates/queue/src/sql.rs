@@ -14,6 +14,8 @@ use sqlx::{AnyConnection, AnyPool, Row};
 /// Largest piece of a copy in one row.
 pub(crate) const CHUNK: usize = 1 << 20;
 
+const INSERT_CHUNK: &str = "INSERT INTO queue_chunk (copy_id, seq, data) VALUES ($1, $2, $3)";
+
 type Result<T> = std::result::Result<T, sqlx::Error>;
 
 fn flags(m: &NewMessage) -> i64 {
@@ -46,7 +48,6 @@ pub(crate) async fn insert_copy(
             now.into(),
         ],
     );
-    const INSERT_CHUNK: &str = "INSERT INTO queue_chunk (copy_id, seq, data) VALUES ($1, $2, $3)";
     if copy.data.len() <= CHUNK {
         script.push(
             INSERT_CHUNK,
@@ -54,14 +55,7 @@ pub(crate) async fn insert_copy(
         );
     } else {
         std::mem::take(script).run(&mut *conn, backend).await?;
-        for (i, chunk) in copy.data.chunks(CHUNK).enumerate() {
-            sqlx::query(INSERT_CHUNK)
-                .bind(copy_id)
-                .bind(i as i64)
-                .bind(chunk)
-                .execute(&mut *conn)
-                .await?;
-        }
+        insert_chunks(conn, copy_id, &copy.data).await?;
     }
     for r in &copy.recipients {
         script.push(
@@ -371,6 +365,53 @@ pub(crate) async fn finish(
     settle_into(&mut script, copy_id);
     script.run(conn, backend).await?;
     Ok(true)
+}
+
+/// Replaces a copy's bytes and method (a held copy, now encrypted), if the
+/// lease is still ours; false (nothing written) when it was lost. The old
+/// chunks go in the same transaction: the plaintext is gone once it
+/// commits.
+pub(crate) async fn rewrite(
+    conn: &mut AnyConnection,
+    copy_id: &str,
+    owner: &str,
+    token: i64,
+    method: &str,
+    data: &[u8],
+) -> Result<bool> {
+    let owned = sqlx::query(
+        "UPDATE queue_copy SET method = $4, size = $5
+         WHERE id = $1 AND lease_owner = $2 AND lease_token = $3",
+    )
+    .bind(copy_id)
+    .bind(owner)
+    .bind(token)
+    .bind(method)
+    .bind(data.len() as i64)
+    .execute(&mut *conn)
+    .await?;
+    if owned.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM queue_chunk WHERE copy_id = $1")
+        .bind(copy_id)
+        .execute(&mut *conn)
+        .await?;
+    insert_chunks(conn, copy_id, data).await?;
+    Ok(true)
+}
+
+/// Writes `data` as the chunks of `copy_id`, one statement per chunk.
+async fn insert_chunks(conn: &mut AnyConnection, copy_id: &str, data: &[u8]) -> Result<()> {
+    for (i, chunk) in data.chunks(CHUNK).enumerate() {
+        sqlx::query(INSERT_CHUNK)
+            .bind(copy_id)
+            .bind(i as i64)
+            .bind(chunk)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// After its recipients changed: a copy with waiting recipients is due at

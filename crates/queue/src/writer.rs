@@ -80,6 +80,17 @@ pub(crate) enum Op {
     /// An audit row (SQLite: through the one writer, so that it does not
     /// contend with the queue for the database lock). Nobody waits for it.
     Audit(Box<AuditRecord>),
+    /// A held copy's bytes replaced by its encrypted form (and its method
+    /// set), if the lease is still ours; answers false if it was lost
+    /// (nothing written).
+    Rewrite {
+        copy_id: String,
+        owner: String,
+        token: i64,
+        method: String,
+        data: Vec<u8>,
+        answer: oneshot::Sender<Result<bool, String>>,
+    },
     /// The result of one delivery attempt; answers false if the lease was
     /// lost (nothing written).
     Finish {
@@ -100,6 +111,7 @@ impl Op {
             Op::Stage { copy, .. } => copy.copy.data.len(),
             Op::Complete { last, .. } => last.as_ref().map_or(0, |c| c.copy.data.len()),
             Op::Finish { reports, .. } => reports.iter().map(|r| r.copy.copy.data.len()).sum(),
+            Op::Rewrite { data, .. } => data.len(),
             Op::Audit(_) => 0,
         }
     }
@@ -183,7 +195,7 @@ fn reply(op: Op, result: Result<Answer, String>) {
                 },
             }));
         }
-        Op::Finish { answer, .. } => {
+        Op::Finish { answer, .. } | Op::Rewrite { answer, .. } => {
             let _ = answer.send(result.map(|a| matches!(a, Answer::Owned(true))));
         }
         Op::Audit(record) => {
@@ -274,6 +286,16 @@ async fn apply(
                 .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             Ok(Answer::Done)
         }
+        Op::Rewrite {
+            copy_id,
+            owner,
+            token,
+            method,
+            data,
+            ..
+        } => Ok(Answer::Owned(
+            sql::rewrite(conn, copy_id, owner, *token, method, data).await?,
+        )),
         Op::Finish {
             copy_id,
             owner,

@@ -170,6 +170,9 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
         Ok(Decision::Bounce { reason }) => format!(
             "accept, deliver nothing, and send the sender a failure report (no_key_action = bounce): {reason}"
         ),
+        Ok(Decision::Hold { reason }) => format!(
+            "accept and keep the message in the queue until a usable key is found, then deliver it encrypted; the sender gets a failure report after policy.hold_max_age (no_key_action = hold): {reason}"
+        ),
         Err(Refusal::NoKey(r)) => format!("refuse at RCPT with 550 5.7.1: {r}"),
         Err(Refusal::SourceFailed(r)) => format!("defer at RCPT with 451 4.4.3: {r}"),
     };

@@ -64,13 +64,6 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
             name: settings.incoming.upstream.clone(),
         })
     };
-    let workers = queue.start_routes(
-        sealgate_queue::Upstream {
-            relay: Arc::new(relay),
-            name: settings.relay.upstream.clone(),
-        },
-        incoming_upstream,
-    );
     let resolver = Arc::new(resolver);
     crate::observe::sample_breakers(resolver.clone(), metrics.clone());
     // The policy kept in the store, followed, and the file's, which SIGHUP
@@ -178,6 +171,15 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
     } else {
         pipeline
     });
+    // Delivery starts once held copies can be looked at again.
+    queue.set_key_wait(pipeline.release());
+    let workers = queue.start_routes(
+        sealgate_queue::Upstream {
+            relay: Arc::new(relay),
+            name: settings.relay.upstream.clone(),
+        },
+        incoming_upstream,
+    );
     let mut server_config = wiring::server_config(&settings)?;
     server_config.metrics = Some(metrics.clone());
     let server_config = Arc::new(server_config);
