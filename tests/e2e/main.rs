@@ -14,6 +14,7 @@ mod harvest;
 mod harvest_autocrypt;
 mod harvest_header;
 mod harvest_pgp;
+mod header_protection;
 mod hold;
 mod incoming;
 mod levels;

@@ -11,6 +11,10 @@ pub enum CryptoError {
     /// No certificate (S/MIME) or no OpenPGP certificate was given.
     #[error("no recipients to encrypt to")]
     NoRecipients,
+    /// Inline PGP was asked for a message that is not a decodable
+    /// text/plain entity.
+    #[error("the message is not text/plain: inline PGP cannot carry it")]
+    NotInlineable,
     /// An OpenPGP certificate has no encryption subkey that is valid now.
     #[error("OpenPGP certificate {fingerprint} has no usable encryption subkey")]
     NoEncryptionSubkey {

@@ -11,6 +11,7 @@ mod content_type;
 mod encrypted;
 mod header;
 pub(crate) mod multipart;
+mod protect;
 
 /// A parameter of a structured field such as Content-Disposition (`name`
 /// case-insensitive; the value unquoted, RFC 2231 decoded).
@@ -45,6 +46,7 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> (Vec<&'a [u8]>, bo
 
 pub use content_type::ContentType;
 pub use header::{header_value_unfolded, Header, HeaderLimitExceeded, HeaderLimits};
+pub use protect::{is_header_text, TRACE_FIELDS};
 
 /// The two pieces an encrypted copy is made of, owned so that they can be
 /// shared by every copy of a message (and sent to the blocking pool).
@@ -92,6 +94,48 @@ impl Parts {
     pub fn inner_entity_len(&self) -> usize {
         let [h, b] = self.inner_entity_slices();
         h.len() + b.len()
+    }
+
+    /// The text of a text/plain entity, decoded from its transfer encoding
+    /// (base64, quoted-printable, or none), and its charset (`us-ascii` when
+    /// unnamed): what inline PGP encrypts. `None` for any other entity, an
+    /// encoding that does not decode, or a charset that is not a plain token.
+    pub fn plain_text(&self) -> Option<(Vec<u8>, String)> {
+        let head = header::split(&self.entity_head);
+        let field = |name: &str| {
+            head.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(header_value_unfolded)
+        };
+        let ct = field("Content-Type")
+            .map(|v| ContentType::parse(&v))
+            .unwrap_or_else(ContentType::default_text_plain);
+        if !ct.mime_type.eq_ignore_ascii_case("text/plain") {
+            return None;
+        }
+        let charset = ct.param("charset").unwrap_or("us-ascii").to_string();
+        if charset.is_empty()
+            || charset.len() > 64
+            || !charset
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:+".contains(&b))
+        {
+            return None;
+        }
+        let [_, body] = self.inner_entity_slices();
+        let cte = field("Content-Transfer-Encoding")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let text = match cte.as_str() {
+            "" | "7bit" | "8bit" | "binary" => body.to_vec(),
+            "base64" => decode_base64(body).ok()?,
+            "quoted-printable" => {
+                mail_parser::decoders::quoted_printable::quoted_printable_decode(body)?
+            }
+            _ => return None,
+        };
+        Some((text, charset))
     }
 
     /// The inner entity in one buffer (a copy), for encryptors that need

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use sequoia_openpgp as openpgp;
 
 use openpgp::cert::amalgamation::key::ValidErasedKeyAmalgamation;
+use openpgp::cert::Preferences;
 use openpgp::packet::key::PublicParts;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Encryptor, Message as PgpMessage, Recipient};
@@ -89,17 +90,7 @@ pub fn encrypt_pgp_mime_parts(
     if certs.is_empty() {
         return Err(CryptoError::NoRecipients);
     }
-    let now = SystemTime::now();
-    let mut recipients: Vec<Recipient<'_>> = Vec::new();
-    for cert in certs {
-        let keys = encryption_subkeys(cert, now);
-        if keys.is_empty() {
-            return Err(CryptoError::NoEncryptionSubkey {
-                fingerprint: cert.fingerprint().to_hex(),
-            });
-        }
-        recipients.extend(keys.into_iter().map(Recipient::from));
-    }
+    let recipients = recipients(certs)?;
 
     // One buffer for the whole copy: the outer header, the PGP/MIME frame,
     // and the armored message written straight into it (with CRLF line
@@ -134,6 +125,62 @@ pub fn encrypt_pgp_mime_parts(
     encrypt_armored_into(data, recipients, cancel, &mut out)?;
     write!(out, "\r\n--{boundary}--\r\n").expect("writing to a Vec cannot fail");
     Ok(out)
+}
+
+/// Encrypts a text/plain message as inline PGP, for old clients: the
+/// outer header fields byte for byte, a `text/plain` entity of the same
+/// charset in 7bit, and as its body the ASCII-armored OpenPGP message of
+/// the text decoded from its transfer encoding ([`Parts::plain_text`]).
+///
+/// # Errors
+/// [`CryptoError::NotInlineable`] when the entity is not text/plain (or
+/// does not decode): the caller sends PGP/MIME instead; otherwise as
+/// [`encrypt_pgp_mime`].
+pub fn encrypt_pgp_inline_parts(
+    parts: &Parts,
+    certs: &[&Cert],
+    cancel: &Cancel,
+) -> Result<Vec<u8>, CryptoError> {
+    if certs.is_empty() {
+        return Err(CryptoError::NoRecipients);
+    }
+    let (text, charset) = parts.plain_text().ok_or(CryptoError::NotInlineable)?;
+    let recipients = recipients(certs)?;
+    let fields = [
+        format!("Content-Type: text/plain; charset=\"{charset}\"\r\n"),
+        "Content-Transfer-Encoding: 7bit\r\n".to_string(),
+    ];
+    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let mut out = assemble(&parts.outer_headers, &fields, b"");
+    out.reserve((text.len() + 1024) / 3 * 4 / 64 * 66 + 4096);
+    encrypt_armored_into([&text, b""], recipients, cancel, &mut out)?;
+    Ok(out)
+}
+
+/// Whether `cert` announces SEIPDv2 (RFC 9580 AEAD encryption) in its
+/// Features (every v6 key; v4 keys made by current OpenPGP software). The
+/// encryptor writes SEIPDv2 exactly when every recipient does.
+pub fn supports_seipdv2(cert: &Cert, now: SystemTime) -> bool {
+    cert.with_policy(&POLICY, now)
+        .ok()
+        .and_then(|vc| vc.features())
+        .is_some_and(|f| f.supports_seipdv2())
+}
+
+/// The sequoia recipients for `certs`: every encryption subkey valid now.
+fn recipients<'a>(certs: &[&'a Cert]) -> Result<Vec<Recipient<'a>>, CryptoError> {
+    let now = SystemTime::now();
+    let mut recipients: Vec<Recipient<'_>> = Vec::new();
+    for cert in certs {
+        let keys = encryption_subkeys(cert, now);
+        if keys.is_empty() {
+            return Err(CryptoError::NoEncryptionSubkey {
+                fingerprint: cert.fingerprint().to_hex(),
+            });
+        }
+        recipients.extend(keys.into_iter().map(Recipient::from));
+    }
+    Ok(recipients)
 }
 
 /// Appends the ASCII-armored OpenPGP message (PKESKs, SEIPD, binary literal

@@ -1,7 +1,7 @@
 //! Building the bytes of one output message: encryption runs on the blocking
 //! pool (it is CPU work); plain and pass-through groups are the original bytes.
 
-use crate::group::{Group, GroupKind};
+use crate::group::{Group, GroupKind, PgpForm};
 use sealgate_crypto::mime::Parts;
 use sealgate_crypto::CryptoError;
 use sealgate_keys::{Method, RecipientKey};
@@ -50,39 +50,62 @@ pub async fn build<'a>(
             keys,
             smime_cipher,
             smime_rsa_padding,
+            pgp_form,
+            protect,
         } => {
-            let method = *method;
+            let how = How {
+                method: *method,
+                cipher: *smime_cipher,
+                padding: *smime_rsa_padding,
+                inline: *pgp_form == PgpForm::Inline,
+                protect: protect.clone(),
+            };
             let keys = keys.clone();
-            let cipher = *smime_cipher;
-            let padding = *smime_rsa_padding;
             let parts = parts.cloned().ok_or_else(|| BuildError {
                 reason: "internal: no message parts for an encrypted copy".into(),
                 permanent: false,
             })?;
             // On the CPU pool; if the message times out, this future is
             // dropped and the encryption stops.
-            let out = sealgate_crypto::cpu::run(move |cancel| {
-                encrypt(method, &keys, cipher, padding, &parts, cancel)
-            })
-            .await
-            .map_err(|e| BuildError {
-                reason: format!("encryption task failed: {e}"),
-                permanent: false,
-            })??;
+            let out = sealgate_crypto::cpu::run(move |cancel| encrypt(&how, &keys, &parts, cancel))
+                .await
+                .map_err(|e| BuildError {
+                    reason: format!("encryption task failed: {e}"),
+                    permanent: false,
+                })??;
             Ok(Cow::Owned(out))
         }
     }
 }
 
-fn encrypt(
+/// How one copy is encrypted.
+struct How {
     method: Method,
-    keys: &[RecipientKey],
     cipher: sealgate_crypto::smime::SmimeCipher,
     padding: sealgate_crypto::smime::RsaPadding,
+    /// Inline PGP (the group found the message text/plain).
+    inline: bool,
+    /// Header protection with this outer Subject.
+    protect: Option<String>,
+}
+
+fn encrypt(
+    how: &How,
+    keys: &[RecipientKey],
     parts: &Parts,
     cancel: &sealgate_crypto::cpu::Cancel,
 ) -> Result<Vec<u8>, CryptoError> {
-    match method {
+    // Header protection changes only the header part of the parts; the
+    // body stays shared with the received message.
+    let protected;
+    let parts = match &how.protect {
+        Some(subject) => {
+            protected = parts.protect_headers(subject);
+            &protected
+        }
+        None => parts,
+    };
+    match how.method {
         Method::Pgp => {
             let certs: Vec<&sequoia_openpgp::Cert> = keys
                 .iter()
@@ -91,6 +114,14 @@ fn encrypt(
                     RecipientKey::Smime(_) => None,
                 })
                 .collect();
+            if how.inline {
+                match sealgate_crypto::pgp::encrypt_pgp_inline_parts(parts, &certs, cancel) {
+                    // The text did not decode after all: PGP/MIME carries
+                    // the entity as it is.
+                    Err(CryptoError::NotInlineable) => {}
+                    other => return other,
+                }
+            }
             sealgate_crypto::pgp::encrypt_pgp_mime_parts(parts, &certs, cancel)
         }
         Method::Smime => {
@@ -101,7 +132,13 @@ fn encrypt(
                     RecipientKey::Pgp(_) => None,
                 })
                 .collect();
-            sealgate_crypto::smime::encrypt_smime_parts(parts, &certs, cipher, padding, cancel)
+            sealgate_crypto::smime::encrypt_smime_parts(
+                parts,
+                &certs,
+                how.cipher,
+                how.padding,
+                cancel,
+            )
         }
     }
 }

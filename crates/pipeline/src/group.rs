@@ -39,6 +39,10 @@ pub enum GroupKind {
         keys: Vec<RecipientKey>,
         smime_cipher: SmimeCipher,
         smime_rsa_padding: RsaPadding,
+        /// PGP/MIME or inline PGP (PGP copies only).
+        pgp_form: PgpForm,
+        /// Header protection with this outer Subject.
+        protect: Option<String>,
     },
     /// Nothing is sent: policy refuses these recipients at DATA.
     Refused { reason: String },
@@ -49,6 +53,18 @@ pub enum GroupKind {
     /// "hold"`): the original bytes, one recipient per copy, encrypted by
     /// the queue's delivery once the key is found (`crate::release`).
     Held { reason: String },
+}
+
+/// How a PGP copy is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgpForm {
+    /// PGP/MIME (RFC 3156).
+    Mime,
+    /// Inline PGP: the text of a text/plain message, armored (`pgp-inline`).
+    Inline,
+    /// `pgp-inline` was asked for, but the message is not text/plain:
+    /// PGP/MIME instead (logged).
+    MimeInsteadOfInline,
 }
 
 /// One output message: its kind and the envelope recipients (indices into
@@ -66,6 +82,7 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
     let encryption = parsed.encryption();
     let now = SystemTime::now();
     let visible = visible_addresses(parsed);
+    let text_plain = is_text_plain(parsed);
     let mut groups: Vec<(Option<String>, Group)> = Vec::new();
     for (i, rcpt) in envelope.recipients.iter().enumerate() {
         if encryption.is_encrypted() {
@@ -130,15 +147,27 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
                 smime_cipher,
                 ..
             } => {
-                let Some(kind) = encrypting(&rcpt.token.decision) else {
+                let Some(kind) = encrypting(&rcpt.token.decision, text_plain) else {
                     continue;
                 };
-                let padding = match &kind {
-                    GroupKind::Encrypt {
-                        smime_rsa_padding, ..
-                    } => *smime_rsa_padding,
-                    _ => RsaPadding::Pkcs1,
+                let GroupKind::Encrypt {
+                    smime_rsa_padding: padding,
+                    pgp_form,
+                    protect,
+                    keys,
+                    ..
+                } = &kind
+                else {
+                    continue;
                 };
+                // SEIPDv2 (RFC 9580) only when every key of the copy
+                // reads it: a recipient without it gets a copy apart
+                // rather than downgrading everyone's.
+                let seipd2 = *method == Method::Pgp
+                    && keys.iter().all(|k| match k {
+                        RecipientKey::Pgp(c) => sealgate_crypto::pgp::supports_seipdv2(c, now),
+                        RecipientKey::Smime(_) => false,
+                    });
                 if !visible.contains(&rcpt.address.to_lowercase()) {
                     push(&mut groups, None, i, kind, true);
                 } else if rcpt.token.copy_per_recipient {
@@ -147,7 +176,9 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
                     // One copy for the To/Cc recipients of the same method,
                     // cipher and padding, encrypted to all their keys: they
                     // see each other's addresses already.
-                    let key = format!("{method}|{smime_cipher:?}|{padding:?}");
+                    let key = format!(
+                        "{method}|{smime_cipher:?}|{padding:?}|{pgp_form:?}|{protect:?}|{seipd2}"
+                    );
                     push(&mut groups, Some(key), i, kind, false);
                 }
             }
@@ -156,19 +187,32 @@ pub fn plan(envelope: &Envelope<RecipientDecision>, parsed: &Message<'_>) -> Vec
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
-/// The copy an encrypting decision calls for (`None` for any other).
-pub(crate) fn encrypting(decision: &Decision) -> Option<GroupKind> {
+/// The copy an encrypting decision calls for (`None` for any other), for a
+/// message whose root entity is text/plain or not.
+pub(crate) fn encrypting(decision: &Decision, text_plain: bool) -> Option<GroupKind> {
     let Decision::Encrypt {
         method,
         keys,
         smime_cipher,
         smime_rsa_padding,
+        pgp_inline,
+        header_protection,
         ..
     } = decision
     else {
         return None;
     };
+    let pgp_form = match (*method, *pgp_inline, text_plain) {
+        (Method::Pgp, true, true) => PgpForm::Inline,
+        (Method::Pgp, true, false) => PgpForm::MimeInsteadOfInline,
+        _ => PgpForm::Mime,
+    };
     Some(GroupKind::Encrypt {
+        pgp_form,
+        // Inline PGP has no entity to carry protected header fields.
+        protect: header_protection
+            .clone()
+            .filter(|_| pgp_form != PgpForm::Inline),
         method: *method,
         keys: keys.clone(),
         smime_cipher: cipher(*smime_cipher),
@@ -244,7 +288,13 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
         GroupKind::Held { .. } => {
             format!("held until a usable key is found (mandatory, no usable key yet): {to}")
         }
-        GroupKind::Encrypt { method, keys, .. } => {
+        GroupKind::Encrypt {
+            method,
+            keys,
+            pgp_form,
+            protect,
+            ..
+        } => {
             let mut additional: Vec<&str> = group
                 .members
                 .iter()
@@ -253,8 +303,15 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
                 .collect();
             additional.sort();
             additional.dedup();
+            let form = match pgp_form {
+                PgpForm::Mime => "",
+                PgpForm::Inline => " inline",
+                PgpForm::MimeInsteadOfInline => {
+                    " as PGP/MIME (pgp-inline asked, but the message is not text/plain)"
+                }
+            };
             format!(
-                "encrypt {method} [{}]{}{} to {to}",
+                "encrypt {method}{form} [{}]{}{}{} to {to}",
                 keys.iter()
                     .map(|k| k.fingerprint())
                     .collect::<Vec<_>>()
@@ -263,6 +320,11 @@ pub fn describe(group: &Group, envelope: &Envelope<RecipientDecision>) -> String
                     String::new()
                 } else {
                     format!(" (additional keys: {})", additional.join(","))
+                },
+                if protect.is_some() {
+                    " (headers protected)"
+                } else {
+                    ""
                 },
                 if group.bcc { " (Bcc copy)" } else { "" }
             )
@@ -278,8 +340,21 @@ pub fn method_label(group: &Group) -> &'static str {
         GroupKind::Refused { .. } => "refused",
         GroupKind::Bounced { .. } => "bounced",
         GroupKind::Held { .. } => sealgate_queue::KEY_WAIT,
+        GroupKind::Encrypt {
+            pgp_form: PgpForm::Inline,
+            ..
+        } => "pgp-inline",
         GroupKind::Encrypt { method, .. } => method.as_str(),
     }
+}
+
+/// Whether the message's root entity is text/plain (what inline PGP can
+/// carry): no Content-Type (RFC 2045's default) or `text/plain`.
+pub fn is_text_plain(parsed: &Message<'_>) -> bool {
+    parsed
+        .content_type()
+        .mime_type
+        .eq_ignore_ascii_case("text/plain")
 }
 
 /// The policy's cipher choice as the encryptor's parameter.

@@ -12,6 +12,7 @@
 
 mod bcc;
 pub mod build;
+pub mod dkim;
 pub mod group;
 pub mod incoming;
 pub mod outcome;
@@ -83,6 +84,8 @@ pub struct Pipeline {
     resolver: Arc<Resolver>,
     additional: Arc<dyn AdditionalKeys>,
     signing: Arc<dyn SigningKeys>,
+    /// `[[dkim.keys]]`: the copies sealgate changed are signed with these.
+    dkim: dkim::DkimKeys,
     capabilities: Arc<dyn Capabilities>,
     key_use: Arc<dyn KeyUse>,
     /// Sees each queued message as received (`harvest.outgoing`).
@@ -103,6 +106,7 @@ impl Pipeline {
             resolver,
             additional: Arc::new(NoAdditionalKeys),
             signing: Arc::new(NoSigningKeys),
+            dkim: dkim::DkimKeys::default(),
             capabilities: Arc::new(NoCapabilities),
             key_use: Arc::new(NoKeyUse),
             observer: None,
@@ -151,7 +155,15 @@ impl Pipeline {
             lookup_timeout: self.options.lookup_timeout,
             build_timeout: self.options.message_timeout,
             header_limits: self.options.header_limits,
+            dkim: self.dkim.clone(),
         })
+    }
+
+    /// DKIM-signs the copies sealgate changed with `keys` (the key of the
+    /// From domain, when the sender's policy has `dkim_sign`).
+    pub fn with_dkim_keys(mut self, keys: dkim::DkimKeys) -> Pipeline {
+        self.dkim = keys;
+        self
     }
 
     /// Signs mail for the senders whose policy says so with the
@@ -209,9 +221,15 @@ impl Handler for Pipeline {
         let size = data.len();
         let mut envelope = envelope;
         let mut data = data;
+        // Whether the bytes are no longer the client's (DKIM signs such
+        // copies again).
+        let mut changed = false;
         if self.policy.triggers_anywhere() {
             match trigger::apply(self, &queue_id, &mut envelope, &data).await {
-                Ok(Some(cleaned)) => data = cleaned,
+                Ok(Some(cleaned)) => {
+                    data = cleaned;
+                    changed = true;
+                }
                 Ok(None) => {}
                 Err(reply) => return reply,
             }
@@ -262,6 +280,8 @@ impl Handler for Pipeline {
             .map(|h| trace::log_safe(&header_value_unfolded(h), MAX_LOGGED_VALUE));
         let now = std::time::SystemTime::now();
         let groups = group::plan(&envelope, &parsed);
+        let changed = changed || signed;
+        let dkim_domain = dkim::signing_domain(&self.dkim, &self.policy, &parsed);
         // The original bytes without Bcc, for plain copies (a copy of the
         // message only when it has a Bcc field and a plain copy needs it),
         // and the header section returned in a DSN.
@@ -298,7 +318,15 @@ impl Handler for Pipeline {
                     return Err((Delivery::Permanent(reason.clone()), Origin::Bounce));
                 }
                 match build::build(g, &outgoing, parts.as_ref()).await {
-                    Ok(bytes) => Ok(bytes),
+                    Ok(bytes) => {
+                        let ours = changed || matches!(g.kind, group::GroupKind::Encrypt { .. });
+                        match (&dkim_domain, ours) {
+                            (Some(d), true) => {
+                                Ok(dkim::sign_copy(&self.dkim, d, &queue_id, bytes).await)
+                            }
+                            _ => Ok(bytes),
+                        }
+                    }
                     Err(e) => {
                         let reason = format!("encryption failed: {}", e.reason);
                         let d = if e.permanent {

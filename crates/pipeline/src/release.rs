@@ -26,6 +26,7 @@ pub struct Release {
     pub(crate) lookup_timeout: Duration,
     pub(crate) build_timeout: Duration,
     pub(crate) header_limits: HeaderLimits,
+    pub(crate) dkim: crate::dkim::DkimKeys,
 }
 
 #[async_trait::async_trait]
@@ -56,15 +57,17 @@ impl KeyWait for Release {
                 return Lookup::NotYet("the policy gives no encryption key".into())
             }
         };
-        let Some(kind) = group::encrypting(&decision.decision) else {
-            return Lookup::NotYet("the policy gives no encryption key".into());
-        };
         let data = Arc::new(held.data.to_vec());
         let parsed = match Message::parse_limited(&data, self.header_limits) {
             Ok(p) => p,
             Err(e) => return Lookup::NotYet(format!("the held message cannot be read: {e}")),
         };
+        let Some(kind) = group::encrypting(&decision.decision, group::is_text_plain(&parsed))
+        else {
+            return Lookup::NotYet("the policy gives no encryption key".into());
+        };
         let parts = Arc::new(parsed.parts_sharing(&data, bcc::is_bcc));
+        let dkim_domain = crate::dkim::signing_domain(&self.dkim, &self.policy, &parsed);
         drop(parsed);
         let g = group::Group {
             kind,
@@ -74,7 +77,12 @@ impl KeyWait for Release {
         let built =
             tokio::time::timeout(self.build_timeout, build::build(&g, &data, Some(&parts))).await;
         let bytes = match built {
-            Ok(Ok(b)) => b.into_owned(),
+            Ok(Ok(b)) => match &dkim_domain {
+                Some(d) => crate::dkim::sign_copy(&self.dkim, d, held.queue_id, b)
+                    .await
+                    .into_owned(),
+                None => b.into_owned(),
+            },
             Ok(Err(e)) => {
                 tracing::warn!(queue_id = held.queue_id, recipient = held.recipient, reason = %e.reason, "a held copy could not be encrypted to the key found");
                 return Lookup::NotYet(

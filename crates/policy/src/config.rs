@@ -19,14 +19,19 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MethodName {
+    /// PGP/MIME (RFC 3156).
     Pgp,
+    /// Inline PGP for text/plain messages (old clients); a multipart
+    /// message gets PGP/MIME instead. Looks up the same keys as `pgp`.
+    #[serde(rename = "pgp-inline")]
+    PgpInline,
     Smime,
 }
 
 impl From<MethodName> for sealgate_keys::Method {
     fn from(m: MethodName) -> Self {
         match m {
-            MethodName::Pgp => sealgate_keys::Method::Pgp,
+            MethodName::Pgp | MethodName::PgpInline => sealgate_keys::Method::Pgp,
             MethodName::Smime => sealgate_keys::Method::Smime,
         }
     }
@@ -205,6 +210,17 @@ pub struct PolicyConfig {
     /// To/Cc recipients of the same method, cipher and padding.
     #[serde(default)]
     pub copy_per_recipient: bool,
+    /// Header protection (RFC 9788 `hp="cipher"`, Thunderbird's
+    /// `protected-headers="v1"`) on this recipient's encrypted copies.
+    #[serde(default)]
+    pub header_protection: bool,
+    /// The Subject the outside of a header-protected copy shows.
+    #[serde(default = "default_outer_subject")]
+    pub header_protection_outer_subject: String,
+    /// DKIM-sign the copies sealgate changed, when a `[[dkim.keys]]` entry
+    /// has the From domain; read for the sender.
+    #[serde(default = "default_true")]
+    pub dkim_sign: bool,
     /// Keyed by domain (`example.com`) or wildcard (`*.example.com`, which
     /// matches subdomains only).
     #[serde(default)]
@@ -227,6 +243,25 @@ fn default_hold_max_age() -> String {
     "3d".into()
 }
 
+fn default_outer_subject() -> String {
+    "[...]".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Whether `s` may be the outer Subject of a header-protected copy: one
+/// line of printable US-ASCII, 1 to 200 characters.
+pub fn valid_outer_subject(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 200 || !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(format!(
+            "{s:?} cannot be an outer Subject: give 1 to 200 printable US-ASCII characters, such as \"[...]\""
+        ));
+    }
+    Ok(())
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
@@ -247,6 +282,9 @@ impl Default for PolicyConfig {
             trigger_header: None,
             trigger_keep_subject: false,
             copy_per_recipient: false,
+            header_protection: false,
+            header_protection_outer_subject: default_outer_subject(),
+            dkim_sign: true,
             domains: BTreeMap::new(),
             users: BTreeMap::new(),
             reload_secs: default_reload_secs(),
@@ -280,6 +318,9 @@ pub struct DomainPolicy {
     pub trigger_header: Option<String>,
     pub trigger_keep_subject: Option<bool>,
     pub copy_per_recipient: Option<bool>,
+    pub header_protection: Option<bool>,
+    pub header_protection_outer_subject: Option<String>,
+    pub dkim_sign: Option<bool>,
 }
 
 impl PolicyConfig {
@@ -303,6 +344,8 @@ impl PolicyConfig {
             return Err("policy.reload_secs: must be at least 1".into());
         }
         self.hold_max_age()?;
+        valid_outer_subject(&self.header_protection_outer_subject)
+            .map_err(|e| format!("policy.header_protection_outer_subject: {e}"))?;
         let triggers = std::iter::once((
             "policy".to_string(),
             &self.trigger_subject,
@@ -376,6 +419,10 @@ impl PolicyConfig {
                 &[40, 64],
                 fpr,
             )?;
+            if let Some(s) = &d.header_protection_outer_subject {
+                valid_outer_subject(s)
+                    .map_err(|e| format!("{}: {e}", key("header_protection_outer_subject")))?;
+            }
             if d.methods.as_ref().is_some_and(Vec::is_empty) {
                 return Err(format!("{level}.methods: must name at least one method"));
             }

@@ -1,6 +1,8 @@
 //! Effective settings for an address and the decision for it.
 
-use crate::config::{ForeignEncryption, Mode, NoKeyAction, OnSourceError, PolicyConfig};
+use crate::config::{
+    ForeignEncryption, MethodName, Mode, NoKeyAction, OnSourceError, PolicyConfig,
+};
 use crate::config::{RsaPaddingName, SignMode, SignUnavailable, SmimeCipherName};
 use sealgate_keys::{Method, OnError, RecipientKey, Resolution};
 use std::collections::BTreeMap;
@@ -31,6 +33,13 @@ pub struct Settings {
     pub trigger_keep_subject: bool,
     /// This recipient gets an encrypted copy of its own.
     pub copy_per_recipient: bool,
+    /// `pgp-inline` is among the methods: a text/plain message gets inline
+    /// PGP instead of PGP/MIME.
+    pub pgp_inline: bool,
+    /// Header protection, with the outer Subject, when on.
+    pub header_protection: Option<String>,
+    /// DKIM signing, when this address is the sender.
+    pub dkim_sign: bool,
     /// The most specific policy entry that applied: `global`, a domain key
     /// or an address (`policy.users`).
     pub matched: String,
@@ -55,6 +64,10 @@ pub enum Decision {
         keys: Vec<RecipientKey>,
         smime_cipher: SmimeCipherName,
         smime_rsa_padding: RsaPaddingName,
+        /// Inline PGP for a text/plain message (`pgp-inline`).
+        pgp_inline: bool,
+        /// Header protection with this outer Subject.
+        header_protection: Option<String>,
         /// The key source that supplied the keys.
         source: String,
     },
@@ -232,7 +245,7 @@ impl Policy {
         let c = &now.config;
         let mut s = Settings {
             mode: c.mode,
-            methods: c.methods.iter().map(|&m| m.into()).collect(),
+            methods: methods(&c.methods),
             smime_cipher: c.smime_cipher,
             smime_rsa_padding: c.smime_rsa_padding,
             additional_certificates: upper(&c.additional_certificates),
@@ -247,8 +260,13 @@ impl Policy {
             trigger_header: c.trigger_header.clone(),
             trigger_keep_subject: c.trigger_keep_subject,
             copy_per_recipient: c.copy_per_recipient,
+            pgp_inline: c.methods.contains(&MethodName::PgpInline),
+            header_protection: None,
+            dkim_sign: c.dkim_sign,
             matched: "global".into(),
         };
+        let mut protect = c.header_protection;
+        let mut outer_subject = c.header_protection_outer_subject.clone();
         let domain = address
             .rsplit_once('@')
             .map(|(_, d)| canonical_domain(d))
@@ -268,7 +286,8 @@ impl Policy {
                 s.mode = m;
             }
             if let Some(ms) = &d.methods {
-                s.methods = ms.iter().map(|&m| m.into()).collect();
+                s.methods = methods(ms);
+                s.pgp_inline = ms.contains(&MethodName::PgpInline);
             }
             if let Some(ci) = d.smime_cipher {
                 s.smime_cipher = ci;
@@ -316,8 +335,18 @@ impl Policy {
             if let Some(c) = d.copy_per_recipient {
                 s.copy_per_recipient = c;
             }
+            if let Some(h) = d.header_protection {
+                protect = h;
+            }
+            if let Some(o) = &d.header_protection_outer_subject {
+                outer_subject = o.clone();
+            }
+            if let Some(k) = d.dkim_sign {
+                s.dkim_sign = k;
+            }
             s.matched = key.clone();
         }
+        s.header_protection = protect.then_some(outer_subject);
         s
     }
 
@@ -375,6 +404,8 @@ impl Policy {
                     keys: keys.clone(),
                     smime_cipher: settings.smime_cipher,
                     smime_rsa_padding: settings.smime_rsa_padding,
+                    pgp_inline: method == Method::Pgp && settings.pgp_inline,
+                    header_protection: settings.header_protection.clone(),
                     source: source.clone(),
                 });
             }
@@ -402,6 +433,18 @@ impl Policy {
             }),
         }
     }
+}
+
+/// The methods to look keys up for, in order (`pgp-inline` is `pgp`).
+fn methods(names: &[MethodName]) -> Vec<Method> {
+    let mut out: Vec<Method> = Vec::new();
+    for &n in names {
+        let m = n.into();
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
 }
 
 fn upper(list: &[String]) -> Vec<String> {

@@ -37,6 +37,9 @@ pub const SETTINGS: &[&str] = &[
     "trigger_header",
     "trigger_keep_subject",
     "copy_per_recipient",
+    "header_protection",
+    "header_protection_outer_subject",
+    "dkim_sign",
 ];
 
 /// Settings whose values add up across levels instead of replacing.
@@ -140,8 +143,11 @@ pub fn parse_value(name: &str, raw: &str) -> Result<Value, String> {
     }
     let mut one = Map::new();
     one.insert(name.to_string(), value.clone());
-    serde_json::from_value::<DomainPolicy>(Value::Object(one))
+    let parsed = serde_json::from_value::<DomainPolicy>(Value::Object(one))
         .map_err(|e| format!("{name}: {e}"))?;
+    if let Some(s) = &parsed.header_protection_outer_subject {
+        crate::config::valid_outer_subject(s).map_err(|e| format!("{name}: {e}"))?;
+    }
     Ok(value)
 }
 

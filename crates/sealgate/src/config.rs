@@ -39,6 +39,9 @@ pub struct Settings {
     pub harvest: sealgate_harvest::HarvestConfig,
     #[serde(default)]
     pub dns: sealgate_harvest::dkim::DnsConfig,
+    /// `[[dkim.keys]]`: DKIM signing of the copies sealgate changed.
+    #[serde(default)]
+    pub dkim: sealgate_pipeline::dkim::DkimConfig,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -369,7 +372,7 @@ const LIST_KEYS: &[&str] = &[
 /// puts in force (all but `[policy]`, which SIGHUP applies). The key files'
 /// contents are reloaded by SIGHUP; their list is a `[keys]` change.
 pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
-    let sections: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 12] = [
+    let sections: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 13] = [
         ("smtp", &running.smtp, &new.smtp),
         ("relay", &running.relay, &new.relay),
         ("store", &running.store, &new.store),
@@ -380,6 +383,7 @@ pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
         ("incoming", &running.incoming, &new.incoming),
         ("harvest", &running.harvest, &new.harvest),
         ("dns", &running.dns, &new.dns),
+        ("dkim", &running.dkim, &new.dkim),
         ("log", &running.log, &new.log),
         (
             "policy.reload_secs",

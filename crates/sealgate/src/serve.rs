@@ -141,6 +141,11 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
         trust.clone(),
         trust_store.clone(),
     ));
+    let dkim =
+        sealgate_pipeline::dkim::DkimKeys::load(&settings.dkim).map_err(anyhow::Error::msg)?;
+    if !dkim.is_empty() {
+        tracing::info!(keys = ?dkim, "dkim: copies sealgate changes are signed for these domains");
+    }
     let pipeline = Pipeline::new(
         policy.clone(),
         resolver.clone(),
@@ -158,6 +163,7 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
     )
     .with_additional_keys(additional.clone())
     .with_signing_keys(signing.clone())
+    .with_dkim_keys(dkim)
     .with_capabilities(Arc::new(crate::harvesting::StoredCapabilities {
         store: store.clone(),
     }))
