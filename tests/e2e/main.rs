@@ -8,6 +8,7 @@ mod copies;
 mod crash;
 mod decrypt;
 mod decrypt_pgp;
+mod dkim_sign;
 mod flow;
 mod gateway;
 mod harvest;

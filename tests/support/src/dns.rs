@@ -186,3 +186,87 @@ impl Default for DkimKey {
         DkimKey::new()
     }
 }
+
+/// An Ed25519 DKIM key pair (RFC 8463, made by openssl).
+pub struct Ed25519DkimKey {
+    _dir: tempfile::TempDir,
+    /// The private key, PKCS#8 PEM.
+    pub key_path: PathBuf,
+    /// The raw 32-byte public key, base64 (the `p=` of the record).
+    pub public_b64: String,
+}
+
+impl Ed25519DkimKey {
+    /// # Panics
+    /// If openssl fails.
+    pub fn new() -> Ed25519DkimKey {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_path = dir.path().join("dkim-ed25519.pem");
+        let mut gen = Command::new("openssl");
+        gen.args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&key_path);
+        run_ok(gen, Duration::from_secs(60)).expect("openssl genpkey");
+        let der = Command::new("openssl")
+            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+            .arg(&key_path)
+            .output()
+            .expect("openssl pkey -pubout");
+        assert!(der.status.success(), "openssl pkey -pubout failed");
+        // SubjectPublicKeyInfo of Ed25519: 12 bytes of algorithm, then the key.
+        assert_eq!(der.stdout.len(), 44, "unexpected Ed25519 SPKI");
+        use base64::Engine;
+        Ed25519DkimKey {
+            public_b64: base64::engine::general_purpose::STANDARD.encode(&der.stdout[12..]),
+            key_path,
+            _dir: dir,
+        }
+    }
+
+    /// The TXT record value publishing it.
+    pub fn record(&self) -> String {
+        format!("v=DKIM1; k=ed25519; p={}", self.public_b64)
+    }
+}
+
+impl Default for Ed25519DkimKey {
+    fn default() -> Self {
+        Ed25519DkimKey::new()
+    }
+}
+
+/// Verifies every DKIM signature of `message` with dkimpy
+/// (`dkim_verify.py`), the keys looked up at `dns`. `Ok` with one line per
+/// signature (`pass d s a`) when there is one and all pass; `Err` with the
+/// lines otherwise.
+///
+/// # Panics
+/// If the script cannot run.
+pub fn dkim_verify(dns: &Dns, message: &[u8]) -> Result<String, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dkim_verify.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(dns.addr())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dkim_verify.py");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(message)
+        .expect("write message");
+    let out = child.wait_with_output().expect("dkim_verify.py output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
