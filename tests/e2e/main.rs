@@ -21,6 +21,7 @@ mod incoming;
 mod levels;
 mod limits;
 mod observe;
+mod pgp_forms;
 mod policy;
 mod policy_matrix;
 mod privacy;

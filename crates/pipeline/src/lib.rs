@@ -531,7 +531,7 @@ fn prepend(head: Vec<u8>, body: std::borrow::Cow<'_, [u8]>) -> Vec<u8> {
 
 fn copy_method(label: &str) -> Option<CopyMethod> {
     Some(match label {
-        "pgp" => CopyMethod::Pgp,
+        "pgp" | "pgp-inline" => CopyMethod::Pgp,
         "smime" => CopyMethod::Smime,
         "plain" => CopyMethod::Plain,
         "pass-through" => CopyMethod::PassThrough,
