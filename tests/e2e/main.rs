@@ -24,6 +24,7 @@ mod observe;
 mod pgp_forms;
 mod policy;
 mod policy_matrix;
+mod policy_matrix_more;
 mod privacy;
 mod queue;
 mod queue_tools;

@@ -12,7 +12,7 @@ use sealgate_testkit::process::{signal, wait_until};
 use sealgate_testkit::sink::Sink;
 use std::time::Duration;
 
-const ADDRESS: &str = "bob@partner.test";
+pub(crate) const ADDRESS: &str = "bob@partner.test";
 
 #[derive(Clone, Copy, Debug)]
 enum Level {
@@ -51,14 +51,14 @@ impl Level {
 /// A setting, the value the less specific levels get, the value the cell
 /// gets, both as TOML, and a probe: true when a message shows the cell's
 /// value in effect.
-struct Setting {
-    name: &'static str,
-    base: &'static str,
-    cell: &'static str,
-    probe: fn(&Gateway, &Sink, usize) -> bool,
+pub(crate) struct Setting {
+    pub name: &'static str,
+    pub base: &'static str,
+    pub cell: &'static str,
+    pub probe: fn(&Gateway, &Sink, usize) -> bool,
 }
 
-fn send(gw: &Gateway, n: usize) -> Result<(), String> {
+pub(crate) fn send(gw: &Gateway, n: usize) -> Result<(), String> {
     let msg = format!(
         "From: ian@corp.test\r\nTo: {ADDRESS}\r\nSubject: probe {n}\r\n\r\nsecret body {n}\r\n"
     );
@@ -66,7 +66,7 @@ fn send(gw: &Gateway, n: usize) -> Result<(), String> {
 }
 
 /// mode = mandatory (no key anywhere): refused at RCPT.
-fn refused(gw: &Gateway, _: &Sink, n: usize) -> bool {
+pub(crate) fn refused(gw: &Gateway, _: &Sink, n: usize) -> bool {
     send(gw, n).is_err_and(|e| e.contains("550 5.7.1"))
 }
 
@@ -109,16 +109,32 @@ fn gcm(gw: &Gateway, sink: &Sink, n: usize) -> bool {
 }
 
 /// Runs the matrix; `always` goes into `[policy]`, `sections` before it.
-fn matrix(setting: &Setting, always: &str, sections: &str) {
+pub(crate) fn matrix(setting: &Setting, always: &str, sections: &str) {
     matrix_with(setting, always, sections, &|_| {})
 }
 
 /// [`matrix`], with `prepare` run on the gateway first.
-fn matrix_with(setting: &Setting, always: &str, sections: &str, prepare: &dyn Fn(&Gateway)) {
+pub(crate) fn matrix_with(
+    setting: &Setting,
+    always: &str,
+    sections: &str,
+    prepare: &dyn Fn(&Gateway),
+) {
+    matrix_in(setting, always, "", sections, prepare)
+}
+
+/// [`matrix_with`], with `store` lines added to `[store]`.
+pub(crate) fn matrix_in(
+    setting: &Setting,
+    always: &str,
+    store: &str,
+    sections: &str,
+    prepare: &dyn Fn(&Gateway),
+) {
     let sink = Sink::start();
     let head = format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
-         [store]\nurl = \"sqlite://data/s.db\"\n[admin]\nlisten = \"\"\n{sections}",
+         [store]\nurl = \"sqlite://data/s.db\"\n{store}[admin]\nlisten = \"\"\n{sections}",
         sink.port()
     );
     let levels = [Level::Global, Level::Domain, Level::User];
@@ -196,9 +212,13 @@ fn matrix_with(setting: &Setting, always: &str, sections: &str, prepare: &dyn Fn
                     let o = gw.cli(&["policy", "show", ADDRESS, "--json"]);
                     let shown: Vec<serde_json::Value> =
                         serde_json::from_slice(&o.stdout).unwrap_or_default();
-                    shown
-                        .iter()
-                        .any(|s| s["name"] == setting.name && s["from"][0] == from.as_str())
+                    shown.iter().any(|s| {
+                        // An additive setting lists every level that adds to it.
+                        s["name"] == setting.name
+                            && s["from"]
+                                .as_array()
+                                .is_some_and(|f| f.iter().any(|l| l == from.as_str()))
+                    })
                 },
             )
             .unwrap_or_else(|e| panic!("{e}: {}", text(&gw.cli(&["policy", "show", ADDRESS]))));
