@@ -4,6 +4,7 @@
 //! `openssl cms -decrypt`). Every peer runs on loopback in its own temp dir.
 
 mod bad_input;
+mod ca;
 mod copies;
 mod crash;
 mod decrypt;

@@ -3,8 +3,10 @@
 //! mail. It serves `/metrics` (the [`Metrics`] every stage counts into, for
 //! Prometheus), `/livez` (200 while the process runs) and `/readyz` (200
 //! only while every [`ReadinessCheck`] the binary passed in holds: store
-//! reachable, queue writable, disk space; 503 naming the failing ones). It
-//! is the server where the admin web pages will live later.
+//! reachable, queue writable, disk space; 503 naming the failing ones), and
+//! the built-in CA's CRLs at `/crl/<thumbprint>.crl` ([`CrlSource`]; public,
+//! as CRL distribution points are). It is the server where the admin web
+//! pages will live later.
 //!
 //! Security: these three endpoints need no authentication and show nothing
 //! secret (counters, check names, short error texts). Every page added later
@@ -34,6 +36,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// Where the published CRLs come from (the built-in CA): DER by the CA's
+/// thumbprint (64 upper-case hex digits), `None` when there is none.
+#[async_trait::async_trait]
+pub trait CrlSource: Send + Sync {
+    async fn crl(&self, thumbprint: &str) -> Result<Option<Vec<u8>>, String>;
+}
 
 /// How long and how much the admin listener gives each client.
 #[derive(Debug, Clone)]
@@ -66,6 +75,7 @@ impl Default for Limits {
 pub struct AdminState {
     metrics: Metrics,
     checks: Arc<[Box<dyn ReadinessCheck>]>,
+    crls: Option<Arc<dyn CrlSource>>,
     limits: Limits,
     shutting_down: Arc<AtomicBool>,
 }
@@ -90,9 +100,16 @@ impl AdminState {
         AdminState {
             metrics,
             checks: checks.into(),
+            crls: None,
             limits: Limits::default(),
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Publishes the built-in CA's CRLs at `/crl/<thumbprint>.crl`.
+    pub fn with_crls(mut self, crls: Arc<dyn CrlSource>) -> AdminState {
+        self.crls = Some(crls);
+        self
     }
 
     /// Other limits than [`Limits::default`].

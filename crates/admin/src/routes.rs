@@ -24,6 +24,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/crl/{file}", get(crl))
         .fallback(not_found)
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
@@ -118,6 +119,50 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         format!("{body}\n"),
     )
         .into_response()
+}
+
+/// `/crl/<thumbprint>.crl`: the CA's newest CRL, DER, for CRL distribution
+/// points (public: a relying party fetches it without a login; a CRL is
+/// signed and holds nothing secret).
+async fn crl(
+    State(state): State<AdminState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    let Some(source) = &state.crls else {
+        return not_found().await;
+    };
+    let Some(id) = file.strip_suffix(".crl") else {
+        return not_found().await;
+    };
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return not_found().await;
+    }
+    match source.crl(&id.to_ascii_uppercase()).await {
+        Ok(Some(der)) => (
+            [
+                (
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/pkix-crl"),
+                ),
+                (CACHE_CONTROL, HeaderValue::from_static("max-age=300")),
+            ],
+            der,
+        )
+            .into_response(),
+        Ok(None) => not_found().await,
+        Err(e) => {
+            tracing::warn!("/crl/{id}.crl: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                )],
+                "the CRL cannot be read now\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn not_found() -> Response {

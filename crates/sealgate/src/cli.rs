@@ -70,8 +70,155 @@ pub enum Command {
     /// configuration file and the store (store values win at the same level).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The built-in certificate authority: create CAs, issue S/MIME
+    /// certificates (trusted and used at once), PKCS#12 files, CRLs.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a CA: a root (into the root store) and an intermediate signed
+    /// by it, their keys sealed under the key-encryption key. 1024-bit keys
+    /// and SHA-1 are refused.
+    Create {
+        /// Common name of the root.
+        #[arg(long)]
+        root_cn: String,
+        /// Common name of the intermediate (must differ from the root's).
+        #[arg(long)]
+        intermediate_cn: String,
+        /// An email address for both certificates.
+        #[arg(long)]
+        email: Option<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// rsa2048, rsa3072, rsa4096, p256 or p384.
+        #[arg(long, default_value = "rsa4096")]
+        key: String,
+        /// sha256, sha384 or sha512.
+        #[arg(long, default_value = "sha256")]
+        signature: String,
+        /// Make it the default CA (the first CA is the default anyway).
+        #[arg(long)]
+        default: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the CAs (the default one is marked).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Select the default CA (the one requests and CRLs use).
+    Default {
+        /// The intermediate's SHA-256 thumbprint (at least 8 digits).
+        thumbprint: String,
+    },
+    /// The CA configuration: defaults of new certificates, CA email,
+    /// PKCS#12 passwords, CRL distribution point, request handler.
+    #[command(subcommand)]
+    Config(CaConfigCommand),
+    /// Request a certificate with the built-in handler: issued at once by
+    /// the default CA, stored with its key, used for mail to EMAIL at once.
+    Request {
+        #[arg(long)]
+        email: String,
+        /// Common name (default: the configuration's default_common_name).
+        #[arg(long)]
+        cn: Option<String>,
+        #[arg(long)]
+        organisation: Option<String>,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// Validity in days (default: the configuration's).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Key (default: the configuration's).
+        #[arg(long)]
+        key: Option<String>,
+        /// Signature algorithm (default: the configuration's).
+        #[arg(long)]
+        signature: Option<String>,
+        /// Add the CRL distribution point (default: the configuration's).
+        #[arg(long)]
+        crl_dp: bool,
+        /// Leave the CRL distribution point out.
+        #[arg(long, conflicts_with = "crl_dp")]
+        no_crl_dp: bool,
+        /// The CA (default: the default CA).
+        #[arg(long)]
+        ca: Option<String>,
+        /// Write the PKCS#12 (certificate, key, chain) here; the generated
+        /// password is printed.
+        #[arg(long, value_name = "FILE")]
+        p12_out: Option<PathBuf>,
+        /// 3DES/SHA-1 PKCS#12 for old importers (gpgsm 2.2).
+        #[arg(long)]
+        legacy: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the PKCS#12 of a stored certificate with its key.
+    Export {
+        /// The certificate's SHA-256 thumbprint (at least 8 digits).
+        thumbprint: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The password (first line of the file); default: a generated
+        /// one, printed.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        #[arg(long)]
+        legacy: bool,
+    },
+    /// CRLs of the built-in CA.
+    #[command(subcommand)]
+    Crl(CaCrlCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaConfigCommand {
+    /// Every CA setting with its value.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set one CA setting (checked; the valid choices are named).
+    Set { name: String, value: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCrlCommand {
+    /// Create a CRL: the serials given (hex) and, unless --replace, those
+    /// of the CA's earlier CRLs. It goes into the CRL store (sealgate stops
+    /// using the certificates at once) and is published at
+    /// /crl/<CA>.crl on the admin listener.
+    Create {
+        /// The CA (default: the default CA).
+        #[arg(long)]
+        ca: Option<String>,
+        /// Serial numbers to revoke, in hex.
+        #[arg(long = "serial", value_name = "HEX")]
+        serials: Vec<String>,
+        /// Days until the next update.
+        #[arg(long, default_value_t = 30)]
+        next_update_days: u32,
+        /// Drop the earlier CRLs' serials ("update existing CRL" off).
+        #[arg(long)]
+        replace: bool,
+        /// Signature algorithm (default: the configuration's).
+        #[arg(long)]
+        signature: Option<String>,
+        /// Also write the CRL (DER) here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -45,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crl(c) => crate::trust_cmd::crl(&settings, c).await,
         Command::Harvest(h) => harvest(&settings, h).await,
         Command::Policy(p) => crate::policy_cmd::run(&settings, p).await,
+        Command::Ca(c) => crate::ca_cmd::run(&settings, c).await,
         Command::HashPassword => unreachable!("handled above"),
     }
 }

@@ -22,6 +22,7 @@ macro_rules! out {
 }
 
 mod additional;
+mod ca_cmd;
 mod cli;
 mod commands;
 mod config;

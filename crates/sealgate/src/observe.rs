@@ -58,13 +58,32 @@ pub async fn start(
             async move { q.check_writable().await }
         }),
     ];
-    let state = AdminState::new(metrics.clone(), checks);
+    let ca = sealgate_ca::Ca::new(
+        store.clone(),
+        crate::trust_cmd::trust_store(settings, store),
+        None,
+    );
+    let state =
+        AdminState::new(metrics.clone(), checks).with_crls(std::sync::Arc::new(PublishedCrls(ca)));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(sealgate_admin::serve(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
     tracing::info!(listen = %addr, "admin listener started (/metrics, /livez, /readyz)");
     Ok(Some(Admin { state, stop, task }))
+}
+
+/// The built-in CA's CRLs, as the admin listener publishes them.
+struct PublishedCrls(sealgate_ca::Ca);
+
+#[async_trait::async_trait]
+impl sealgate_admin::CrlSource for PublishedCrls {
+    async fn crl(&self, thumbprint: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0
+            .published_crl(thumbprint)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Sets the circuit breaker gauge of every remote key source every few

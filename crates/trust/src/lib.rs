@@ -273,13 +273,42 @@ impl TrustStore {
                 "the private key in the PKCS#12 file is not the certificate's".into(),
             ));
         }
-        let mut out = vec![self.add_cert(&cert, source, true).await?];
-        let sealed = kek.seal(&key.private_key_to_pkcs8()?, out[0].sha256.as_bytes())?;
-        db::put_private_key(self.store.pool(), &out[0].sha256, &sealed).await?;
+        let mut out = vec![self.add_cert_with_key(&cert, &key, kek, source).await?];
         for ca in parsed.ca.into_iter().flatten() {
             out.push(self.add_cert(&ca, source, false).await?);
         }
         Ok(out)
+    }
+
+    /// Adds `cert` to the certificate store with its private key `key`,
+    /// sealed under `kek` (never stored in the clear).
+    pub async fn add_cert_with_key(
+        &self,
+        cert: &X509,
+        key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+        kek: &Kek,
+        source: &str,
+    ) -> Result<Imported, TrustError> {
+        if !cert.public_key()?.public_eq(key) {
+            return Err(TrustError::Format(
+                "the private key is not the certificate's".into(),
+            ));
+        }
+        let imported = self.add_cert(cert, source, true).await?;
+        self.put_private_key(&imported.sha256, key, kek).await?;
+        Ok(imported)
+    }
+
+    /// Stores `key` sealed under `kek` for the certificate (or root)
+    /// `sha256`, replacing any key stored for it.
+    pub async fn put_private_key(
+        &self,
+        sha256: &str,
+        key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+        kek: &Kek,
+    ) -> Result<(), TrustError> {
+        let sealed = kek.seal(&key.private_key_to_pkcs8()?, sha256.as_bytes())?;
+        db::put_private_key(self.store.pool(), sha256, &sealed).await
     }
 
     /// The private key of the stored certificate `sha256`, opened with `kek`.
