@@ -89,6 +89,27 @@ fn base(
     Ok(b)
 }
 
+/// KeyUsage of a CA: keyCertSign and cRLSign, critical.
+fn ca_usage() -> Result<openssl::x509::X509Extension, CaError> {
+    Ok(KeyUsage::new()
+        .critical()
+        .key_cert_sign()
+        .crl_sign()
+        .build()?)
+}
+
+/// The subject key identifier, and the authority key identifier of
+/// `issuer`.
+fn key_identifiers(b: &mut X509Builder, issuer: &X509Ref) -> Result<(), CaError> {
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(issuer), None))?;
+    b.append_extension(ski)?;
+    let aki = AuthorityKeyIdentifier::new()
+        .keyid(true)
+        .build(&b.x509v3_context(Some(issuer), None))?;
+    b.append_extension(aki)?;
+    Ok(())
+}
+
 /// A self-signed root.
 pub fn root(
     subject: &Subject,
@@ -99,13 +120,7 @@ pub fn root(
     let mut b = base(subject, key, days, None)?;
     b.set_issuer_name(&*subject.name()?)?;
     b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()?,
-    )?;
+    b.append_extension(ca_usage()?)?;
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
     b.append_extension(ski)?;
     b.sign(key, sig.digest())?;
@@ -124,19 +139,8 @@ pub fn intermediate(
     let mut b = base(subject, public, days, Some(issuer.not_after()))?;
     b.set_issuer_name(issuer.subject_name())?;
     b.append_extension(BasicConstraints::new().critical().ca().pathlen(0).build()?)?;
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()?,
-    )?;
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(issuer), None))?;
-    b.append_extension(ski)?;
-    let aki = AuthorityKeyIdentifier::new()
-        .keyid(true)
-        .build(&b.x509v3_context(Some(issuer), None))?;
-    b.append_extension(aki)?;
+    b.append_extension(ca_usage()?)?;
+    key_identifiers(&mut b, issuer)?;
     b.sign(issuer_key, sig.digest())?;
     Ok(b.build())
 }
@@ -172,12 +176,7 @@ pub fn end_user(
         .email(email)
         .build(&b.x509v3_context(Some(issuer), None))?;
     b.append_extension(san)?;
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(issuer), None))?;
-    b.append_extension(ski)?;
-    let aki = AuthorityKeyIdentifier::new()
-        .keyid(true)
-        .build(&b.x509v3_context(Some(issuer), None))?;
-    b.append_extension(aki)?;
+    key_identifiers(&mut b, issuer)?;
     if let Some(url) = crl_url {
         check_url(url)?;
         #[allow(deprecated)]
