@@ -28,7 +28,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// `GET path` over HTTP/1.0: (status, body bytes).
-fn get_bytes(port: u16, path: &str) -> (u16, Vec<u8>) {
+pub(crate) fn get_bytes(port: u16, path: &str) -> (u16, Vec<u8>) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
@@ -48,7 +48,7 @@ fn get_bytes(port: u16, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// Runs openssl with `args`: (success, stdout + stderr).
-fn openssl(args: &[&str]) -> (bool, String) {
+pub(crate) fn openssl(args: &[&str]) -> (bool, String) {
     let o = Command::new("openssl").args(args).output().unwrap();
     (
         o.status.success(),
@@ -60,7 +60,7 @@ fn openssl(args: &[&str]) -> (bool, String) {
     )
 }
 
-fn ok(gw: &Gateway, args: &[&str]) -> String {
+pub(crate) fn ok(gw: &Gateway, args: &[&str]) -> String {
     let o = gw.cli(args);
     assert!(o.status.success(), "{args:?}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).to_string()
@@ -68,14 +68,14 @@ fn ok(gw: &Gateway, args: &[&str]) -> String {
 
 /// The certificate, key and chain (root, intermediate) of a PKCS#12,
 /// written as PEM files in `dir`.
-struct Unpacked {
-    cert: PathBuf,
-    key: PathBuf,
-    root: PathBuf,
-    intermediate: PathBuf,
+pub(crate) struct Unpacked {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub root: PathBuf,
+    pub intermediate: PathBuf,
 }
 
-fn unpack(dir: &Path, p12: &Path, password: &str) -> Unpacked {
+pub(crate) fn unpack(dir: &Path, p12: &Path, password: &str) -> Unpacked {
     let pass = format!("pass:{password}");
     let p = p12.to_str().unwrap();
     let path = |n: &str| dir.join(n);

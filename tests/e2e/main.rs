@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod ca;
+mod ca_requests;
 mod copies;
 mod crash;
 mod decrypt;

@@ -19,10 +19,14 @@
 //! `db.rs` (the tables).
 
 pub mod build;
+pub mod bulk;
 pub mod config;
 pub mod crl;
 mod db;
+pub mod handler;
+pub mod mail;
 pub mod params;
+pub mod pending;
 pub mod pkcs12;
 
 pub use build::Subject;
@@ -129,6 +133,18 @@ pub struct NewCrl {
     pub signature_algorithm: Option<SigAlg>,
 }
 
+/// What `send` queued.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sent {
+    pub queue_id: String,
+    pub to: String,
+    /// The thumbprints of the certificates in the mail.
+    pub certificates: Vec<String>,
+    /// For the admin only: never in the mail, never logged.
+    #[serde(skip)]
+    pub password: String,
+}
+
 /// The built-in CA, over the store and the trust stores.
 #[derive(Clone)]
 pub struct Ca {
@@ -142,7 +158,7 @@ impl Ca {
         Ca { store, trust, kek }
     }
 
-    fn kek(&self) -> Result<&Kek, CaError> {
+    pub(crate) fn kek(&self) -> Result<&Kek, CaError> {
         self.kek.as_ref().ok_or(CaError::NoKek)
     }
 
@@ -333,35 +349,17 @@ impl Ca {
         })
         .await
         .map_err(|e| CaError::Invalid(format!("key generation failed: {e}")))??;
-        let sha256 = self
-            .trust
-            .add_cert_with_key(&cert, &key, kek, &format!("ca:{}", a.name))
-            .await?
-            .sha256;
         let serial = build::serial_hex(&cert)?;
         let email = subject.email.clone().unwrap_or_default();
-        // Bound to its address like an imported certificate: the next
-        // message to it is encrypted to it (docs/ca.md).
-        let key_for_mail = sealgate_keys::RecipientKey::Smime(std::sync::Arc::new(cert.clone()));
-        let stored =
-            sealgate_keys::import::to_stored(&key_for_mail, "import").map_err(CaError::Invalid)?;
-        self.store
-            .put_key(&stored, sealgate_store::Level::ProviderTrust)
-            .await
-            .map_err(|e| {
-                CaError::Invalid(format!(
-                    "the certificate could not be bound to {email}: {e}"
-                ))
-            })?;
-        db::insert_issued(
-            self.store.pool(),
-            &sha256,
-            &a.sha256,
-            &serial,
-            &email,
-            sealgate_store::now_unix(),
-        )
-        .await?;
+        let sha256 = self
+            .keep(
+                &cert,
+                &key,
+                kek,
+                &format!("ca:{}", a.name),
+                Some((&a.sha256, &serial, &email)),
+            )
+            .await?;
         tracing::info!(ca = %a.sha256, certificate = %sha256, serial = %serial, email = %email, "ca: certificate issued");
         Ok(Issued {
             subject: sealgate_trust::CertInfo::of(&cert)?.subject,
@@ -417,6 +415,115 @@ impl Ca {
             .cloned()
             .unwrap_or_else(|| stored.info.subject.clone());
         pkcs12::export(&name, &cert, &key, &chain, password, legacy)
+    }
+
+    /// Mails `address` the PKCS#12 of its certificates with their keys
+    /// (`certificates`: thumbprints; none: every unexpired certificate
+    /// sealgate holds a key for that names the address), through the queue,
+    /// as a clear message from the CA email. Each certificate must name the
+    /// address unless `allow_mismatch`. The password (`password`, else a
+    /// generated one) is in [`Sent::password`], never in the mail.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send(
+        &self,
+        schedule: &sealgate_queue::Schedule,
+        hostname: &str,
+        address: &str,
+        certificates: &[String],
+        allow_mismatch: bool,
+        password: Option<String>,
+        legacy: bool,
+    ) -> Result<Sent, CaError> {
+        let config = self.config().await?;
+        let from = config.ca_email.clone().ok_or_else(|| {
+            CaError::Invalid(
+                "certificate mail comes from the CA email: set it first (sealgate ca config set ca_email ca@example.com)".into(),
+            )
+        })?;
+        let to = params::email(address)?;
+        let now = sealgate_store::now_unix();
+        let mut chosen = Vec::new();
+        if certificates.is_empty() {
+            for c in self.trust.keyed_certs_for(&to).await? {
+                if c.info.not_after > now && !c.info.is_ca {
+                    chosen.push(c);
+                }
+            }
+            if chosen.is_empty() {
+                return Err(CaError::NotFound(format!(
+                    "sealgate holds no unexpired certificate with its key for {to}"
+                )));
+            }
+        } else {
+            for t in certificates {
+                let c = self.trust.cert(t).await?;
+                if !c.has_key {
+                    return Err(CaError::NotFound(format!(
+                        "sealgate holds no private key of {}",
+                        c.info.sha256
+                    )));
+                }
+                if !allow_mismatch && !c.info.emails.iter().any(|e| e.eq_ignore_ascii_case(&to)) {
+                    return Err(CaError::Invalid(format!(
+                        "certificate {} names {} and not {to}; give --allow-mismatch to send it all the same",
+                        c.info.sha256,
+                        if c.info.emails.is_empty() {
+                            "no address".to_string()
+                        } else {
+                            c.info.emails.join(", ")
+                        }
+                    )));
+                }
+                chosen.push(c);
+            }
+        }
+        let password = match password {
+            Some(p) => p,
+            None => self.new_password(&chosen[0].info.sha256).await?,
+        };
+        let mut files = Vec::new();
+        for (n, c) in chosen.iter().enumerate() {
+            files.push(mail::KeyFile {
+                name: mail::file_name(&to, n),
+                p12: self.pkcs12(&c.info.sha256, &password, legacy).await?,
+            });
+        }
+        let id = sealgate_queue::next_id();
+        let data = mail::certificate_mail(&from, &to, &files, &format!("{id}.ca@{hostname}"));
+        let message = sealgate_queue::NewMessage {
+            id,
+            received_at: sealgate_queue::now_ms(),
+            sender: from,
+            envid: None,
+            ret: None,
+            body_8bitmime: false,
+            smtputf8: false,
+            client: "sealgate ca".into(),
+            kind: sealgate_queue::MessageKind::Mail,
+        };
+        let copy = sealgate_queue::NewCopy {
+            method: "plain".into(),
+            recipients: vec![sealgate_queue::NewRecipient {
+                seq: 0,
+                address: to.clone(),
+                orcpt: None,
+                notify: None,
+            }],
+            data,
+        };
+        let queue_id = sealgate_queue::admin::submit(&self.store, schedule, message, copy)
+            .await
+            .map_err(|e| {
+                CaError::Invalid(format!("the certificate mail could not be queued: {e}"))
+            })?;
+        let certificates: Vec<String> = chosen.iter().map(|c| c.info.sha256.clone()).collect();
+        tracing::info!(queue_id = %queue_id, to = %to, certificates = ?certificates, "ca: certificate mail queued");
+        Ok(Sent {
+            queue_id,
+            to,
+            certificates,
+            password,
+        })
     }
 
     /// A generated PKCS#12 password of the configured length; kept sealed
@@ -493,7 +600,7 @@ impl Ca {
 }
 
 /// The subject of a request, checked, with the configuration's defaults.
-fn subject_of(r: &Request, config: &CaConfig) -> Result<Subject, CaError> {
+pub(crate) fn subject_of(r: &Request, config: &CaConfig) -> Result<Subject, CaError> {
     let email = params::email(&r.email)?;
     let cn = match &r.common_name {
         Some(cn) => params::subject_text("common name", cn)?,

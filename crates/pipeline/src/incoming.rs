@@ -108,7 +108,7 @@ impl Handler for Incoming {
     }
 
     async fn message(&self, envelope: Envelope<()>, data: Vec<u8>) -> Reply {
-        let queue_id = crate::queue_id::next();
+        let queue_id = sealgate_queue::next_id();
         let size = data.len();
         let parsed = match Message::parse_limited(&data, self.options.header_limits) {
             Ok(m) => m,

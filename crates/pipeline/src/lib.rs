@@ -16,7 +16,6 @@ pub mod dkim;
 pub mod group;
 pub mod incoming;
 pub mod outcome;
-mod queue_id;
 mod recipient;
 pub mod release;
 pub mod sign;
@@ -216,7 +215,7 @@ impl Handler for Pipeline {
     }
 
     async fn message(&self, envelope: Envelope<RecipientDecision>, data: Vec<u8>) -> Reply {
-        let queue_id = queue_id::next();
+        let queue_id = sealgate_queue::next_id();
         let received_at = sealgate_store::now_unix();
         let size = data.len();
         let mut envelope = envelope;

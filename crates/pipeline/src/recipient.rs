@@ -262,7 +262,7 @@ pub async fn decide_as(
         Err(Refusal::SourceFailed(reason)) => {
             // The reason names hosts, DNs and library errors: log only. The
             // client gets a reference to find the log line by.
-            let reference = crate::queue_id::next();
+            let reference = sealgate_queue::next_id();
             tracing::warn!(recipient = address, reference = %reference, reason = %reason, "key lookup failed");
             Err(Reply::new(
                 451,

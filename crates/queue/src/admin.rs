@@ -15,6 +15,40 @@ use sealgate_store::Store;
 use serde::Serialize;
 use sqlx::Row;
 
+/// Queues a message sealgate made itself (certificate mail from the CA):
+/// its one `copy`, due at once, kept until `schedule.max_age`, in one
+/// durable transaction. It works from any process on the store (the CLI
+/// too, while a gateway runs): the instances' scanners deliver it within a
+/// second. Returns the queue id.
+pub async fn submit(
+    store: &Store,
+    schedule: &Schedule,
+    message: crate::NewMessage,
+    copy: crate::NewCopy,
+) -> Result<String, QueueError> {
+    let now = now_ms();
+    let backend = store.backend();
+    let mut tx = store.durable_pool().begin().await.map_err(write)?;
+    let mut script = crate::script::Script::new();
+    let copy_id = format!("{}.0", message.id);
+    sql::insert_copy(
+        &mut tx,
+        backend,
+        &mut script,
+        &message.id,
+        &copy_id,
+        &copy,
+        now,
+    )
+    .await
+    .map_err(write)?;
+    let expires = now + i64::try_from(schedule.max_age.as_millis()).unwrap_or(i64::MAX / 2);
+    sql::complete_message(&mut script, &message, expires, None, None);
+    script.run(&mut tx, backend).await.map_err(write)?;
+    tx.commit().await.map_err(write)?;
+    Ok(message.id)
+}
+
 /// Which messages `list` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod config;
 mod deliver;
 pub mod dsn;
+mod id;
 pub mod keywait;
 pub mod model;
 mod script;
@@ -30,6 +31,7 @@ mod writer;
 
 pub use config::{QueueConfig, Schedule};
 pub use deliver::{Upstream, Workers};
+pub use id::next as next_id;
 pub use keywait::{Held, KeyWait, Lookup, KEY_WAIT};
 pub use model::{MessageKind, NewCopy, NewMessage, NewRecipient, Ret, State};
 

@@ -2,7 +2,7 @@
 //! store, so against a running gateway too: a certificate issued here is
 //! used by every instance for the next message to its address.
 
-use crate::cli::{CaCommand, CaConfigCommand, CaCrlCommand};
+use crate::cli::{CaCommand, CaConfigCommand, CaCrlCommand, CaPendingCommand};
 use crate::config::Settings;
 use crate::wiring;
 use anyhow::{anyhow, Context, Result};
@@ -15,7 +15,7 @@ pub async fn run(settings: &Settings, cmd: CaCommand) -> Result<ExitCode> {
     let kek = sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
         .map_err(|e| anyhow!("{e}"))?;
     let ca = Ca::new(store.clone(), trust, kek);
-    let result = command(&ca, cmd).await;
+    let result = command(settings, &ca, cmd).await;
     store.close().await;
     result
 }
@@ -24,7 +24,8 @@ fn err(e: sealgate_ca::CaError) -> anyhow::Error {
     anyhow!("{e}")
 }
 
-async fn command(ca: &Ca, cmd: CaCommand) -> Result<ExitCode> {
+async fn command(settings: &Settings, ca: &Ca, cmd: CaCommand) -> Result<ExitCode> {
+    let schedule = || settings.queue.schedule().map_err(|e| anyhow!("{e}"));
     match cmd {
         CaCommand::Create {
             root_cn,
@@ -121,6 +122,8 @@ async fn command(ca: &Ca, cmd: CaCommand) -> Result<ExitCode> {
             ca: which,
             p12_out,
             legacy,
+            send,
+            handler,
             json,
         } => {
             let request = Request {
@@ -149,7 +152,25 @@ async fn command(ca: &Ca, cmd: CaCommand) -> Result<ExitCode> {
                 },
                 ca: which,
             };
-            let issued = ca.issue(&request).await.map_err(err)?;
+            let handler_name = match handler {
+                Some(h) => h,
+                None => ca.config().await.map_err(err)?.default_handler,
+            };
+            let handler = sealgate_ca::handler::by_name(&handler_name).map_err(err)?;
+            let issued = match handler.submit(ca, &request).await.map_err(err)? {
+                sealgate_ca::handler::Outcome::Issued(i) => *i,
+                sealgate_ca::handler::Outcome::Pending(p) => {
+                    if json {
+                        out!("{}", serde_json::to_string_pretty(&p)?);
+                    } else {
+                        out!(
+                            "request {} pending ({} handler) for {}\n  take its CSR to the CA: sealgate ca pending download {}\n  then: sealgate ca pending upload CERTIFICATE",
+                            p.id, p.handler, p.email, p.id
+                        );
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
             let password = match &p12_out {
                 Some(path) => {
                     let password = ca.new_password(&issued.sha256).await.map_err(err)?;
@@ -162,10 +183,31 @@ async fn command(ca: &Ca, cmd: CaCommand) -> Result<ExitCode> {
                 }
                 None => None,
             };
+            let sent = if send {
+                Some(
+                    ca.send(
+                        &schedule()?,
+                        &settings.smtp.hostname,
+                        &issued.email,
+                        std::slice::from_ref(&issued.sha256),
+                        false,
+                        password.clone(),
+                        legacy,
+                    )
+                    .await
+                    .map_err(err)?,
+                )
+            } else {
+                None
+            };
+            let password = password.or_else(|| sent.as_ref().map(|s| s.password.clone()));
             if json {
                 let mut v = serde_json::to_value(&issued)?;
                 if let Some(p) = &password {
                     v["pkcs12_password"] = serde_json::json!(p);
+                }
+                if let Some(s) = &sent {
+                    v["mail_queue_id"] = serde_json::json!(s.queue_id);
                 }
                 out!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -178,13 +220,206 @@ async fn command(ca: &Ca, cmd: CaCommand) -> Result<ExitCode> {
                     issued.not_after,
                     issued.ca
                 );
-                if let (Some(path), Some(p)) = (&p12_out, &password) {
+                if let Some(path) = &p12_out {
                     out!(
-                        "PKCS#12 written to {} ({}); its password (give it to the user by another channel): {p}",
+                        "PKCS#12 written to {} ({})",
                         path.display(),
-                        if legacy { "3DES/SHA-1, legacy" } else { "AES-256/PBKDF2" }
+                        if legacy {
+                            "3DES/SHA-1, legacy"
+                        } else {
+                            "AES-256/PBKDF2"
+                        }
                     );
                 }
+                if let Some(s) = &sent {
+                    out!("PKCS#12 mailed to {} (queue id {})", s.to, s.queue_id);
+                }
+                if let Some(p) = &password {
+                    out!("its password (give it to the user by another channel): {p}");
+                }
+            }
+        }
+        CaCommand::Send {
+            address,
+            certs,
+            allow_mismatch,
+            password_file,
+            legacy,
+            json,
+        } => {
+            let password = match &password_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("--password-file: cannot read {}", f.display()))?
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let given = password.is_some();
+            let sent = ca
+                .send(
+                    &schedule()?,
+                    &settings.smtp.hostname,
+                    &address,
+                    &certs,
+                    allow_mismatch,
+                    password,
+                    legacy,
+                )
+                .await
+                .map_err(err)?;
+            if json {
+                let mut v = serde_json::to_value(&sent)?;
+                if !given {
+                    v["pkcs12_password"] = serde_json::json!(sent.password);
+                }
+                out!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                out!(
+                    "PKCS#12 of {} certificate(s) mailed to {} (queue id {})",
+                    sent.certificates.len(),
+                    sent.to,
+                    sent.queue_id
+                );
+                if !given {
+                    out!(
+                        "its password (give it to the user by another channel): {}",
+                        sent.password
+                    );
+                }
+            }
+        }
+        CaCommand::Pending(p) => match p {
+            CaPendingCommand::List { json } => {
+                let list = ca.pending_list().await.map_err(err)?;
+                if json {
+                    out!("{}", serde_json::to_string_pretty(&list)?);
+                } else if list.is_empty() {
+                    out!("no pending requests");
+                } else {
+                    for p in &list {
+                        out!(
+                            "{}  {}  {}  {}  created {}, attempts {}{}",
+                            p.id,
+                            p.handler,
+                            p.email,
+                            p.subject,
+                            crate::commands::fmt_time(Some(p.created_at)),
+                            p.attempts,
+                            p.last_error
+                                .as_deref()
+                                .map(|e| format!(" ({e})"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            CaPendingCommand::Download { id, out } => {
+                let p = ca.pending(&id).await.map_err(err)?;
+                match out {
+                    Some(path) => {
+                        std::fs::write(&path, &p.csr_pem)
+                            .with_context(|| format!("--out: cannot write {}", path.display()))?;
+                        out!("the CSR of {} is in {}", p.view.id, path.display());
+                    }
+                    None => out!("{}", String::from_utf8_lossy(&p.csr_pem).trim_end()),
+                }
+            }
+            CaPendingCommand::Upload { file } => {
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let done = ca
+                    .pending_upload(&bytes)
+                    .await
+                    .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+                for (id, sha) in done {
+                    out!("request {id} completed: certificate {sha} stored with its key and used from now on");
+                }
+            }
+            CaPendingCommand::Reschedule { id } => {
+                let p = ca.pending_reschedule(&id).await.map_err(err)?;
+                out!("request {} is looked at again now", p.id);
+            }
+            CaPendingCommand::Delete { id } => {
+                let p = ca.pending_delete(&id).await.map_err(err)?;
+                out!("request {} for {} deleted with its key", p.id, p.email);
+            }
+        },
+        CaCommand::Bulk {
+            file,
+            preview,
+            handler,
+            json,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let in_file = |e: sealgate_ca::CaError| anyhow!("{}: {e}", file.display());
+            if preview {
+                let plan = ca.bulk_plan(&bytes).await.map_err(in_file)?;
+                if json {
+                    out!("{}", serde_json::to_string_pretty(&plan)?);
+                } else {
+                    for r in &plan.requests {
+                        out!(
+                            "row {}: would request {} for {}{}",
+                            r.row,
+                            r.common_name,
+                            r.email,
+                            r.organisation
+                                .as_deref()
+                                .map(|o| format!(" ({o})"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    for s in &plan.skipped {
+                        out!("row {}: skip {}: {}", s.row, s.email, s.reason);
+                    }
+                    out!(
+                        "{} to request, {} skipped (preview: nothing requested)",
+                        plan.requests.len(),
+                        plan.skipped.len()
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let handler_name = match handler {
+                Some(h) => h,
+                None => ca.config().await.map_err(err)?.default_handler,
+            };
+            let handler = sealgate_ca::handler::by_name(&handler_name).map_err(err)?;
+            let (plan, done) = ca.bulk(&bytes, handler.as_ref()).await.map_err(in_file)?;
+            let mut results = Vec::new();
+            for (row, outcome) in &done {
+                let (what, id, email) = match outcome {
+                    sealgate_ca::handler::Outcome::Issued(i) => {
+                        ("issued", i.sha256.clone(), i.email.clone())
+                    }
+                    sealgate_ca::handler::Outcome::Pending(p) => {
+                        ("pending", p.id.clone(), p.email.clone())
+                    }
+                };
+                if !json {
+                    out!("row {row}: {what} {id} for {email}");
+                }
+                results.push(
+                    serde_json::json!({"row": row, "outcome": what, "id": id, "email": email}),
+                );
+            }
+            if json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"results": results, "skipped": plan.skipped})
+                    )?
+                );
+            } else {
+                for s in &plan.skipped {
+                    out!("row {}: skipped {}: {}", s.row, s.email, s.reason);
+                }
+                out!("{} requested, {} skipped", done.len(), plan.skipped.len());
             }
         }
         CaCommand::Export {

@@ -161,6 +161,35 @@ pub enum CaCommand {
         /// 3DES/SHA-1 PKCS#12 for old importers (gpgsm 2.2).
         #[arg(long)]
         legacy: bool,
+        /// Mail the PKCS#12 to EMAIL from the CA email, through the queue
+        /// (the password is printed, never mailed).
+        #[arg(long)]
+        send: bool,
+        /// The request handler: builtin (issued at once) or csr (a pending
+        /// request with a PKCS#10 for an external CA). Default: the
+        /// configuration's default_handler.
+        #[arg(long)]
+        handler: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mail ADDRESS the PKCS#12 of its certificates with their keys, from
+    /// the CA email, through the queue. The password is printed here, never
+    /// put in the mail.
+    Send {
+        address: String,
+        /// A certificate to send (thumbprint; repeatable). Default: every
+        /// unexpired certificate sealgate holds a key for that names ADDRESS.
+        #[arg(long = "cert", value_name = "THUMBPRINT")]
+        certs: Vec<String>,
+        /// Send certificates that do not name ADDRESS.
+        #[arg(long)]
+        allow_mismatch: bool,
+        /// The password (first line of the file); default: a generated one.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        #[arg(long)]
+        legacy: bool,
         #[arg(long)]
         json: bool,
     },
@@ -180,6 +209,48 @@ pub enum CaCommand {
     /// CRLs of the built-in CA.
     #[command(subcommand)]
     Crl(CaCrlCommand),
+    /// Requests waiting for an external CA (the csr handler).
+    #[command(subcommand)]
+    Pending(CaPendingCommand),
+    /// Request certificates for every row of a CSV file (columns EMAIL,
+    /// COMMONNAME mandatory; ORGANISATION, FIRSTNAME, LASTNAME; aliases
+    /// e, cn, org/o, fn/givenname/gn, ln/surname/sn). Addresses with a valid
+    /// signing certificate are skipped. The whole file is checked first.
+    Bulk {
+        file: PathBuf,
+        /// Show what would be requested; request nothing.
+        #[arg(long)]
+        preview: bool,
+        /// The request handler (default: the configuration's).
+        #[arg(long)]
+        handler: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaPendingCommand {
+    /// Every pending request.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The PKCS#10 request (PEM) of a pending request, for the external CA.
+    Download {
+        id: String,
+        /// Write it here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The certificate(s) the external CA issued (PEM, DER or .p7b): each
+    /// is matched to its request by the public key, stored with the key and
+    /// used at once.
+    Upload { file: PathBuf },
+    /// Look at a pending request again now.
+    Reschedule { id: String },
+    /// Drop a pending request and its key.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -103,6 +103,7 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
         );
     }
     let decrypt_kek = kek.clone();
+    let ca_kek = kek.clone();
     if settings.incoming.decrypt && decrypt_kek.is_none() {
         anyhow::bail!(
             "incoming.decrypt: the private keys are sealed; set store.key_encryption_key_file or {}",
@@ -216,6 +217,11 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
 
     warn_empty_root_store(&settings, &trust_store, summary.smime_certificates).await;
     crl_refresh(&settings, &store)?;
+    ca_pending(sealgate_ca::Ca::new(
+        store.clone(),
+        trust_store.clone(),
+        ca_kek,
+    ));
     trust_reload(
         trust.clone(),
         trust_store.clone(),
@@ -351,6 +357,23 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
 }
 
 /// Downloads the CRLs of every distribution point at start and every
+/// The built-in CA's pending requests, looked at again when due (a handler
+/// whose CA answers later completes them here), once a minute.
+fn ca_pending(ca: sealgate_ca::Ca) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match ca.retry_pending().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(completed = n, "ca: pending requests completed"),
+                Err(e) => tracing::warn!("ca: pending requests not looked at: {e}"),
+            }
+        }
+    });
+}
+
 /// `trust.crl_refresh_interval` (each instance on a shared PostgreSQL does,
 /// storing the same CRLs). Failures are logged, and with
 /// `trust.crl_missing = "allow"` the certificates stay usable meanwhile.
