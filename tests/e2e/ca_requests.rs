@@ -35,6 +35,15 @@ fn gateway(store: &str, sink: &Sink, kek: &Path) -> Gateway {
     ))
 }
 
+/// A temporary directory (with the key-encryption key), a sink, and a
+/// gateway relaying to it with the store at `store`.
+fn setup(store: &str) -> (tempfile::TempDir, Sink, Gateway) {
+    let files = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let gw = gateway(store, &sink, &kek(files.path()));
+    (files, sink, gw)
+}
+
 fn kek(dir: &Path) -> std::path::PathBuf {
     let k = dir.join("kek");
     std::fs::write(&k, format!("{}\n", "9d".repeat(32))).unwrap();
@@ -83,9 +92,7 @@ fn csr_requests_wait_until_their_certificate_is_uploaded_postgres() {
 }
 
 fn csr_flow(store: &str) {
-    let files = tempfile::tempdir().unwrap();
-    let sink = Sink::start();
-    let gw = gateway(store, &sink, &kek(files.path()));
+    let (files, sink, gw) = setup(store);
     let external = TestCa::new("Partner External CA");
     ok(
         &gw,
@@ -327,9 +334,7 @@ fn count_certs(gw: &Gateway) -> usize {
 }
 
 fn bulk_flow(store: &str) {
-    let files = tempfile::tempdir().unwrap();
-    let sink = Sink::start();
-    let gw = gateway(store, &sink, &kek(files.path()));
+    let (files, sink, gw) = setup(store);
     create_ca(&gw);
     // gus has a certificate already.
     ok(&gw, &["ca", "request", "--email", "gus@corp.test"]);
@@ -481,9 +486,7 @@ fn certificates_are_sent_by_mail_without_their_password_postgres() {
 }
 
 fn send_flow(store: &str) {
-    let files = tempfile::tempdir().unwrap();
-    let sink = Sink::start();
-    let gw = gateway(store, &sink, &kek(files.path()));
+    let (files, sink, gw) = setup(store);
     create_ca(&gw);
     let o = gw.cli(&["ca", "request", "--email", "jo@partner.test", "--send"]);
     assert!(
