@@ -334,7 +334,7 @@ fn count_certs(gw: &Gateway) -> usize {
 }
 
 fn bulk_flow(store: &str) {
-    let (files, sink, gw) = setup(store);
+    let (files, _sink, gw) = setup(store);
     create_ca(&gw);
     // gus has a certificate already.
     ok(&gw, &["ca", "request", "--email", "gus@corp.test"]);
