@@ -511,8 +511,26 @@ fn send_flow(store: &str) {
     let password = jo["pkcs12_password"].as_str().unwrap().to_string();
     let kim = json(&ok(
         &gw,
-        &["ca", "request", "--email", "kim@partner.test", "--json"],
+        &[
+            "ca",
+            "request",
+            "--email",
+            "kim@partner.test",
+            "--add-user",
+            "--json",
+        ],
     ));
+    // The user object: kim's own policy entry, in the store.
+    let shown = json(&ok(&gw, &["policy", "show", "kim@partner.test", "--json"]));
+    let sign = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "sign")
+        .unwrap()
+        .clone();
+    assert_eq!(sign["value"], "opportunistic");
+    assert_eq!(sign["from"][0], "user kim@partner.test (store)");
 
     // The mail: from the CA email, in the clear (jo's policy is
     // mandatory), the PKCS#12 attached, no password in it.
@@ -575,7 +593,13 @@ fn send_flow(store: &str) {
         .collect();
     assert_eq!(to_kim.len(), 2);
     let f = files.path().join("kim.p12");
-    std::fs::write(&f, attachment(&to_kim[0].text())).unwrap();
+    // The mail of that send (each send has its own password).
+    let queue_id = sent["queue_id"].as_str().unwrap();
+    let that = to_kim
+        .iter()
+        .find(|m| m.header("Message-ID")[0].contains(queue_id))
+        .expect("the mail of the first send");
+    std::fs::write(&f, attachment(&that.text())).unwrap();
     let (good, out) = openssl(&[
         "pkcs12",
         "-in",
@@ -593,6 +617,39 @@ fn send_flow(store: &str) {
         !log.contains(&password) && !log.contains(&kim_pw),
         "a password was logged"
     );
+
+    // Mail from the CA email is never encrypted, even to a mandatory
+    // recipient with a certificate (jo); others' mail to jo is.
+    let msg = "From: ca@corp.test\r\nTo: jo@partner.test\r\nSubject: notice\r\n\r\nCA-NOTICE\r\n";
+    wait_until(Duration::from_secs(30), "the CA email followed", || {
+        let before = sink.messages().len();
+        smtp_send(
+            gw.port,
+            "ca@corp.test",
+            &["jo@partner.test"],
+            msg.as_bytes(),
+        )
+        .is_ok()
+            && sink
+                .wait_for(before + 1, Duration::from_secs(20))
+                .is_ok_and(|m| m.last().is_some_and(|m| m.text().contains("CA-NOTICE")))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let before = sink.messages().len();
+    let other = "From: ian@corp.test\r\nTo: jo@partner.test\r\nSubject: s\r\n\r\nIAN-SECRET\r\n";
+    // (Refused until the running gateway's stores hold the CA's root.)
+    wait_until(Duration::from_secs(30), "mail to jo taken", || {
+        smtp_send(
+            gw.port,
+            "ian@corp.test",
+            &["jo@partner.test"],
+            other.as_bytes(),
+        )
+        .is_ok()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let got = sink.wait_for(before + 1, Duration::from_secs(30)).unwrap();
+    assert!(!got.last().unwrap().text().contains("IAN-SECRET"));
 }
 
 /// The first base64 attachment of a message (the PKCS#12), decoded.

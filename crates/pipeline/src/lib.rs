@@ -77,6 +77,21 @@ impl Default for PipelineOptions {
     }
 }
 
+/// Envelope senders whose mail sealgate never encrypts.
+pub trait PlainSenders: Send + Sync {
+    /// `sender` as given in MAIL FROM.
+    fn is_plain(&self, sender: &str) -> bool;
+}
+
+/// No such senders.
+pub struct NoPlainSenders;
+
+impl PlainSenders for NoPlainSenders {
+    fn is_plain(&self, _: &str) -> bool {
+        false
+    }
+}
+
 /// Everything a message passes through after the listener.
 pub struct Pipeline {
     policy: Policy,
@@ -85,6 +100,8 @@ pub struct Pipeline {
     signing: Arc<dyn SigningKeys>,
     /// `[[dkim.keys]]`: the copies sealgate changed are signed with these.
     dkim: dkim::DkimKeys,
+    /// Senders whose mail is never encrypted (the CA email).
+    plain_senders: Arc<dyn PlainSenders>,
     capabilities: Arc<dyn Capabilities>,
     key_use: Arc<dyn KeyUse>,
     /// Sees each queued message as received (`harvest.outgoing`).
@@ -106,6 +123,7 @@ impl Pipeline {
             additional: Arc::new(NoAdditionalKeys),
             signing: Arc::new(NoSigningKeys),
             dkim: dkim::DkimKeys::default(),
+            plain_senders: Arc::new(NoPlainSenders),
             capabilities: Arc::new(NoCapabilities),
             key_use: Arc::new(NoKeyUse),
             observer: None,
@@ -158,6 +176,14 @@ impl Pipeline {
         })
     }
 
+    /// Never encrypts mail from the senders `senders` names (the built-in
+    /// CA's `ca_email`): their recipients are decided plain at RCPT, with
+    /// no key lookup, and no trigger applies.
+    pub fn with_plain_senders(mut self, senders: Arc<dyn PlainSenders>) -> Pipeline {
+        self.plain_senders = senders;
+        self
+    }
+
     /// DKIM-signs the copies sealgate changed with `keys` (the key of the
     /// From domain, when the sender's policy has `dkim_sign`).
     pub fn with_dkim_keys(mut self, keys: dkim::DkimKeys) -> Pipeline {
@@ -194,6 +220,19 @@ impl Handler for Pipeline {
         sender: &str,
         address: &str,
     ) -> Result<RecipientDecision, Reply> {
+        if self.plain_senders.is_plain(sender) {
+            tracing::debug!(peer = %client.peer, sender, recipient = address, "recipient accepted: mail from the CA email is never encrypted");
+            return Ok(RecipientDecision {
+                decision: sealgate_policy::Decision::Plain {
+                    reason: "mail from the CA email (ca_email) is never encrypted".into(),
+                },
+                policy: "ca_email".into(),
+                mode: sealgate_policy::Mode::Off,
+                foreign_encryption: Default::default(),
+                copy_per_recipient: false,
+                additional: Vec::new(),
+            });
+        }
         let decision = recipient::decide(
             &self.policy,
             &self.resolver,
@@ -223,7 +262,7 @@ impl Handler for Pipeline {
         // Whether the bytes are no longer the client's (DKIM signs such
         // copies again).
         let mut changed = false;
-        if self.policy.triggers_anywhere() {
+        if self.policy.triggers_anywhere() && !self.plain_senders.is_plain(&envelope.sender) {
             match trigger::apply(self, &queue_id, &mut envelope, &data).await {
                 Ok(Some(cleaned)) => {
                     data = cleaned;

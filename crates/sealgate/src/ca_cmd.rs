@@ -15,7 +15,7 @@ pub async fn run(settings: &Settings, cmd: CaCommand) -> Result<ExitCode> {
     let kek = sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
         .map_err(|e| anyhow!("{e}"))?;
     let ca = Ca::new(store.clone(), trust, kek);
-    let result = command(settings, &ca, cmd).await;
+    let result = command(settings, &store, &ca, cmd).await;
     store.close().await;
     result
 }
@@ -24,7 +24,12 @@ fn err(e: sealgate_ca::CaError) -> anyhow::Error {
     anyhow!("{e}")
 }
 
-async fn command(settings: &Settings, ca: &Ca, cmd: CaCommand) -> Result<ExitCode> {
+async fn command(
+    settings: &Settings,
+    store: &sealgate_store::Store,
+    ca: &Ca,
+    cmd: CaCommand,
+) -> Result<ExitCode> {
     let schedule = || settings.queue.schedule().map_err(|e| anyhow!("{e}"));
     match cmd {
         CaCommand::Create {
@@ -123,6 +128,7 @@ async fn command(settings: &Settings, ca: &Ca, cmd: CaCommand) -> Result<ExitCod
             p12_out,
             legacy,
             send,
+            add_user,
             handler,
             json,
         } => {
@@ -183,6 +189,17 @@ async fn command(settings: &Settings, ca: &Ca, cmd: CaCommand) -> Result<ExitCod
                 }
                 None => None,
             };
+            if add_user {
+                sealgate_policy::stored::set(
+                    store,
+                    &settings.policy,
+                    &issued.email,
+                    "sign",
+                    "opportunistic",
+                )
+                .await
+                .map_err(|e| anyhow!("--add-user: {e}"))?;
+            }
             let sent = if send {
                 Some(
                     ca.send(
@@ -209,6 +226,7 @@ async fn command(settings: &Settings, ca: &Ca, cmd: CaCommand) -> Result<ExitCod
                 if let Some(s) = &sent {
                     v["mail_queue_id"] = serde_json::json!(s.queue_id);
                 }
+                v["user_added"] = serde_json::json!(add_user);
                 out!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 out!(
@@ -233,6 +251,12 @@ async fn command(settings: &Settings, ca: &Ca, cmd: CaCommand) -> Result<ExitCod
                 }
                 if let Some(s) = &sent {
                     out!("PKCS#12 mailed to {} (queue id {})", s.to, s.queue_id);
+                }
+                if add_user {
+                    out!(
+                        "user object added for {}: policy sign = \"opportunistic\" (store)",
+                        issued.email
+                    );
                 }
                 if let Some(p) = &password {
                     out!("its password (give it to the user by another channel): {p}");

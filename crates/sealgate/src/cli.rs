@@ -165,6 +165,11 @@ pub enum CaCommand {
         /// (the password is printed, never mailed).
         #[arg(long)]
         send: bool,
+        /// Add the user object: EMAIL gets a policy entry of its own in the
+        /// store (`sign = "opportunistic"`: mail from it is signed with the
+        /// new certificate).
+        #[arg(long)]
+        add_user: bool,
         /// The request handler: builtin (issued at once) or csr (a pending
         /// request with a PKCS#10 for an external CA). Default: the
         /// configuration's default_handler.

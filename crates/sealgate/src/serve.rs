@@ -142,6 +142,7 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
         trust.clone(),
         trust_store.clone(),
     ));
+    let ca_email = Arc::new(CaEmail::default());
     let dkim =
         sealgate_pipeline::dkim::DkimKeys::load(&settings.dkim).map_err(anyhow::Error::msg)?;
     if !dkim.is_empty() {
@@ -165,6 +166,7 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
     .with_additional_keys(additional.clone())
     .with_signing_keys(signing.clone())
     .with_dkim_keys(dkim)
+    .with_plain_senders(ca_email.clone())
     .with_capabilities(Arc::new(crate::harvesting::StoredCapabilities {
         store: store.clone(),
     }))
@@ -217,17 +219,17 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
 
     warn_empty_root_store(&settings, &trust_store, summary.smime_certificates).await;
     crl_refresh(&settings, &store)?;
-    ca_pending(sealgate_ca::Ca::new(
-        store.clone(),
-        trust_store.clone(),
-        ca_kek,
-    ));
+    ca_background(
+        sealgate_ca::Ca::new(store.clone(), trust_store.clone(), ca_kek),
+        ca_email.clone(),
+    );
     trust_reload(
         trust.clone(),
         trust_store.clone(),
         additional.clone(),
         policy.clone(),
         store.clone(),
+        resolver.clone(),
     );
     let hup_additional = additional.clone();
     let hup_policy = policy.clone();
@@ -357,14 +359,38 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
 }
 
 /// Downloads the CRLs of every distribution point at start and every
-/// The built-in CA's pending requests, looked at again when due (a handler
-/// whose CA answers later completes them here), once a minute.
-fn ca_pending(ca: sealgate_ca::Ca) {
+/// The built-in CA's email (`ca_email`), as the pipeline asks for it: mail
+/// from it is never encrypted. Read from the store every 10 seconds.
+#[derive(Default)]
+pub(crate) struct CaEmail(std::sync::RwLock<Option<String>>);
+
+impl sealgate_pipeline::PlainSenders for CaEmail {
+    fn is_plain(&self, sender: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(sender))
+    }
+}
+
+/// The built-in CA beside the flow: its email followed every 10 seconds,
+/// and its pending requests looked at again when due (a handler whose CA
+/// answers later completes them here), once a minute.
+fn ca_background(ca: sealgate_ca::Ca, email: Arc<CaEmail>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
         loop {
             tick.tick().await;
+            if let Ok(c) = ca.config().await {
+                *email.0.write().unwrap_or_else(|e| e.into_inner()) = c.ca_email;
+            }
+            n += 1;
+            if n % 6 != 0 {
+                continue;
+            }
             match ca.retry_pending().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(completed = n, "ca: pending requests completed"),
@@ -459,6 +485,7 @@ fn trust_reload(
     additional: Arc<crate::additional::LiveAdditionalKeys>,
     policy: Policy,
     keys_store: sealgate_store::Store,
+    resolver: Arc<sealgate_keys::Resolver>,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TRUST_RELOAD);
@@ -472,12 +499,18 @@ fn trust_reload(
             additional
                 .refresh(&policy.config(), &store, &trust.snapshot(), &keys_store)
                 .await;
+            if let Ok(true) = reloaded {
+                // A root, a CRL (a revocation), the CTL changed: verdicts
+                // on keys made with the old stores are not reused.
+                resolver.clear_memory_caches(None);
+                tracing::debug!("trust stores changed: cached key verdicts dropped");
+            }
             match reloaded {
-                Ok(()) if failing => {
+                Ok(_) if failing => {
                     failing = false;
                     tracing::info!("trust stores reloaded again");
                 }
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(e) if !failing => {
                     failing = true;
                     tracing::warn!(

@@ -884,11 +884,15 @@ impl LiveTrust {
     }
 
     /// Builds a new snapshot from the store and uses it from now on; on
-    /// error the previous one stays.
-    pub async fn refresh(&self, trust: &TrustStore) -> Result<(), TrustError> {
+    /// error the previous one stays. Returns whether the stores' content
+    /// changed since the last snapshot (the digest differs): verdicts
+    /// cached meanwhile are stale then.
+    pub async fn refresh(&self, trust: &TrustStore) -> Result<bool, TrustError> {
         let fresh = std::sync::Arc::new(trust.verifier().await?);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        Ok(())
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let changed = current.digest() != fresh.digest();
+        *current = fresh;
+        Ok(changed)
     }
 
     /// The snapshot in use now (what the last refresh built).

@@ -143,9 +143,19 @@ pub struct Verifier {
     ctl: HashMap<String, Listed>,
     crls: Vec<X509Crl>,
     crl_missing_deny: bool,
+    /// SHA-256 over everything it judges with: two verifiers with the same
+    /// digest give the same verdicts.
+    digest: Vec<u8>,
 }
 
 impl Verifier {
+    /// What it judges with, as a digest: when a reload gives another one,
+    /// verdicts made with the old snapshot (cached by the key stage) are
+    /// stale.
+    pub fn digest(&self) -> &[u8] {
+        &self.digest
+    }
+
     /// A verifier trusting `s.roots`, building paths through
     /// `s.intermediates`, with the CTL and the CRLs of `s`.
     pub fn new(s: Snapshot) -> Result<Verifier, TrustError> {
@@ -168,7 +178,20 @@ impl Verifier {
             }
         }
         let issuers = roots.iter().chain(&intermediates).cloned().collect();
+        let mut h = openssl::sha::Sha256::new();
+        for x in roots.iter().chain(&intermediates) {
+            h.update(&x.to_der()?);
+        }
+        for c in &crls {
+            h.update(&c.to_der()?);
+        }
+        let mut listed: Vec<String> = ctl.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        listed.sort();
+        h.update(listed.join(",").as_bytes());
+        h.update(&[u8::from(crl_missing_deny), u8::from(system_roots)]);
+        let digest = h.finish().to_vec();
         Ok(Verifier {
+            digest,
             store: b.build(),
             intermediates,
             issuers,
