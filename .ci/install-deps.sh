@@ -6,7 +6,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(pkg-config libssl-dev libclang-dev postfix swaks libnet-ssleay-perl gnupg gpgsm python3-aiosmtpd
       slapd ldap-utils libbcprov-java default-jre-headless python3-prometheus-client
-      dnsmasq-base python3-dkim python3-nacl python3-dnspython)
+      dnsmasq-base python3-dkim python3-nacl python3-dnspython python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,4 +29,12 @@ if [ ! -f "$OPENPGPJS_DIR/node_modules/openpgp/package.json" ]; then
   fi
   $SUDO mkdir -p "$OPENPGPJS_DIR"
   (cd "$OPENPGPJS_DIR" && $SUDO npm install --no-audit --no-fund --silent openpgp@6.3.2)
+fi
+# schemathesis (PyPI), which checks the admin API against its OpenAPI
+# document in the tests: in its own virtual environment, once.
+SCHEMATHESIS_DIR=/usr/local/lib/sealgate-test/schemathesis
+if [ ! -x "$SCHEMATHESIS_DIR/bin/schemathesis" ]; then
+  $SUDO rm -rf "$SCHEMATHESIS_DIR"
+  $SUDO /usr/bin/python3 -m venv "$SCHEMATHESIS_DIR"
+  $SUDO "$SCHEMATHESIS_DIR/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi

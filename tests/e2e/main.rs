@@ -3,6 +3,7 @@
 //! sink received is judged by independent tools (`gpg --decrypt`,
 //! `openssl cms -decrypt`). Every peer runs on loopback in its own temp dir.
 
+mod api;
 mod bad_input;
 mod ca;
 mod ca_requests;

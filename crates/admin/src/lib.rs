@@ -76,6 +76,9 @@ pub struct AdminState {
     metrics: Metrics,
     checks: Arc<[Box<dyn ReadinessCheck>]>,
     crls: Option<Arc<dyn CrlSource>>,
+    /// Routes with their own authentication (the admin API), served beside
+    /// the open endpoints.
+    extra: Option<axum::Router>,
     limits: Limits,
     shutting_down: Arc<AtomicBool>,
 }
@@ -101,6 +104,7 @@ impl AdminState {
             metrics,
             checks: checks.into(),
             crls: None,
+            extra: None,
             limits: Limits::default(),
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
@@ -109,6 +113,13 @@ impl AdminState {
     /// Publishes the built-in CA's CRLs at `/crl/<thumbprint>.crl`.
     pub fn with_crls(mut self, crls: Arc<dyn CrlSource>) -> AdminState {
         self.crls = Some(crls);
+        self
+    }
+
+    /// Also serves `routes` (the admin API, which authenticates every
+    /// request itself), under the same limits.
+    pub fn with_routes(mut self, routes: axum::Router) -> AdminState {
+        self.extra = Some(routes);
         self
     }
 

@@ -20,17 +20,23 @@ use tower_http::timeout::TimeoutLayer;
 
 pub(crate) fn router(state: AdminState) -> Router {
     let request_timeout = state.limits.request_timeout;
-    Router::new()
+    let extra = state.extra.clone();
+    let open = Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/crl/{file}", get(crl))
         .fallback(not_found)
-        .with_state(state)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
+        .with_state(state);
+    // The admin API under /api: it authenticates every request itself.
+    let app = match extra {
+        Some(api) => open.nest("/api", api),
+        None => open,
+    };
+    app.layer(TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        request_timeout,
+    ))
 }
 
 /// Does the client take OpenMetrics (Prometheus asks for it first)? Anyone

@@ -74,8 +74,53 @@ pub enum Command {
     /// certificates (trusted and used at once), PKCS#12 files, CRLs.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Admin accounts and API tokens of the admin HTTP API (/api/v1 on the
+    /// admin listener), kept in the store for every instance.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Read a password on standard input and print a hash for smtp.auth_users.
     HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Add an admin account; the password (at least 12 characters) is the
+    /// first line of standard input.
+    Add {
+        name: String,
+        /// Set a new password for an existing account.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// The admin accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an admin account and revoke its tokens.
+    Remove { name: String },
+    /// API tokens: `Authorization: Bearer sgt_...`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token acting as ADMIN; it is printed this once (only its
+    /// hash is stored).
+    Create {
+        admin: String,
+        /// What the token is for.
+        #[arg(long)]
+        name: String,
+    },
+    /// Every token (never their secrets), revoked ones too.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working at once on every instance.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,6 +46,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Harvest(h) => harvest(&settings, h).await,
         Command::Policy(p) => crate::policy_cmd::run(&settings, p).await,
         Command::Ca(c) => crate::ca_cmd::run(&settings, c).await,
+        Command::Admin(a) => crate::admin_cmd::run(&settings, a).await,
         Command::HashPassword => unreachable!("handled above"),
     }
 }

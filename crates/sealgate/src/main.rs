@@ -22,6 +22,7 @@ macro_rules! out {
 }
 
 mod additional;
+mod admin_cmd;
 mod ca_cmd;
 mod cli;
 mod commands;

@@ -38,6 +38,7 @@ pub async fn start(
     metrics: &Metrics,
     store: &Store,
     queue: &Queue,
+    file_policy: tokio::sync::watch::Receiver<sealgate_policy::PolicyConfig>,
 ) -> Result<Option<Admin>> {
     let Some(addr) = settings.admin.listen_addr().map_err(anyhow::Error::msg)? else {
         return Ok(None);
@@ -58,13 +59,22 @@ pub async fn start(
             async move { q.check_writable().await }
         }),
     ];
-    let ca = sealgate_ca::Ca::new(
-        store.clone(),
-        crate::trust_cmd::trust_store(settings, store),
-        None,
-    );
-    let state =
-        AdminState::new(metrics.clone(), checks).with_crls(std::sync::Arc::new(PublishedCrls(ca)));
+    let trust = crate::trust_cmd::trust_store(settings, store);
+    let kek = sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ca = sealgate_ca::Ca::new(store.clone(), trust.clone(), kek);
+    let api = sealgate_web::router(sealgate_web::WebState {
+        accounts: sealgate_web::Accounts::new(store.clone()),
+        store: store.clone(),
+        trust,
+        ca: ca.clone(),
+        schedule: settings.queue.schedule().map_err(anyhow::Error::msg)?,
+        hostname: settings.smtp.hostname.clone(),
+        file_policy: std::sync::Arc::new(move || file_policy.borrow().clone()),
+    });
+    let state = AdminState::new(metrics.clone(), checks)
+        .with_crls(std::sync::Arc::new(PublishedCrls(ca)))
+        .with_routes(api);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(sealgate_admin::serve(listener, state.clone(), async move {
         let _ = stopped.await;

@@ -53,7 +53,11 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
     )
     .await
     .context("cannot open the queue")?;
-    let admin = crate::observe::start(&settings, &metrics, &store, &queue).await?;
+    // The file's policy, which SIGHUP re-reads (the store's is followed
+    // below); the admin API shows the file's levels from it too.
+    let (file_policy, file_policy_rx) = tokio::sync::watch::channel(settings.policy.clone());
+    let admin =
+        crate::observe::start(&settings, &metrics, &store, &queue, file_policy_rx.clone()).await?;
     let incoming_upstream = if settings.incoming.upstream.is_empty() {
         None
     } else {
@@ -69,7 +73,6 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
     // The policy kept in the store, followed, and the file's, which SIGHUP
     // re-reads; stops with the listeners.
     let (policy_stop, policy_stopped) = tokio::sync::watch::channel(false);
-    let (file_policy, file_policy_rx) = tokio::sync::watch::channel(settings.policy.clone());
     tokio::spawn(sealgate_policy::stored::follow(
         store.clone(),
         file_policy_rx,

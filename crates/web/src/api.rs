@@ -1,0 +1,287 @@
+//! `/api/v1`: JSON over the same library calls the CLI makes (the policy
+//! layer, the queue's admin view, the trust stores, the CA). Every route
+//! needs a bearer token ([`crate::auth`]); [`crate::openapi`] describes
+//! them all, and a test checks the description against the running
+//! daemon.
+
+use crate::{ApiError, WebState};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+type Answer = Result<Json<Value>, ApiError>;
+
+pub(crate) fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/policy", get(policy_list))
+        .route("/v1/policy/{address}", get(policy_show))
+        .route(
+            "/v1/policy/{scope}/{name}",
+            put(policy_set).delete(policy_unset),
+        )
+        .route("/v1/queue", get(queue_list))
+        .route("/v1/queue/{id}", get(queue_show))
+        .route("/v1/queue/{id}/{action}", post(queue_act))
+        .route("/v1/certs", get(certs_list))
+        .route("/v1/roots", get(roots_list))
+        .route("/v1/ca", get(ca_list))
+        .route("/v1/ca/config", get(ca_config))
+        .route("/v1/ca/pending", get(ca_pending))
+        .fallback(unknown)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .with_state(state)
+}
+
+/// Every route, the unknown ones too, answers 401 without a valid token:
+/// what exists is not told to someone without one.
+async fn authenticate(State(state): State<WebState>, request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let admin = match token {
+        Some(t) => match state.accounts.admin_of_token(t).await {
+            Ok(a) => a,
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    let Some(admin) = admin else {
+        tracing::info!(path = %request.uri().path(), "api: refused, no valid token");
+        return ApiError::unauthenticated().into_response();
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    if method != axum::http::Method::GET {
+        tracing::info!(admin = %admin, %method, path = %path, status = response.status().as_u16(), "api: change");
+    }
+    response
+}
+
+async fn unknown() -> ApiError {
+    ApiError::not_found("no such API route (GET /api/v1/openapi.json lists them)")
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn policy_list(State(s): State<WebState>) -> Answer {
+    let rows = s.store.policy_settings().await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    })?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "scope": r.scope,
+                "name": r.name,
+                "value": serde_json::from_str::<Value>(&r.value).unwrap_or(Value::Null),
+                "updated_at": r.updated_at,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(rows)))
+}
+
+/// A rejected path, query or body is a 400 in the API's JSON, not axum's
+/// plain text.
+fn rejected(e: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(e.to_string())
+}
+
+async fn policy_show(
+    State(s): State<WebState>,
+    address: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let Path(address) = address.map_err(rejected)?;
+    let file = s.file_policy();
+    let shown = sealgate_policy::stored::show(&s.store, &file, &address)
+        .await
+        .map_err(ApiError::invalid)?;
+    Ok(Json(serde_json::to_value(shown).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct SetBody {
+    value: Value,
+}
+
+async fn policy_set(
+    State(s): State<WebState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<SetBody>, JsonRejection>,
+) -> Answer {
+    let Path((scope, name)) = path.map_err(rejected)?;
+    let Json(body) = body.map_err(rejected)?;
+    let file = s.file_policy();
+    let raw = match &body.value {
+        Value::String(t) => t.clone(),
+        other => other.to_string(),
+    };
+    let (scope, value) = sealgate_policy::stored::set(&s.store, &file, &scope, &name, &raw)
+        .await
+        .map_err(ApiError::invalid)?;
+    Ok(Json(
+        json!({ "scope": scope.key(), "name": name, "value": value }),
+    ))
+}
+
+async fn policy_unset(
+    State(s): State<WebState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Answer {
+    let Path((scope, name)) = path.map_err(rejected)?;
+    let (scope, removed) = sealgate_policy::stored::unset(&s.store, &scope, &name)
+        .await
+        .map_err(ApiError::invalid)?;
+    if !removed {
+        return Err(ApiError::not_found(format!(
+            "{} has no stored {name}",
+            scope.describe()
+        )));
+    }
+    Ok(Json(
+        json!({ "scope": scope.key(), "name": name, "removed": true }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct QueueFilter {
+    filter: Option<String>,
+}
+
+async fn queue_list(
+    State(s): State<WebState>,
+    q: Result<Query<QueueFilter>, QueryRejection>,
+) -> Answer {
+    let Query(q) = q.map_err(rejected)?;
+    use sealgate_queue::admin::Filter;
+    let filter = match q.filter.as_deref().unwrap_or("all") {
+        "all" => Filter::All,
+        "deferred" => Filter::Deferred,
+        "held" => Filter::Held,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "filter {other:?}: give all, deferred or held"
+            )))
+        }
+    };
+    let list = sealgate_queue::admin::list(&s.store, filter).await?;
+    Ok(Json(serde_json::to_value(list).unwrap_or_default()))
+}
+
+async fn queue_show(State(s): State<WebState>, id: Result<Path<String>, PathRejection>) -> Answer {
+    let Path(id) = id.map_err(rejected)?;
+    match sealgate_queue::admin::show(&s.store, &id).await? {
+        Some(d) => Ok(Json(serde_json::to_value(d).unwrap_or_default())),
+        None => Err(ApiError::not_found(format!("no queued message {id}"))),
+    }
+}
+
+async fn queue_act(
+    State(s): State<WebState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Answer {
+    let Path((id, action)) = path.map_err(rejected)?;
+    use sealgate_queue::admin;
+    let affected = match action.as_str() {
+        "flush" => admin::flush(&s.store, Some(&id)).await?,
+        "hold" => admin::hold(&s.store, &id).await?,
+        "release" => admin::release(&s.store, &id).await?,
+        "delete" => admin::delete(&s.store, &id).await?,
+        "bounce" => admin::bounce(&s.store, &s.schedule, &s.hostname, &id).await?,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "action {other:?}: give flush, hold, release, delete or bounce"
+            )))
+        }
+    };
+    Ok(Json(
+        json!({ "id": id, "action": action, "recipients": affected }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CertsQuery {
+    email: Option<String>,
+}
+
+async fn certs_list(
+    State(s): State<WebState>,
+    q: Result<Query<CertsQuery>, QueryRejection>,
+) -> Answer {
+    let Query(q) = q.map_err(rejected)?;
+    let filter = sealgate_trust::CertFilter {
+        email: q.email.map(|e| e.to_lowercase()),
+        ..Default::default()
+    };
+    let list = s.trust.list_certs(&filter).await?;
+    let out: Vec<Value> = list
+        .iter()
+        .map(|v| {
+            json!({
+                "sha256": v.stored.info.sha256,
+                "subject": v.stored.info.subject,
+                "issuer": v.stored.info.issuer,
+                "emails": v.stored.info.emails,
+                "not_after": v.stored.info.not_after,
+                "has_key": v.stored.has_key,
+                "source": v.stored.source,
+                "status": v.verdict.status.label(),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+async fn roots_list(State(s): State<WebState>) -> Answer {
+    let list = s.trust.list_roots().await?;
+    let out: Vec<Value> = list
+        .iter()
+        .map(|r| {
+            json!({
+                "sha256": r.sha256,
+                "subject": r.subject,
+                "not_after": r.not_after,
+                "source": r.source,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+async fn ca_list(State(s): State<WebState>) -> Answer {
+    Ok(Json(
+        serde_json::to_value(s.ca.list().await?).unwrap_or_default(),
+    ))
+}
+
+async fn ca_config(State(s): State<WebState>) -> Answer {
+    Ok(Json(
+        serde_json::to_value(s.ca.config().await?).unwrap_or_default(),
+    ))
+}
+
+async fn ca_pending(State(s): State<WebState>) -> Answer {
+    Ok(Json(
+        serde_json::to_value(s.ca.pending_list().await?).unwrap_or_default(),
+    ))
+}

@@ -1,0 +1,268 @@
+//! The admin HTTP API (issue 12, first part) through the real binary:
+//! - every route in the OpenAPI document, an unknown one and a bad token
+//!   get 401 with a JSON error, before any admin or token exists and after
+//!   a token is revoked;
+//! - with a token made by `sealgate admin token create`: the policy (set,
+//!   show with the level it came from, unset, a bad value naming the
+//!   choices), the queue, the CA, the certificate and root stores;
+//! - schemathesis (from PyPI) runs against the OpenAPI document of the
+//!   running daemon and finds no server error and no response that breaks
+//!   the schema.
+
+use crate::gateway::{text, Gateway, BIN};
+use sealgate_testkit::ports::free_port;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Where `.ci/install-deps.sh` puts schemathesis.
+const SCHEMATHESIS: &str = "/usr/local/lib/sealgate-test/schemathesis/bin/schemathesis";
+
+/// One HTTP/1.0 request: (status, body as JSON, or the text as a string).
+fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ));
+    } else {
+        req.push_str("\r\n");
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into()));
+    (status, json)
+}
+
+/// `sealgate ARGS` with `input` on standard input.
+fn cli_with_input(gw: &Gateway, args: &[&str], input: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .current_dir(gw.dir.path())
+        .arg("--config")
+        .arg(&gw.config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Every (method, concrete path) of the OpenAPI document, path parameters
+/// filled with harmless values.
+fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{address}", "bob@partner.test")
+            .replace("{scope}", "global")
+            .replace("{name}", "mode")
+            .replace("{id}", "NOPE")
+            .replace("{action}", "flush");
+        for method in item.as_object().unwrap().keys() {
+            out.push((method.to_uppercase(), concrete.clone()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_api_needs_a_token_and_answers_in_json() {
+    let admin = free_port();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[store]\nurl = \"sqlite://data/s.db\"\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n"
+    ));
+    sealgate_testkit::process::wait_for_port(admin, Duration::from_secs(20)).unwrap();
+    let doc = sealgate_web::openapi::document();
+    let ops = operations(&doc);
+    assert!(ops.len() >= 12, "{ops:?}");
+    let refused = |token: Option<&str>| {
+        for (method, path) in ops
+            .iter()
+            .map(|(m, p)| (m.as_str(), p.clone()))
+            .chain([("GET", "/api/v1/nope".to_string())])
+        {
+            let body = (method == "PUT").then_some(r#"{"value":"off"}"#);
+            let (status, json) = call(admin, method, &path, token, body);
+            assert_eq!(status, 401, "{method} {path}: {json}");
+            assert_eq!(json["code"], "unauthenticated", "{method} {path}: {json}");
+        }
+    };
+    refused(None);
+    refused(Some("sgt_0000_0000"));
+    // The open endpoints stay open.
+    assert_eq!(call(admin, "GET", "/livez", None, None).0, 200);
+
+    // An admin and a token.
+    let o = cli_with_input(&gw, &["admin", "add", "root"], "short\n");
+    assert!(
+        !o.status.success() && text(&o).contains("12 characters"),
+        "{}",
+        text(&o)
+    );
+    let o = cli_with_input(&gw, &["admin", "add", "root"], "a long admin password\n");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = gw.cli(&["admin", "token", "create", "nobody", "--name", "x"]);
+    assert!(
+        !o.status.success() && text(&o).contains("no admin named nobody"),
+        "{}",
+        text(&o)
+    );
+    let o = gw.cli(&["admin", "token", "create", "root", "--name", "ci"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    let token = said
+        .split_whitespace()
+        .find(|w| w.starts_with("sgt_"))
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let t = Some(token.as_str());
+
+    // The document itself, and the policy.
+    let (status, served) = call(admin, "GET", "/api/v1/openapi.json", t, None);
+    assert_eq!(status, 200);
+    assert_eq!(served, doc);
+    assert_eq!(
+        call(admin, "GET", "/api/v1/policy", t, None),
+        (200, serde_json::json!([]))
+    );
+    let (status, json) = call(
+        admin,
+        "PUT",
+        "/api/v1/policy/@partner.test/mode",
+        t,
+        Some(r#"{"value":"mandatory"}"#),
+    );
+    assert_eq!(status, 200, "{json}");
+    let (status, json) = call(
+        admin,
+        "PUT",
+        "/api/v1/policy/@partner.test/mode",
+        t,
+        Some(r#"{"value":"sometimes"}"#),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(json["code"], "invalid");
+    assert!(
+        json["message"].as_str().unwrap().contains("mandatory"),
+        "{json}"
+    );
+    let (_, shown) = call(admin, "GET", "/api/v1/policy/bob@partner.test", t, None);
+    let mode = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "mode")
+        .unwrap()
+        .clone();
+    assert_eq!(mode["value"], "mandatory");
+    assert_eq!(mode["from"][0], "domain partner.test (store)");
+    // The CLI sees the same store.
+    assert!(text(&gw.cli(&["policy", "list"])).contains("partner.test"));
+    assert_eq!(
+        call(
+            admin,
+            "DELETE",
+            "/api/v1/policy/@partner.test/mode",
+            t,
+            None
+        )
+        .0,
+        200
+    );
+    let (status, json) = call(
+        admin,
+        "DELETE",
+        "/api/v1/policy/@partner.test/mode",
+        t,
+        None,
+    );
+    assert_eq!((status, json["code"].as_str()), (404, Some("not_found")));
+
+    // The queue, the stores, the CA.
+    assert_eq!(
+        call(admin, "GET", "/api/v1/queue", t, None),
+        (200, serde_json::json!([]))
+    );
+    let (status, json) = call(admin, "GET", "/api/v1/queue/NOPE", t, None);
+    assert_eq!((status, json["code"].as_str()), (404, Some("not_found")));
+    let (status, json) = call(admin, "GET", "/api/v1/queue?filter=odd", t, None);
+    assert_eq!((status, json["code"].as_str()), (400, Some("invalid")));
+    for path in [
+        "/api/v1/certs",
+        "/api/v1/roots",
+        "/api/v1/ca",
+        "/api/v1/ca/pending",
+    ] {
+        assert_eq!(
+            call(admin, "GET", path, t, None),
+            (200, serde_json::json!([])),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        call(admin, "GET", "/api/v1/ca/config", t, None).1["key"],
+        "rsa3072"
+    );
+    let (status, json) = call(admin, "GET", "/api/v1/nope", t, None);
+    assert_eq!((status, json["code"].as_str()), (404, Some("not_found")));
+
+    // schemathesis against the running daemon.
+    assert!(
+        std::path::Path::new(SCHEMATHESIS).exists(),
+        "schemathesis is not installed at {SCHEMATHESIS}: run .ci/install-deps.sh"
+    );
+    let o = Command::new(SCHEMATHESIS)
+        .args([
+            "run",
+            &format!("http://127.0.0.1:{admin}/api/v1/openapi.json"),
+            "--header",
+            &format!("Authorization: Bearer {token}"),
+            "--url",
+            &format!("http://127.0.0.1:{admin}"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "30",
+            "--seed",
+            "1",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "schemathesis:\n{}", text(&o));
+
+    // A revoked token stops at once.
+    let id = token.split('_').nth(1).unwrap();
+    let o = gw.cli(&["admin", "token", "revoke", id]);
+    assert!(o.status.success(), "{}", text(&o));
+    refused(t);
+}
