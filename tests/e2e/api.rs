@@ -84,7 +84,8 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
             .replace("{scope}", "global")
             .replace("{name}", "mode")
             .replace("{id}", "NOPE")
-            .replace("{action}", "flush");
+            .replace("{action}", "flush")
+            .replace("{thumbprint}", "ABCDEF12");
         for method in item.as_object().unwrap().keys() {
             out.push((method.to_uppercase(), concrete.clone()));
         }
@@ -94,6 +95,8 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 
 #[test]
 fn the_api_needs_a_token_and_answers_in_json() {
+    // Every operation of the document has been thought of here.
+    assert!(operations(&sealgate_web::openapi::document()).len() >= 24);
     let admin = free_port();
     let gw = Gateway::start(&format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[store]\nurl = \"sqlite://data/s.db\"\n\
@@ -109,7 +112,7 @@ fn the_api_needs_a_token_and_answers_in_json() {
             .map(|(m, p)| (m.as_str(), p.clone()))
             .chain([("GET", "/api/v1/nope".to_string())])
         {
-            let body = (method == "PUT").then_some(r#"{"value":"off"}"#);
+            let body = matches!(method, "PUT" | "POST").then_some(r#"{"value":"off"}"#);
             let (status, json) = call(admin, method, &path, token, body);
             assert_eq!(status, 401, "{method} {path}: {json}");
             assert_eq!(json["code"], "unauthenticated", "{method} {path}: {json}");
@@ -265,4 +268,173 @@ fn the_api_needs_a_token_and_answers_in_json() {
     let o = gw.cli(&["admin", "token", "revoke", id]);
     assert!(o.status.success(), "{}", text(&o));
     refused(t);
+}
+
+/// A token for a new admin of `gw`.
+fn token_for(gw: &Gateway) -> String {
+    let o = cli_with_input(gw, &["admin", "add", "root"], "a long admin password\n");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = gw.cli(&["admin", "token", "create", "root", "--name", "ci"]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("sgt_"))
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string()
+}
+
+#[test]
+fn the_ca_through_the_api() {
+    let files = tempfile::tempdir().unwrap();
+    let kek = files.path().join("kek");
+    std::fs::write(&kek, format!("{}\n", "4b".repeat(32))).unwrap();
+    let admin = free_port();
+    let sink = sealgate_testkit::sink::Sink::start();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[relay]\nupstream = \"127.0.0.1:{}\"\ntls = \"none\"\n\
+         [store]\nurl = \"sqlite://data/s.db\"\nkey_encryption_key_file = \"{}\"\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+        sink.port(),
+        kek.display()
+    ));
+    sealgate_testkit::process::wait_for_port(admin, Duration::from_secs(20)).unwrap();
+    let token = token_for(&gw);
+    let t = Some(token.as_str());
+    let (status, json) = call(
+        admin,
+        "POST",
+        "/api/v1/ca",
+        t,
+        Some(r#"{"root_cn":"R","intermediate_cn":"R","key":"p256"}"#),
+    );
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (400, Some("invalid")),
+        "{json}"
+    );
+    let (status, ca) = call(
+        admin,
+        "POST",
+        "/api/v1/ca",
+        t,
+        Some(r#"{"root_cn":"API Root","intermediate_cn":"API Mail CA","key":"p256"}"#),
+    );
+    assert_eq!(status, 200, "{ca}");
+    let ca_sha = ca["sha256"].as_str().unwrap().to_string();
+    let (status, json) = call(
+        admin,
+        "PUT",
+        "/api/v1/ca/config/key",
+        t,
+        Some(r#"{"value":"rsa1024"}"#),
+    );
+    assert_eq!(status, 400, "{json}");
+    let (status, _) = call(
+        admin,
+        "PUT",
+        "/api/v1/ca/config/ca_email",
+        t,
+        Some(r#"{"value":"ca@corp.test"}"#),
+    );
+    assert_eq!(status, 200);
+    let (status, issued) = call(
+        admin,
+        "POST",
+        "/api/v1/ca/requests",
+        t,
+        Some(r#"{"email":"max@partner.test","cn":"Max"}"#),
+    );
+    assert_eq!(
+        (status, issued["outcome"].as_str()),
+        (200, Some("issued")),
+        "{issued}"
+    );
+    let serial = issued["certificate"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The CLI sees it in the certificate store.
+    assert!(text(&gw.cli(&["certs", "list", "--email", "max@partner.test"])).contains("Max"));
+    let (status, crl) = call(
+        admin,
+        "POST",
+        "/api/v1/ca/crl",
+        t,
+        Some(&format!(r#"{{"serials":["{serial}"]}}"#)),
+    );
+    assert_eq!((status, crl["number"].as_i64()), (200, Some(1)), "{crl}");
+    let (status, der) = crate::ca::get_bytes(admin, &format!("/crl/{ca_sha}.crl"));
+    assert!(status == 200 && !der.is_empty());
+    // A bulk preview; a pending request through the csr handler.
+    let (status, plan) = call(
+        admin,
+        "POST",
+        "/api/v1/ca/bulk?preview=true",
+        t,
+        Some("email,cn\nned@partner.test,Ned\n"),
+    );
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["requests"][0]["email"], "ned@partner.test");
+    let (status, p) = call(
+        admin,
+        "POST",
+        "/api/v1/ca/requests",
+        t,
+        Some(r#"{"email":"oz@partner.test","handler":"csr"}"#),
+    );
+    assert_eq!(
+        (status, p["outcome"].as_str()),
+        (200, Some("pending")),
+        "{p}"
+    );
+    let id = p["pending"]["id"].as_str().unwrap().to_string();
+    let (status, csr) = call(
+        admin,
+        "GET",
+        &format!("/api/v1/ca/pending/{id}/csr"),
+        t,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        csr.as_str().unwrap().contains("BEGIN CERTIFICATE REQUEST"),
+        "{csr}"
+    );
+    assert_eq!(
+        call(
+            admin,
+            "DELETE",
+            &format!("/api/v1/ca/pending/{id}"),
+            t,
+            None
+        )
+        .0,
+        200
+    );
+    // Send: the password comes back to the admin; the mail goes to max.
+    let (status, sent) = call(
+        admin,
+        "POST",
+        "/api/v1/ca/send",
+        t,
+        Some(r#"{"address":"max@partner.test"}"#),
+    );
+    assert_eq!(status, 200, "{sent}");
+    let password = sent["pkcs12_password"].as_str().unwrap().to_string();
+    let got = sink.wait_for(1, Duration::from_secs(30)).unwrap();
+    assert_eq!(got[0].mail_from, "ca@corp.test");
+    assert!(!got[0].text().contains(&password));
+    let p12 = files.path().join("max.p12");
+    std::fs::write(&p12, crate::ca_requests::attachment(&got[0].text())).unwrap();
+    let (good, out) = crate::ca::openssl(&[
+        "pkcs12",
+        "-in",
+        p12.to_str().unwrap(),
+        "-passin",
+        &format!("pass:{password}"),
+        "-noout",
+    ]);
+    assert!(good, "{out}");
+    assert!(!gw.log().contains(&password), "the password was logged");
 }

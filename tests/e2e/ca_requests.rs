@@ -653,7 +653,7 @@ fn send_flow(store: &str) {
 }
 
 /// The first base64 attachment of a message (the PKCS#12), decoded.
-fn attachment(text: &str) -> Vec<u8> {
+pub(crate) fn attachment(text: &str) -> Vec<u8> {
     let at = text.find("application/pkcs12").expect("a PKCS#12 part");
     let part = &text[at..];
     let body_start = part.find("\r\n\r\n").unwrap() + 4;

@@ -31,9 +31,8 @@ pub(crate) fn router(state: WebState) -> Router {
         .route("/v1/queue/{id}/{action}", post(queue_act))
         .route("/v1/certs", get(certs_list))
         .route("/v1/roots", get(roots_list))
-        .route("/v1/ca", get(ca_list))
-        .route("/v1/ca/config", get(ca_config))
-        .route("/v1/ca/pending", get(ca_pending))
+        .route("/v1/ctl", get(ctl_list))
+        .merge(crate::api_ca::routes())
         .fallback(unknown)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -268,20 +267,8 @@ async fn roots_list(State(s): State<WebState>) -> Answer {
     Ok(Json(Value::Array(out)))
 }
 
-async fn ca_list(State(s): State<WebState>) -> Answer {
+async fn ctl_list(State(s): State<WebState>) -> Answer {
     Ok(Json(
-        serde_json::to_value(s.ca.list().await?).unwrap_or_default(),
-    ))
-}
-
-async fn ca_config(State(s): State<WebState>) -> Answer {
-    Ok(Json(
-        serde_json::to_value(s.ca.config().await?).unwrap_or_default(),
-    ))
-}
-
-async fn ca_pending(State(s): State<WebState>) -> Answer {
-    Ok(Json(
-        serde_json::to_value(s.ca.pending_list().await?).unwrap_or_default(),
+        serde_json::to_value(s.trust.ctl_list().await?).unwrap_or_default(),
     ))
 }

@@ -10,6 +10,7 @@
 //! `error.rs` (JSON errors with a stable code).
 
 mod api;
+mod api_ca;
 pub mod auth;
 mod error;
 pub mod openapi;

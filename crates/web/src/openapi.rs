@@ -38,6 +38,122 @@ fn path_param(name: &str, description: &str) -> Value {
            "schema": {"type": "string", "minLength": 1, "maxLength": 320}})
 }
 
+/// An operation with a JSON request body of `properties` (`required`
+/// named).
+fn with_body(mut operation: Value, required: &[&str], properties: Value) -> Value {
+    operation["requestBody"] = json!({
+        "required": true,
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": required, "properties": properties
+        }}}
+    });
+    operation
+}
+
+/// An operation whose request body is raw bytes of `media`.
+fn with_raw_body(mut operation: Value, media: &str) -> Value {
+    operation["requestBody"] = json!({
+        "required": true,
+        "content": {media: {"schema": {"type": "string"}}}
+    });
+    operation
+}
+
+/// The CA's operations.
+fn ca_paths() -> serde_json::Map<String, Value> {
+    let array = json!({"type": "array", "items": {"type": "object"}});
+    let object = json!({"type": "object"});
+    let s = json!({"type": "string"});
+    let mut m = serde_json::Map::new();
+    let create = with_body(
+        op(
+            "Create a CA: a root and an intermediate (1024-bit keys and SHA-1 are refused)",
+            json!([]),
+            ok(object.clone(), "the CA"),
+            &["400", "409"],
+        ),
+        &["root_cn", "intermediate_cn"],
+        json!({"root_cn": s, "intermediate_cn": s, "email": s,
+               "days": {"type": "integer", "minimum": 1, "maximum": 36500},
+               "key": {"type": "string", "enum": ["rsa2048", "rsa3072", "rsa4096", "p256", "p384"]},
+               "signature": {"type": "string", "enum": ["sha256", "sha384", "sha512"]},
+               "default": {"type": "boolean"}}),
+    );
+    m.insert(
+        "/api/v1/ca".into(),
+        json!({
+            "get": op("The built-in CAs", json!([]), ok(array.clone(), "CAs"), &["400"]),
+            "post": create
+        }),
+    );
+    m.insert("/api/v1/ca/config".into(), json!({
+        "get": op("The CA configuration", json!([]), ok(object.clone(), "every CA setting"), &["400"])
+    }));
+    m.insert("/api/v1/ca/config/{name}".into(), json!({
+        "put": with_body(
+            op("Set a CA setting (checked)", json!([path_param("name", "a CA setting")]), ok(object.clone(), "the configuration"), &["400", "409"]),
+            &["value"], json!({"value": {}}))
+    }));
+    m.insert("/api/v1/ca/default/{thumbprint}".into(), json!({
+        "put": op("Select the default CA", json!([path_param("thumbprint", "the intermediate's SHA-256 (at least 8 hex digits)")]), ok(object.clone(), "the CA"), &["400", "404"])
+    }));
+    m.insert("/api/v1/ca/requests".into(), json!({
+        "post": with_body(
+            op("Request a certificate (built-in: issued at once; csr: pending)", json!([]), ok(object.clone(), "issued or pending"), &["400", "404", "409"]),
+            &["email"],
+            json!({"email": s, "cn": s, "organisation": s, "first_name": s, "last_name": s,
+                   "days": {"type": "integer", "minimum": 1, "maximum": 36500},
+                   "key": s, "signature": s, "crl_distribution_point": {"type": "boolean"},
+                   "ca": s, "handler": {"type": "string", "enum": ["builtin", "csr"]}}))
+    }));
+    m.insert("/api/v1/ca/bulk".into(), json!({
+        "post": with_raw_body(
+            op("Bulk requests from a CSV file (preview=true: what would be requested)",
+               json!([{"name": "preview", "in": "query", "required": false, "schema": {"type": "boolean"}},
+                      {"name": "handler", "in": "query", "required": false, "schema": {"type": "string", "enum": ["builtin", "csr"]}}]),
+               ok(object.clone(), "the plan, or the results"), &["400", "404", "409"]),
+            "text/csv")
+    }));
+    m.insert("/api/v1/ca/pending".into(), json!({
+        "get": op("Pending certificate requests", json!([]), ok(array.clone(), "requests"), &["400"])
+    }));
+    m.insert("/api/v1/ca/pending/upload".into(), json!({
+        "post": with_raw_body(
+            op("Upload certificates issued for pending requests (matched by public key)", json!([]), ok(array.clone(), "completed requests"), &["400", "404", "409"]),
+            "text/plain")
+    }));
+    m.insert("/api/v1/ca/pending/{id}".into(), json!({
+        "delete": op("Drop a pending request and its key", json!([path_param("id", "the request id")]), ok(object.clone(), "the request"), &["400", "404"])
+    }));
+    let mut csr = op(
+        "The PKCS#10 request of a pending request",
+        json!([path_param("id", "the request id")]),
+        json!({}),
+        &["400", "404"],
+    );
+    csr["responses"]["200"] = json!({"description": "PEM", "content": {"application/pkcs10": {"schema": {"type": "string"}}}});
+    m.insert("/api/v1/ca/pending/{id}/csr".into(), json!({"get": csr}));
+    m.insert("/api/v1/ca/pending/{id}/reschedule".into(), json!({
+        "post": op("Look at a pending request again now", json!([path_param("id", "the request id")]), ok(object.clone(), "the request"), &["400", "404"])
+    }));
+    m.insert("/api/v1/ca/crl".into(), json!({
+        "post": with_body(
+            op("Create a CRL (update existing unless replace)", json!([]), ok(object.clone(), "the CRL's number and serials"), &["400", "404", "409"]),
+            &[],
+            json!({"ca": s, "serials": {"type": "array", "items": s},
+                   "next_update_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+                   "replace": {"type": "boolean"}, "signature": s}))
+    }));
+    m.insert("/api/v1/ca/send".into(), json!({
+        "post": with_body(
+            op("Mail an address the PKCS#12 of its certificates (the password comes back here only)", json!([]), ok(object, "the queue id and the password"), &["400", "404", "409"]),
+            &["address"],
+            json!({"address": s, "certificates": {"type": "array", "items": s},
+                   "allow_mismatch": {"type": "boolean"}, "legacy": {"type": "boolean"}}))
+    }));
+    m
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let array = json!({"type": "array", "items": {"type": "object"}});
@@ -63,7 +179,7 @@ pub fn document() -> Value {
             "properties": {"value": {"description": "as the file's TOML would hold it: \"mandatory\", [\"pgp\"], true"}}
         }}}
     });
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "sealgate admin API",
@@ -127,11 +243,13 @@ pub fn document() -> Value {
                 &["400"],
             )},
             "/api/v1/roots": {"get": op("The root store", json!([]), ok(array.clone(), "roots"), &[])},
-            "/api/v1/ca": {"get": op("The built-in CAs", json!([]), ok(array.clone(), "CAs"), &[])},
-            "/api/v1/ca/config": {"get": op("The CA configuration", json!([]), ok(object, "every CA setting"), &["400"])},
-            "/api/v1/ca/pending": {"get": op("Pending certificate requests", json!([]), ok(array, "requests"), &[])}
+            "/api/v1/ctl": {"get": op("The certificate trust list", json!([]), ok(array, "entries"), &[])}
         }
-    })
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(ca_paths());
+    }
+    doc
 }
 
 #[cfg(test)]
