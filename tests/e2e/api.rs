@@ -96,7 +96,7 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 #[test]
 fn the_api_needs_a_token_and_answers_in_json() {
     // Every operation of the document has been thought of here.
-    assert!(operations(&sealgate_web::openapi::document()).len() >= 24);
+    assert!(operations(&sealgate_web::openapi::document()).len() >= 30);
     let admin = free_port();
     let gw = Gateway::start(&format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[store]\nurl = \"sqlite://data/s.db\"\n\
@@ -437,4 +437,55 @@ fn the_ca_through_the_api() {
     ]);
     assert!(good, "{out}");
     assert!(!gw.log().contains(&password), "the password was logged");
+
+    // The stores as the API shows them: the CA's binding, CRL and root.
+    let (status, keys) = call(
+        admin,
+        "GET",
+        "/api/v1/keys?address=max@partner.test",
+        t,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(keys["bindings"][0]["kind"], "x509", "{keys}");
+    assert_eq!(keys["bindings"][0]["level"], "provider_trust", "{keys}");
+    let (_, crls) = call(admin, "GET", "/api/v1/crls", t, None);
+    assert_eq!(crls[0]["valid"], true, "{crls}");
+    let (_, roots) = call(admin, "GET", "/api/v1/roots", t, None);
+    assert_eq!(roots[0]["sha256"], ca["root_sha256"], "{roots}");
+    // A root imported through the API.
+    let other = sealgate_testkit::pki::TestCa::new("Imported Root");
+    let pem = String::from_utf8(other.cert_pem.clone()).unwrap();
+    let (status, imported) = call(admin, "POST", "/api/v1/roots/import", t, Some(&pem));
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!(
+        call(admin, "GET", "/api/v1/roots", t, None)
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (status, json) = call(
+        admin,
+        "POST",
+        "/api/v1/certs/import",
+        t,
+        Some("not a certificate"),
+    );
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (400, Some("invalid")),
+        "{json}"
+    );
+    let (status, json) = call(admin, "GET", "/api/v1/audit?limit=0", t, None);
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (400, Some("invalid")),
+        "{json}"
+    );
+    assert_eq!(
+        call(admin, "GET", "/api/v1/harvest", t, None),
+        (200, serde_json::json!([]))
+    );
 }

@@ -543,25 +543,10 @@ async fn keys_list(
     let wanted = address.map(str::to_lowercase);
     let autocrypt = sealgate_harvest::db::autocrypt_peers(store.pool(), wanted.as_deref()).await?;
     if as_json {
+        let (bindings, keys) = store.key_report(address).await?;
         let v = json!({
-            "bindings": bindings.iter().map(|b| {
-                let k = key_of(&b.fingerprint);
-                json!({
-                    "address": b.address, "fingerprint": b.fingerprint, "kind": b.kind,
-                    "level": b.level.as_str(), "active": b.active, "source": b.source,
-                    "first_seen": b.first_seen, "last_seen": b.last_seen,
-                    "last_audited_at": b.last_audited_at,
-                    "encr_used": b.encr_used, "sign_used": b.sign_used,
-                    "expires_at": k.and_then(|k| k.expires_at),
-                    "uids": k.map(|k| k.uids.clone()).unwrap_or_default(),
-                    "length": k.and_then(|k| k.length),
-                })
-            }).collect::<Vec<_>>(),
-            "keys": keys.iter().filter(|k| address.is_none() || k.addresses.iter().any(|a| Some(a.as_str()) == address.map(str::to_lowercase).as_deref())).map(|k| json!({
-                "fingerprint": k.fingerprint, "kind": k.kind.as_str(), "addresses": k.addresses,
-                "uids": k.uids, "length": k.length,
-                "source": k.source, "expires_at": k.expires_at, "refreshed_at": k.refreshed_at,
-            })).collect::<Vec<_>>(),
+            "bindings": bindings,
+            "keys": keys,
             "autocrypt": autocrypt,
             "secret_keys": secrets,
         });

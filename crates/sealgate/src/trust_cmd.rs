@@ -230,14 +230,7 @@ async fn crl_command(settings: &Settings, trust: &TrustStore, cmd: CrlCommand) -
 }
 
 fn crl_json(c: &CrlView) -> serde_json::Value {
-    json!({
-        "crl": c.stored.info,
-        "source": c.stored.source,
-        "fetched_at": c.stored.fetched_at,
-        "valid": c.validity.is_ok(),
-        "reason": c.validity.as_ref().err(),
-        "issuer_sha256": c.issuer_sha256,
-    })
+    c.to_json()
 }
 
 /// Every file read first: one unreadable file imports nothing.

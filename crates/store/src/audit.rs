@@ -22,7 +22,7 @@ pub struct AuditRecipient {
 }
 
 /// One row of the audit table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {
     pub id: String,
     pub message_id: Option<String>,

@@ -278,3 +278,54 @@ fn fold_rows(rows: Vec<sqlx::any::AnyRow>, binding_source: bool) -> Result<Vec<S
     }
     Ok(out)
 }
+
+impl Store {
+    /// The bindings (for `address`, or all) and the keys they name, as the
+    /// CLI (`keys list --json`) and the admin API show them: each binding
+    /// with its level, source and use, and the key's expiry and User IDs.
+    pub async fn key_report(
+        &self,
+        address: Option<&str>,
+    ) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>)> {
+        use serde_json::json;
+        let wanted = address.map(str::to_lowercase);
+        let keys = self.list_keys().await?;
+        let mut bindings = self.all_bindings().await?;
+        if let Some(a) = &wanted {
+            bindings.retain(|b| &b.address == a);
+        }
+        let key_of = |fpr: &str| keys.iter().find(|k| k.fingerprint == fpr);
+        let b = bindings
+            .iter()
+            .map(|b| {
+                let k = key_of(&b.fingerprint);
+                json!({
+                    "address": b.address, "fingerprint": b.fingerprint, "kind": b.kind,
+                    "level": b.level.as_str(), "active": b.active, "source": b.source,
+                    "first_seen": b.first_seen, "last_seen": b.last_seen,
+                    "last_audited_at": b.last_audited_at,
+                    "encr_used": b.encr_used, "sign_used": b.sign_used,
+                    "expires_at": k.and_then(|k| k.expires_at),
+                    "uids": k.map(|k| k.uids.clone()).unwrap_or_default(),
+                    "length": k.and_then(|k| k.length),
+                })
+            })
+            .collect();
+        let k = keys
+            .iter()
+            .filter(|k| {
+                wanted
+                    .as_deref()
+                    .is_none_or(|a| k.addresses.iter().any(|x| x == a))
+            })
+            .map(|k| {
+                json!({
+                    "fingerprint": k.fingerprint, "kind": k.kind.as_str(), "addresses": k.addresses,
+                    "uids": k.uids, "length": k.length,
+                    "source": k.source, "expires_at": k.expires_at, "refreshed_at": k.refreshed_at,
+                })
+            })
+            .collect();
+        Ok((b, k))
+    }
+}

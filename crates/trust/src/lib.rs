@@ -122,6 +122,20 @@ pub struct CrlView {
     pub issuer_sha256: Option<String>,
 }
 
+impl CrlView {
+    /// As the CLI (`crl list --json`) and the admin API show it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "crl": self.stored.info,
+            "source": self.stored.source,
+            "fetched_at": self.stored.fetched_at,
+            "valid": self.validity.is_ok(),
+            "reason": self.validity.as_ref().err(),
+            "issuer_sha256": self.issuer_sha256,
+        })
+    }
+}
+
 /// What `crl update` did with one distribution point.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CrlFetch {

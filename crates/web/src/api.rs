@@ -32,6 +32,12 @@ pub(crate) fn router(state: WebState) -> Router {
         .route("/v1/certs", get(certs_list))
         .route("/v1/roots", get(roots_list))
         .route("/v1/ctl", get(ctl_list))
+        .route("/v1/crls", get(crls_list))
+        .route("/v1/keys", get(keys_list))
+        .route("/v1/certs/import", post(certs_import))
+        .route("/v1/roots/import", post(roots_import))
+        .route("/v1/audit", get(audit))
+        .route("/v1/harvest", get(harvest_log))
         .merge(crate::api_ca::routes())
         .fallback(unknown)
         .layer(axum::middleware::from_fn_with_state(
@@ -265,6 +271,99 @@ async fn roots_list(State(s): State<WebState>) -> Answer {
         })
         .collect();
     Ok(Json(Value::Array(out)))
+}
+
+async fn crls_list(State(s): State<WebState>) -> Answer {
+    let list = s.trust.list_crls().await?;
+    Ok(Json(Value::Array(
+        list.iter().map(|c| c.to_json()).collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct AddressQuery {
+    address: Option<String>,
+    limit: Option<i64>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        e.to_string(),
+    )
+}
+
+async fn keys_list(
+    State(s): State<WebState>,
+    q: Result<Query<AddressQuery>, QueryRejection>,
+) -> Answer {
+    let Query(q) = q.map_err(rejected)?;
+    let (bindings, keys) = s
+        .store
+        .key_report(q.address.as_deref())
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(json!({ "bindings": bindings, "keys": keys })))
+}
+
+async fn certs_import(State(s): State<WebState>, body: axum::body::Bytes) -> Answer {
+    let imported = s.trust.import_certs(&body, "api").await?;
+    Ok(Json(serde_json::to_value(imported).unwrap_or_default()))
+}
+
+async fn roots_import(State(s): State<WebState>, body: axum::body::Bytes) -> Answer {
+    let imported = s.trust.import_roots(&body, "api").await?;
+    Ok(Json(serde_json::to_value(imported).unwrap_or_default()))
+}
+
+/// The limit of a log query: 1 to 1,000, 100 by default.
+fn limit(q: &AddressQuery) -> Result<i64, ApiError> {
+    match q.limit.unwrap_or(100) {
+        n @ 1..=1000 => Ok(n),
+        n => Err(ApiError::invalid(format!("limit {n}: give 1 to 1000"))),
+    }
+}
+
+async fn audit(
+    State(s): State<WebState>,
+    q: Result<Query<AddressQuery>, QueryRejection>,
+) -> Answer {
+    let Query(q) = q.map_err(rejected)?;
+    let n = limit(&q)?;
+    let wanted = q.address.as_deref().map(str::to_lowercase);
+    // The newest rows, then those naming the address as sender or recipient.
+    let rows = s
+        .store
+        .recent_audit(if wanted.is_some() { 10_000 } else { n })
+        .await
+        .map_err(unavailable)?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| {
+            wanted.as_deref().is_none_or(|a| {
+                r.sender.eq_ignore_ascii_case(a)
+                    || r.recipients
+                        .iter()
+                        .any(|x| x.address.eq_ignore_ascii_case(a))
+            })
+        })
+        .take(n as usize)
+        .collect();
+    Ok(Json(serde_json::to_value(rows).unwrap_or_default()))
+}
+
+async fn harvest_log(
+    State(s): State<WebState>,
+    q: Result<Query<AddressQuery>, QueryRejection>,
+) -> Answer {
+    let Query(q) = q.map_err(rejected)?;
+    let n = limit(&q)?;
+    let address = q.address.as_deref().map(str::to_lowercase);
+    let rows = sealgate_harvest::db::recent(s.store.pool(), address.as_deref(), n)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(serde_json::to_value(rows).unwrap_or_default()))
 }
 
 async fn ctl_list(State(s): State<WebState>) -> Answer {

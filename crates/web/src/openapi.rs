@@ -59,6 +59,13 @@ fn with_raw_body(mut operation: Value, media: &str) -> Value {
     operation
 }
 
+fn log_params() -> Value {
+    json!([
+        {"name": "address", "in": "query", "required": false, "schema": {"type": "string", "maxLength": 320}},
+        {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+    ])
+}
+
 /// The CA's operations.
 fn ca_paths() -> serde_json::Map<String, Value> {
     let array = json!({"type": "array", "items": {"type": "object"}});
@@ -243,7 +250,34 @@ pub fn document() -> Value {
                 &["400"],
             )},
             "/api/v1/roots": {"get": op("The root store", json!([]), ok(array.clone(), "roots"), &[])},
-            "/api/v1/ctl": {"get": op("The certificate trust list", json!([]), ok(array, "entries"), &[])}
+            "/api/v1/ctl": {"get": op("The certificate trust list", json!([]), ok(array.clone(), "entries"), &[])},
+            "/api/v1/crls": {"get": op("The CRL store, each CRL with whether it may be believed", json!([]), ok(array.clone(), "CRLs"), &["400"])},
+            "/api/v1/keys": {"get": op(
+                "Key bindings (address, key, level, source, active) and the keys they name",
+                json!([{"name": "address", "in": "query", "required": false, "schema": {"type": "string", "maxLength": 320}}]),
+                ok(json!({"type": "object", "required": ["bindings", "keys"]}), "bindings and keys"),
+                &["400"],
+            )},
+            "/api/v1/certs/import": {"post": with_raw_body(
+                op("Import certificates (PEM, DER, PKCS#7) into the certificate store", json!([]), ok(array.clone(), "what was imported"), &["400"]),
+                "text/plain",
+            )},
+            "/api/v1/roots/import": {"post": with_raw_body(
+                op("Import trust anchors into the root store", json!([]), ok(array.clone(), "what was imported"), &["400"]),
+                "text/plain",
+            )},
+            "/api/v1/audit": {"get": op(
+                "The audit log, newest first: one row per message (never content)",
+                log_params(),
+                ok(array.clone(), "rows"),
+                &["400"],
+            )},
+            "/api/v1/harvest": {"get": op(
+                "The harvest log, newest first: what was learned from incoming mail, or refused and why",
+                log_params(),
+                ok(array, "rows"),
+                &["400"],
+            )}
         }
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
