@@ -109,6 +109,8 @@ fn the_api_needs_a_token_and_answers_in_json() {
     let refused = |token: Option<&str>| {
         for (method, path) in ops
             .iter()
+            // The login is the one open operation.
+            .filter(|(_, p)| p != "/api/v1/login")
             .map(|(m, p)| (m.as_str(), p.clone()))
             .chain([("GET", "/api/v1/nope".to_string())])
         {
@@ -487,5 +489,178 @@ fn the_ca_through_the_api() {
     assert_eq!(
         call(admin, "GET", "/api/v1/harvest", t, None),
         (200, serde_json::json!([]))
+    );
+}
+
+/// One HTTP/1.0 request with extra header lines: (status, response header
+/// section, body as JSON).
+fn call_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&str>,
+) -> (u16, String, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+    for h in headers {
+        req.push_str(&format!("{h}\r\n"));
+    }
+    let b = body.unwrap_or("");
+    req.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    ));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        head.to_string(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn sessions_cookies_csrf_and_login_limits() {
+    let admin = free_port();
+    let gw = Gateway::start(&format!(
+        "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[store]\nurl = \"sqlite://data/s.db\"\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n"
+    ));
+    sealgate_testkit::process::wait_for_port(admin, Duration::from_secs(20)).unwrap();
+    let o = cli_with_input(&gw, &["admin", "add", "root"], "a long admin password\n");
+    assert!(o.status.success(), "{}", text(&o));
+    let good = r#"{"name":"root","password":"a long admin password"}"#;
+
+    // Session fixation: a cookie the attacker chose is never adopted.
+    let planted = "ab".repeat(32);
+    let (status, head, body) = call_with(
+        admin,
+        "POST",
+        "/api/v1/login",
+        &[format!("Cookie: sg_session={planted}")],
+        Some(good),
+    );
+    assert_eq!(status, 200, "{body}");
+    let set = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie")
+        .to_string();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{flag} missing: {set}");
+    }
+    let id = set
+        .split("sg_session=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(id, planted);
+    assert_eq!(id.len(), 64);
+    let csrf = body["csrf"].as_str().unwrap().to_string();
+    let cookie = format!("Cookie: sg_session={id}");
+    assert_eq!(
+        call_with(
+            admin,
+            "GET",
+            "/api/v1/policy",
+            &[format!("Cookie: sg_session={planted}")],
+            None
+        )
+        .0,
+        401,
+        "the planted id is no session"
+    );
+
+    // Reads with the cookie; changes need the CSRF token.
+    assert_eq!(
+        call_with(admin, "GET", "/api/v1/policy", std::slice::from_ref(&cookie), None).0,
+        200
+    );
+    let change = r#"{"value":"mandatory"}"#;
+    let (status, _, body) = call_with(
+        admin,
+        "PUT",
+        "/api/v1/policy/global/mode",
+        std::slice::from_ref(&cookie),
+        Some(change),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _, body) = call_with(
+        admin,
+        "PUT",
+        "/api/v1/policy/global/mode",
+        &[cookie.clone(), "X-CSRF-Token: 0000".into()],
+        Some(change),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _, body) = call_with(
+        admin,
+        "PUT",
+        "/api/v1/policy/global/mode",
+        &[cookie.clone(), format!("X-CSRF-Token: {csrf}")],
+        Some(change),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Logout ends it on the server, not only in the browser.
+    let (status, head, _) = call_with(
+        admin,
+        "POST",
+        "/api/v1/logout",
+        &[cookie.clone(), format!("X-CSRF-Token: {csrf}")],
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(head.contains("Max-Age=0"), "{head}");
+    assert_eq!(
+        call_with(admin, "GET", "/api/v1/policy", &[cookie], None).0,
+        401
+    );
+
+    // Five wrong passwords from one client, then even the right one waits.
+    for _ in 0..5 {
+        let (status, _, body) = call_with(
+            admin,
+            "POST",
+            "/api/v1/login",
+            &[],
+            Some(r#"{"name":"root","password":"wrong password!"}"#),
+        );
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{body}"
+        );
+    }
+    let (status, _, body) = call_with(admin, "POST", "/api/v1/login", &[], Some(good));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+    assert!(gw.log().contains("login refused, too many failures"));
+    assert!(
+        !gw.log().contains("a long admin password"),
+        "a password was logged"
     );
 }

@@ -137,3 +137,16 @@ impl AsyncWrite for BoundedStream {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
+
+/// The client's address, for handlers that need it (the admin API's login
+/// rate limit): `axum::extract::ConnectInfo<ClientAddr>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, BoundedListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, BoundedListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}

@@ -28,6 +28,7 @@ pub mod ready;
 mod routes;
 
 pub use config::AdminConfig;
+pub use conn::ClientAddr;
 pub use ready::{check_fn, CheckResult, FnCheck, ReadinessCheck};
 pub use sealgate_metrics::Metrics;
 
@@ -159,12 +160,15 @@ pub async fn serve(
     let listener =
         conn::BoundedListener::new(listener, limits.max_connections, limits.connection_lifetime);
     tracing::info!(listen = %local, "admin listener ready (/metrics, /livez, /readyz)");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            flag.mark_shutting_down();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<conn::ClientAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        flag.mark_shutting_down();
+    })
+    .await?;
     tracing::info!(listen = %local, "admin listener stopped");
     Ok(())
 }

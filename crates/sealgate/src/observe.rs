@@ -65,6 +65,7 @@ pub async fn start(
     let ca = sealgate_ca::Ca::new(store.clone(), trust.clone(), kek);
     let api = sealgate_web::router(sealgate_web::WebState {
         accounts: sealgate_web::Accounts::new(store.clone()),
+        logins: Default::default(),
         store: store.clone(),
         trust,
         ca: ca.clone(),

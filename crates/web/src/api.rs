@@ -20,6 +20,8 @@ type Answer = Result<Json<Value>, ApiError>;
 pub(crate) fn router(state: WebState) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/login", post(login))
+        .route("/v1/logout", post(logout))
         .route("/v1/policy", get(policy_list))
         .route("/v1/policy/{address}", get(policy_show))
         .route(
@@ -47,9 +49,31 @@ pub(crate) fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// Every route, the unknown ones too, answers 401 without a valid token:
-/// what exists is not told to someone without one.
+/// The session cookie's name.
+pub const COOKIE: &str = "sg_session";
+/// The header a session's CSRF token comes in, on every change.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+fn session_cookie(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Every route, the unknown ones too, answers 401 without a valid token or
+/// session: what exists is not told to someone without one. Only the login
+/// is open. A session's changes (anything but GET) need its CSRF token in
+/// `X-CSRF-Token`, else 403.
 async fn authenticate(State(state): State<WebState>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/v1/login" {
+        return next.run(request).await;
+    }
     let token = request
         .headers()
         .get(AUTHORIZATION)
@@ -61,10 +85,32 @@ async fn authenticate(State(state): State<WebState>, request: Request, next: Nex
             Ok(a) => a,
             Err(e) => return e.into_response(),
         },
-        None => None,
+        None => match session_cookie(&request) {
+            Some(id) => match state.accounts.session(&id).await {
+                Ok(Some(s)) => {
+                    let safe = request.method() == axum::http::Method::GET;
+                    let csrf = request
+                        .headers()
+                        .get(CSRF_HEADER)
+                        .and_then(|v| v.to_str().ok());
+                    if !safe && !csrf.is_some_and(|c| constant_eq(c.as_bytes(), s.csrf.as_bytes()))
+                    {
+                        tracing::warn!(admin = %s.admin, path = %request.uri().path(), "api: refused, no or a wrong CSRF token");
+                        return ApiError::forbidden(
+                            "a change through a session needs its CSRF token in X-CSRF-Token",
+                        )
+                        .into_response();
+                    }
+                    Some(s.admin)
+                }
+                Ok(None) => None,
+                Err(e) => return e.into_response(),
+            },
+            None => None,
+        },
     };
     let Some(admin) = admin else {
-        tracing::info!(path = %request.uri().path(), "api: refused, no valid token");
+        tracing::info!(path = %request.uri().path(), "api: refused, no valid token or session");
         return ApiError::unauthenticated().into_response();
     };
     let method = request.method().clone();
@@ -74,6 +120,70 @@ async fn authenticate(State(state): State<WebState>, request: Request, next: Nex
         tracing::info!(admin = %admin, %method, path = %path, status = response.status().as_u16(), "api: change");
     }
     response
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a, b)
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    name: String,
+    password: String,
+}
+
+/// A new session: `Set-Cookie: sg_session=...; HttpOnly; Secure;
+/// SameSite=Strict; Path=/`, and its CSRF token in the body.
+async fn login(
+    State(s): State<WebState>,
+    client: Option<axum::Extension<axum::extract::ConnectInfo<sealgate_admin::ClientAddr>>>,
+    body: Result<Json<LoginBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let ip = client
+        .map(|c| (c.0).0 .0.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if !s.logins.allowed(ip) {
+        tracing::warn!(client = %ip, "api: login refused, too many failures");
+        return Err(ApiError::rate_limited(format!(
+            "too many failed logins from this address; try again in {} minutes",
+            crate::auth::LOGIN_WINDOW.as_secs() / 60
+        )));
+    }
+    let Json(b) = body.map_err(rejected)?;
+    let Some(session) = s.accounts.login(&b.name, &b.password).await? else {
+        s.logins.failed(ip);
+        tracing::warn!(client = %ip, admin = %crate::auth::log_safe(&b.name), "api: login failed");
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "wrong name or password",
+        ));
+    };
+    tracing::info!(client = %ip, admin = %session.admin, "api: signed in");
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        session.id,
+        crate::auth::SESSION_SECS
+    );
+    let mut r = Json(json!({ "admin": session.admin, "csrf": session.csrf })).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+async fn logout(State(s): State<WebState>, request: Request) -> Result<Response, ApiError> {
+    if let Some(id) = session_cookie(&request) {
+        s.accounts.logout(&id).await?;
+    }
+    let mut r = Json(json!({ "signed_out": true })).into_response();
+    r.headers_mut().insert(
+        axum::http::header::SET_COOKIE,
+        axum::http::HeaderValue::from_static(
+            "sg_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    Ok(r)
 }
 
 async fn unknown() -> ApiError {

@@ -29,6 +29,14 @@ pub struct Token {
     pub revoked_at: Option<i64>,
 }
 
+/// `s` for a log line: at most 64 characters, no control characters.
+pub fn log_safe(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// An admin name: 1 to 64 of letters, digits, `.`, `-`, `_`, `@`.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty()
@@ -266,5 +274,116 @@ impl Accounts {
             .execute(self.store.pool())
             .await?;
         Ok(Some(admin))
+    }
+}
+
+/// How long a session lasts from its login.
+pub const SESSION_SECS: i64 = 8 * 3600;
+
+/// A signed-in admin's session: the cookie's value and the CSRF token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub admin: String,
+    pub csrf: String,
+}
+
+impl Accounts {
+    /// Signs `name` in: a new session (a new id at every login, whatever
+    /// cookie came with the request: no session fixation), or `None` for a
+    /// wrong name or password.
+    pub async fn login(&self, name: &str, password: &str) -> Result<Option<Session>, ApiError> {
+        if !self.check_password(name, password).await? {
+            return Ok(None);
+        }
+        let id = random_hex(32)?;
+        let csrf = random_hex(32)?;
+        let now = sealgate_store::now_unix();
+        sqlx::query("DELETE FROM web_session WHERE expires_at < $1")
+            .bind(now)
+            .execute(self.store.pool())
+            .await?;
+        sqlx::query(
+            "INSERT INTO web_session (id_sha256, admin, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(sha256_hex(&id))
+        .bind(name)
+        .bind(&csrf)
+        .bind(now)
+        .bind(now + SESSION_SECS)
+        .execute(self.store.pool())
+        .await?;
+        Ok(Some(Session {
+            id,
+            admin: name.to_string(),
+            csrf,
+        }))
+    }
+
+    /// The live session whose cookie is `id`.
+    pub async fn session(&self, id: &str) -> Result<Option<Session>, ApiError> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT s.admin, s.csrf FROM web_session s JOIN web_admin a ON a.name = s.admin
+             WHERE s.id_sha256 = $1 AND s.expires_at >= $2",
+        )
+        .bind(sha256_hex(id))
+        .bind(sealgate_store::now_unix())
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(row
+            .map(|r| -> Result<Session, sqlx::Error> {
+                Ok(Session {
+                    id: id.to_string(),
+                    admin: r.try_get(0)?,
+                    csrf: r.try_get(1)?,
+                })
+            })
+            .transpose()?)
+    }
+
+    /// Ends the session `id`.
+    pub async fn logout(&self, id: &str) -> Result<(), ApiError> {
+        sqlx::query("DELETE FROM web_session WHERE id_sha256 = $1")
+            .bind(sha256_hex(id))
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+}
+
+/// Failed logins per client address: at most [`LOGIN_FAILURES`] in
+/// [`LOGIN_WINDOW`]; beyond, 429 without a password check (each check costs
+/// a PBKDF2 run).
+pub const LOGIN_FAILURES: usize = 5;
+pub const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Vec<std::time::Instant>>>,
+}
+
+impl LoginLimiter {
+    /// Whether `ip` may try now.
+    pub fn allowed(&self, ip: std::net::IpAddr) -> bool {
+        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let v = m.entry(ip).or_default();
+        v.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
+        v.len() < LOGIN_FAILURES
+    }
+
+    pub fn failed(&self, ip: std::net::IpAddr) {
+        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: an address's old failures drop out of its window, and
+        // the map is cleared of idle addresses when it grows.
+        if m.len() > 10_000 {
+            let now = std::time::Instant::now();
+            m.retain(|_, v| v.iter().any(|t| now.duration_since(*t) < LOGIN_WINDOW));
+        }
+        m.entry(ip).or_default().push(std::time::Instant::now());
     }
 }

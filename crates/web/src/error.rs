@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    /// One of `unauthenticated`, `invalid`, `not_found`, `conflict`,
-    /// `unavailable`, `internal`.
+    /// One of `unauthenticated`, `forbidden`, `invalid`, `not_found`,
+    /// `conflict`, `rate_limited`, `unavailable`, `internal`.
     pub code: &'static str,
     pub message: String,
 }
@@ -37,6 +37,12 @@ impl ApiError {
     }
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    pub fn rate_limited(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
     }
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)

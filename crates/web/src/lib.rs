@@ -24,6 +24,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct WebState {
     pub accounts: Accounts,
+    /// Failed logins per client.
+    pub logins: Arc<auth::LoginLimiter>,
     pub store: sealgate_store::Store,
     pub trust: sealgate_trust::TrustStore,
     pub ca: sealgate_ca::Ca,

@@ -59,6 +59,22 @@ fn with_raw_body(mut operation: Value, media: &str) -> Value {
     operation
 }
 
+/// The one open operation: a session for an admin's name and password.
+fn login_op() -> Value {
+    let mut o = with_body(
+        op(
+            "Sign in: a session cookie (HttpOnly, Secure, SameSite=Strict) and its CSRF token, which every change through the session sends as X-CSRF-Token",
+            json!([]),
+            ok(json!({"type": "object", "required": ["admin", "csrf"]}), "the session"),
+            &["400", "429"],
+        ),
+        &["name", "password"],
+        json!({"name": {"type": "string"}, "password": {"type": "string"}}),
+    );
+    o["security"] = json!([]);
+    o
+}
+
 fn log_params() -> Value {
     json!([
         {"name": "address", "in": "query", "required": false, "schema": {"type": "string", "maxLength": 320}},
@@ -198,7 +214,7 @@ pub fn document() -> Value {
             "schemas": {"Error": {
                 "type": "object", "required": ["code", "message"],
                 "properties": {
-                    "code": {"type": "string", "enum": ["unauthenticated", "invalid", "not_found", "conflict", "unavailable", "internal"]},
+                    "code": {"type": "string", "enum": ["unauthenticated", "forbidden", "invalid", "not_found", "conflict", "rate_limited", "unavailable", "internal"]},
                     "message": {"type": "string"}
                 }
             }}
@@ -206,6 +222,8 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "paths": {
             "/api/v1/openapi.json": {"get": op("This document", json!([]), ok(object.clone(), "OpenAPI 3"), &[])},
+            "/api/v1/login": {"post": login_op()},
+            "/api/v1/logout": {"post": op("End the session of the cookie", json!([]), ok(object.clone(), "signed out"), &[])},
             "/api/v1/policy": {"get": op("Every policy setting kept in the store", json!([]), ok(array.clone(), "rows: scope, name, value, updated_at"), &[])},
             "/api/v1/policy/{address}": {"get": op(
                 "Every effective setting for an address and the level it came from",
