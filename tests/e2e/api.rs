@@ -585,7 +585,14 @@ fn sessions_cookies_csrf_and_login_limits() {
 
     // Reads with the cookie; changes need the CSRF token.
     assert_eq!(
-        call_with(admin, "GET", "/api/v1/policy", std::slice::from_ref(&cookie), None).0,
+        call_with(
+            admin,
+            "GET",
+            "/api/v1/policy",
+            std::slice::from_ref(&cookie),
+            None
+        )
+        .0,
         200
     );
     let change = r#"{"value":"mandatory"}"#;
