@@ -96,7 +96,7 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 #[test]
 fn the_api_needs_a_token_and_answers_in_json() {
     // Every operation of the document has been thought of here.
-    assert!(operations(&sealgate_web::openapi::document()).len() >= 30);
+    assert!(operations(&sealgate_web::openapi::document()).len() >= 33);
     let admin = free_port();
     let gw = Gateway::start(&format!(
         "[smtp]\nlisten = \"127.0.0.1:{{port}}\"\n[store]\nurl = \"sqlite://data/s.db\"\n\
@@ -440,6 +440,26 @@ fn the_ca_through_the_api() {
     assert!(good, "{out}");
     assert!(!gw.log().contains(&password), "the password was logged");
 
+    // Verify, as the running gateway answers it: max's certificate is
+    // revoked by the CRL above, so it is found but not used.
+    let (status, v) = call(admin, "GET", "/api/v1/verify/max@partner.test", t, None);
+    assert_eq!(status, 200, "{v}");
+    let keys: Vec<&serde_json::Value> = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["keys"].as_array().unwrap())
+        .collect();
+    assert!(!keys.is_empty(), "{v}");
+    assert_eq!(keys[0]["method"], "smime", "{v}");
+    assert!(
+        v["decision"].as_str().unwrap().contains("unencrypted")
+            || v["decision"].as_str().unwrap().contains("encrypt"),
+        "{v}"
+    );
+    let (status, v) = call(admin, "GET", "/api/v1/verify/not-an-address", t, None);
+    assert_eq!((status, v["code"].as_str()), (400, Some("invalid")), "{v}");
+
     // The stores as the API shows them: the CA's binding, CRL and root.
     let (status, keys) = call(
         admin,
@@ -665,7 +685,11 @@ fn sessions_cookies_csrf_and_login_limits() {
         (429, Some("rate_limited")),
         "{body}"
     );
-    assert!(gw.log().contains("login refused, too many failures"));
+    // (The log reaches the test through a pipe: a moment later.)
+    sealgate_testkit::process::wait_until(Duration::from_secs(10), "the refusal logged", || {
+        gw.log().contains("login refused, too many failures")
+    })
+    .unwrap();
     assert!(
         !gw.log().contains("a long admin password"),
         "a password was logged"

@@ -9,7 +9,7 @@ use sealgate_keys::load::load_file;
 use sealgate_keys::offer::{offer, Offered};
 use sealgate_keys::validation::{entry_level, Level};
 use sealgate_keys::Method;
-use sealgate_policy::{Decision, Policy, Refusal};
+use sealgate_policy::Policy;
 use serde_json::json;
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -94,22 +94,6 @@ pub(crate) fn fmt_time(t: Option<i64>) -> String {
     }
 }
 
-/// Whether the source named `name` needs a path to a root.
-fn source_requires_chain(settings: &Settings, name: &str) -> bool {
-    if name == "files" {
-        return settings.keys.files_require_chain;
-    }
-    if let Some(n) = name.strip_prefix("ldap:") {
-        return settings
-            .keys
-            .ldap
-            .iter()
-            .find(|d| d.name == n)
-            .is_none_or(|d| d.require_chain);
-    }
-    true
-}
-
 async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<ExitCode> {
     let store = wiring::open_store(settings).await?;
     let (trust, trust_store) = wiring::live_trust(settings, &store, false).await?;
@@ -124,137 +108,30 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
             .map_err(anyhow::Error::msg)?,
     )
     .map_err(anyhow::Error::msg)?;
-    let policy_settings = policy.settings_for(address);
-    let (reports, resolution) = resolver
-        .verify(
-            address,
-            &policy_settings.methods,
-            policy_settings.on_error(),
-        )
-        .await;
-    let decision = policy.decide(&policy_settings, &resolution);
-    let bindings = store
-        .bindings(&address.to_lowercase())
-        .await
-        .unwrap_or_default();
-    let cipher = match policy_settings.smime_cipher {
-        sealgate_policy::SmimeCipherName::Auto => {
-            let gcm = sealgate_harvest::db::reads_gcm(store.pool(), &address.to_lowercase())
-                .await
-                .unwrap_or(false);
-            if gcm {
-                "auto: Aes256Gcm (its signed mail listed AES-256-GCM)".to_string()
-            } else {
-                "auto: Aes256Cbc (no signed mail of its listed AES-256-GCM)".to_string()
-            }
-        }
-        c => format!("{c:?}"),
-    };
-    let methods: Vec<&str> = policy_settings.methods.iter().map(|m| m.as_str()).collect();
-    let pgp_choice = resolution.pgp_choice.as_ref();
-    let decision_text = match &decision {
-        Ok(Decision::Encrypt {
-            method: Method::Pgp,
-            keys,
-            source,
-            ..
-        }) if pgp_choice.is_some() => format!(
-            "encrypt with pgp to {} (from source {source}: {})",
-            keys.iter().map(|k| k.fingerprint()).collect::<Vec<_>>().join(", "),
-            pgp_choice.map(|c| c.reason.as_str()).unwrap_or_default()
-        ),
-        Ok(Decision::Encrypt { method, keys, source, .. }) => format!(
-            "encrypt with {method} to {} (from source {source}, the first in precedence order with a usable {method} key{})",
-            keys.iter().map(|k| k.fingerprint()).collect::<Vec<_>>().join(", "),
-            if *method == Method::Smime { format!(", cipher {cipher}") } else { String::new() }
-        ),
-        Ok(Decision::Plain { reason }) => format!("send unencrypted: {reason}"),
-        Ok(Decision::Bounce { reason }) => format!(
-            "accept, deliver nothing, and send the sender a failure report (no_key_action = bounce): {reason}"
-        ),
-        Ok(Decision::Hold { reason }) => format!(
-            "accept and keep the message in the queue until a usable key is found, then deliver it encrypted; the sender gets a failure report after policy.hold_max_age (no_key_action = hold): {reason}"
-        ),
-        Err(Refusal::NoKey(r)) => format!("refuse at RCPT with 550 5.7.1: {r}"),
-        Err(Refusal::SourceFailed(r)) => format!("defer at RCPT with 451 4.4.3: {r}"),
-    };
-    // The path to a root of each certificate, as the trust stage found it
-    // (its subjects, leaf first; empty when there is none).
-    let chain_of = |r: &sealgate_keys::SourceReport, k: &sealgate_keys::FoundKey| -> Vec<String> {
-        let sealgate_keys::RecipientKey::Smime(x) = &k.key else {
-            return Vec::new();
-        };
-        let bundle: Vec<openssl::x509::X509> = r
-            .keys
-            .iter()
-            .filter_map(|k| match &k.key {
-                sealgate_keys::RecipientKey::Smime(x) => Some(x.as_ref().clone()),
-                sealgate_keys::RecipientKey::Pgp(_) => None,
-            })
-            .collect();
-        verifier
-            .verify_with(x, &bundle, source_requires_chain(settings, &r.source))
-            .chain
-            .iter()
-            .map(|c| sealgate_trust::cert::name(c.subject_name()))
-            .collect()
-    };
+    let v = crate::verify::run(settings, &store, &resolver, &verifier, &policy, address).await;
     if as_json {
-        let sources: Vec<_> = reports
-            .iter()
-            .map(|r| {
-                json!({
-                    "source": r.source,
-                    "error": r.error,
-                    "keys": r.keys.iter().map(|k| json!({
-                        "method": k.key.method().as_str(),
-                        "fingerprint": k.key.fingerprint(),
-                        "description": k.key.describe(),
-                        "addresses": k.key.addresses(),
-                        "expires_at": k.key.expires_at(),
-                        "usable": k.usable.is_ok(),
-                        "reason": k.usable.as_ref().err(),
-                        "chain": chain_of(r, k),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let out = json!({
-            "address": address,
-            "policy": { "matched": policy_settings.matched, "mode": format!("{:?}", policy_settings.mode).to_lowercase(), "methods": methods },
-            "order": { "pgp": resolver.order(Method::Pgp), "smime": resolver.order(Method::Smime) },
-            "sources": sources,
-            "bindings": bindings,
-            "pgp_choice": pgp_choice.map(|c| json!({
-                "fingerprint": c.chosen.key.fingerprint(),
-                "source": c.chosen.source,
-                "level": c.chosen.level.as_str(),
-                "reason": c.reason,
-                "not_used": c.passed_over.iter().map(|(f, why)| json!({"fingerprint": f, "reason": why})).collect::<Vec<_>>(),
-            })),
-            "decision": decision_text,
-        });
-        out!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&v.json())?);
     } else {
+        let methods: Vec<&str> = v.settings.methods.iter().map(|m| m.as_str()).collect();
         out!(
             "{address}: policy {} (mode {:?}, methods {})",
-            policy_settings.matched,
-            policy_settings.mode,
+            v.settings.matched,
+            v.settings.mode,
             methods.join(", ")
         );
         out!(
             "sources asked directly (no cache); precedence: OpenPGP {}; S/MIME {}",
-            resolver.order(Method::Pgp).join(" > "),
-            resolver.order(Method::Smime).join(" > ")
+            v.order_pgp.join(" > "),
+            v.order_smime.join(" > ")
         );
-        for r in &reports {
+        for (r, chains) in v.reports.iter().zip(&v.chains) {
             out!("source {}:", r.source);
             if let Some(e) = &r.error {
                 out!("  ERROR: {e}");
             } else if r.keys.is_empty() {
                 out!("  no keys for this address");
             }
-            for k in &r.keys {
+            for (k, chain) in r.keys.iter().zip(chains) {
                 out!(
                     "  {} {} (expires {}): {}\n    {}",
                     k.key.method(),
@@ -267,7 +144,6 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
                     k.key.describe()
                 );
                 if k.key.method() == Method::Smime {
-                    let chain = chain_of(r, k);
                     if chain.is_empty() {
                         out!("    chain: none found");
                     } else {
@@ -276,9 +152,9 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
                 }
             }
         }
-        if !bindings.is_empty() {
+        if !v.bindings.is_empty() {
             out!("key bindings (* active):");
-            for b in &bindings {
+            for b in &v.bindings {
                 out!(
                     "  {}{} {} level {} from {}, first seen {}, last seen {}{}{}",
                     if b.active { "* " } else { "" },
@@ -297,12 +173,12 @@ async fn verify(settings: &Settings, address: &str, as_json: bool) -> Result<Exi
                 );
             }
         }
-        if let Some(c) = pgp_choice {
+        if let Some(c) = &v.resolution.pgp_choice {
             for (f, why) in &c.passed_over {
                 out!("OpenPGP key {f} not used: {why}");
             }
         }
-        out!("decision: {decision_text}");
+        out!("decision: {}", v.decision);
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

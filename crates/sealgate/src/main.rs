@@ -39,6 +39,7 @@ mod serve;
 mod signing;
 mod sources;
 mod trust_cmd;
+mod verify;
 mod wiring;
 
 use clap::Parser;

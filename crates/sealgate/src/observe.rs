@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 /// A running admin listener.
 pub struct Admin {
     state: AdminState,
+    /// The admin API's verify, set once the resolver exists.
+    pub verify: std::sync::Arc<std::sync::OnceLock<sealgate_web::VerifyFn>>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -63,7 +65,9 @@ pub async fn start(
     let kek = sealgate_trust::Kek::load(settings.store.key_encryption_key_file.as_deref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ca = sealgate_ca::Ca::new(store.clone(), trust.clone(), kek);
+    let verify: std::sync::Arc<std::sync::OnceLock<sealgate_web::VerifyFn>> = Default::default();
     let api = sealgate_web::router(sealgate_web::WebState {
+        verify: verify.clone(),
         accounts: sealgate_web::Accounts::new(store.clone()),
         logins: Default::default(),
         store: store.clone(),
@@ -81,7 +85,12 @@ pub async fn start(
         let _ = stopped.await;
     }));
     tracing::info!(listen = %addr, "admin listener started (/metrics, /livez, /readyz)");
-    Ok(Some(Admin { state, stop, task }))
+    Ok(Some(Admin {
+        state,
+        verify,
+        stop,
+        task,
+    }))
 }
 
 /// The built-in CA's CRLs, as the admin listener publishes them.

@@ -183,6 +183,32 @@ pub async fn run(settings: Settings, config_file: Option<std::path::PathBuf>) ->
     } else {
         pipeline
     });
+    if let Some(a) = &admin {
+        let (settings, store, resolver, trust, policy) = (
+            Arc::new(settings.clone()),
+            store.clone(),
+            resolver.clone(),
+            trust.clone(),
+            policy.clone(),
+        );
+        let f: sealgate_web::VerifyFn = Arc::new(move |address: String| {
+            let (settings, store, resolver, trust, policy) = (
+                settings.clone(),
+                store.clone(),
+                resolver.clone(),
+                trust.clone(),
+                policy.clone(),
+            );
+            Box::pin(async move {
+                let verifier = trust.snapshot();
+                let v =
+                    crate::verify::run(&settings, &store, &resolver, &verifier, &policy, &address)
+                        .await;
+                Ok(v.json())
+            })
+        });
+        let _ = a.verify.set(f);
+    }
     // Delivery starts once held copies can be looked at again.
     queue.set_key_wait(pipeline.release());
     let workers = queue.start_routes(

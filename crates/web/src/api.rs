@@ -34,6 +34,7 @@ pub(crate) fn router(state: WebState) -> Router {
         .route("/v1/certs", get(certs_list))
         .route("/v1/roots", get(roots_list))
         .route("/v1/ctl", get(ctl_list))
+        .route("/v1/verify/{address}", get(verify))
         .route("/v1/crls", get(crls_list))
         .route("/v1/keys", get(keys_list))
         .route("/v1/certs/import", post(certs_import))
@@ -474,6 +475,30 @@ async fn harvest_log(
         .await
         .map_err(unavailable)?;
     Ok(Json(serde_json::to_value(rows).unwrap_or_default()))
+}
+
+/// S/Notify's "Verify Settings": every source's answer for the address,
+/// which key would be used and why others would not, and the decision.
+async fn verify(State(s): State<WebState>, address: Result<Path<String>, PathRejection>) -> Answer {
+    let Path(address) = address.map_err(rejected)?;
+    let ok = address.len() <= 320
+        && address
+            .rsplit_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "{address:?} is not an address (user@domain)"
+        )));
+    }
+    let Some(f) = s.verify.get() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the gateway is still starting",
+        ));
+    };
+    f(address).await.map(Json).map_err(unavailable)
 }
 
 async fn ctl_list(State(s): State<WebState>) -> Answer {

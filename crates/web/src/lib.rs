@@ -20,6 +20,17 @@ pub use error::ApiError;
 
 use std::sync::Arc;
 
+/// `verify ADDRESS` as the running gateway answers it: its JSON report,
+/// or why it could not be made.
+pub type VerifyFn = Arc<
+    dyn Fn(
+            String,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 /// What the routes work on. Cheap to clone.
 #[derive(Clone)]
 pub struct WebState {
@@ -33,6 +44,8 @@ pub struct WebState {
     pub schedule: sealgate_queue::Schedule,
     /// `smtp.hostname` (a bounce's Reporting-MTA).
     pub hostname: String,
+    /// Verify, set once the gateway's resolver exists.
+    pub verify: Arc<std::sync::OnceLock<VerifyFn>>,
     /// The file's `[policy]` as in force (SIGHUP replaces it).
     pub file_policy: Arc<dyn Fn() -> sealgate_policy::PolicyConfig + Send + Sync>,
 }

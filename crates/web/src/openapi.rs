@@ -269,6 +269,12 @@ pub fn document() -> Value {
             )},
             "/api/v1/roots": {"get": op("The root store", json!([]), ok(array.clone(), "roots"), &[])},
             "/api/v1/ctl": {"get": op("The certificate trust list", json!([]), ok(array.clone(), "entries"), &[])},
+            "/api/v1/verify/{address}": {"get": op(
+                "Verify: every key source's answer for an address, which key would be used and why others would not, and the decision",
+                json!([path_param("address", "user@domain")]),
+                ok(json!({"type": "object", "required": ["address", "sources", "decision"]}), "the report"),
+                &["400"],
+            )},
             "/api/v1/crls": {"get": op("The CRL store, each CRL with whether it may be believed", json!([]), ok(array.clone(), "CRLs"), &["400"])},
             "/api/v1/keys": {"get": op(
                 "Key bindings (address, key, level, source, active) and the keys they name",
