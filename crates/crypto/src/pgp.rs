@@ -87,9 +87,6 @@ pub fn encrypt_pgp_mime_parts(
     certs: &[&Cert],
     cancel: &Cancel,
 ) -> Result<Vec<u8>, CryptoError> {
-    if certs.is_empty() {
-        return Err(CryptoError::NoRecipients);
-    }
     let recipients = recipients(certs)?;
 
     // One buffer for the whole copy: the outer header, the PGP/MIME frame,
@@ -141,11 +138,8 @@ pub fn encrypt_pgp_inline_parts(
     certs: &[&Cert],
     cancel: &Cancel,
 ) -> Result<Vec<u8>, CryptoError> {
-    if certs.is_empty() {
-        return Err(CryptoError::NoRecipients);
-    }
-    let (text, charset) = parts.plain_text().ok_or(CryptoError::NotInlineable)?;
     let recipients = recipients(certs)?;
+    let (text, charset) = parts.plain_text().ok_or(CryptoError::NotInlineable)?;
     let fields = [
         format!("Content-Type: text/plain; charset=\"{charset}\"\r\n"),
         "Content-Transfer-Encoding: 7bit\r\n".to_string(),
@@ -168,7 +162,12 @@ pub fn supports_seipdv2(cert: &Cert, now: SystemTime) -> bool {
 }
 
 /// The sequoia recipients for `certs`: every encryption subkey valid now.
+/// No certificate, or one without such a key, is an error (never encrypt
+/// for fewer recipients than asked).
 fn recipients<'a>(certs: &[&'a Cert]) -> Result<Vec<Recipient<'a>>, CryptoError> {
+    if certs.is_empty() {
+        return Err(CryptoError::NoRecipients);
+    }
     let now = SystemTime::now();
     let mut recipients: Vec<Recipient<'_>> = Vec::new();
     for cert in certs {
